@@ -1,0 +1,49 @@
+"""The densely connected MLP ("DN" in Im, Patil & Branson), DenseNet-style skip connections.
+
+Every hidden layer and the output read the concatenation of the input and all earlier hidden outputs:
+
+    h_0 = flatten(x),   h_l = f(W_l [h_0; h_1; …; h_{l−1}] + b_l),   ŷ = W_out [h_0; …; h_depth] + b_out
+
+so layer l has D + (l−1)·width inputs and the error reaches every layer in one step from the output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..registry import ARCHS
+from .activations import make_activation
+from .mlp import MLPConfig
+
+
+@ARCHS.register("dense-mlp")
+class DenseMLP(nn.Module):
+    """Densely connected MLP: every layer reads the input and all earlier hidden layers."""
+
+    Config = MLPConfig
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int = 3,
+        width: int = 256,
+        activation: str = "tanh",
+        bias: bool = True,
+        linear: Callable[..., nn.Module] = nn.Linear,
+    ):
+        super().__init__()
+        d = math.prod(input_shape)
+        self.hidden = nn.ModuleList(linear(d + l * width, width, bias=bias) for l in range(depth))  # noqa: E741
+        self.act = make_activation(activation)
+        self.out = linear(d + depth * width, num_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x.flatten(1)]  # [(N, D), (N, width), ...]
+        for layer in self.hidden:
+            features.append(self.act(layer(torch.cat(features, dim=1))))
+        return self.out(torch.cat(features, dim=1))

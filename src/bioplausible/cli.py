@@ -1,0 +1,239 @@
+"""Command line: thin. It parses, builds a ``TrainConfig`` and dispatches; the work lives in the library.
+
+The ``train`` flags are generated from the config dataclasses (``TrainConfig`` and every registered rule's and
+architecture's ``Config``), so a new field or a new rule's option is on the command line with its help text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import TrainConfig
+from .errors import BioplausibleError, ConfigError
+from .registry import ARCHS, DATASETS, RULES
+
+KINDS = {"rules": RULES, "archs": ARCHS, "datasets": DATASETS}
+
+
+def _load_registries() -> None:
+    from . import archs, data, rules  # noqa: F401  (importing registers everything)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _arg_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
+    """argparse keyword arguments for one dataclass field, from its type hint and metadata."""
+    base = [a for a in typing.get_args(hint) if a is not type(None)]
+    kind = base[0] if base and typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else hint
+    spec: dict[str, Any] = {"help": f.metadata.get("help", "")}
+    if f.metadata.get("choices"):
+        spec["choices"] = f.metadata["choices"]
+    if kind is bool:
+        spec["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) in (tuple, list):
+        spec.update(type=_parse_list, metavar="A,B,...")
+    else:
+        spec["type"] = kind
+    return spec
+
+
+def _add_fields(group, cls: type, suppress: bool, note: str = "") -> list[str]:
+    hints = typing.get_type_hints(cls)
+    names = []
+    for f in dataclasses.fields(cls):
+        if hints[f.name] is dict or typing.get_origin(hints[f.name]) is dict:
+            continue
+        spec = _arg_spec(f, hints[f.name])
+        if suppress:
+            spec["default"] = argparse.SUPPRESS
+        else:
+            spec["default"] = f.default
+            spec["help"] += " (default: %(default)s)" if f.default is not None else ""
+        spec["help"] += note
+        group.add_argument(_flag(f.name), **spec)
+        names.append(f.name)
+    return names
+
+
+def _option_owners(registry) -> dict[str, tuple[type, list[str]]]:
+    """option name -> (the Config class that first declares it, names of the entries that have it)."""
+    owners: dict[str, tuple[type, list[str]]] = {}
+    for name in registry:
+        for f in dataclasses.fields(registry.get(name).Config):
+            owners.setdefault(f.name, (registry.get(name).Config, []))[1].append(name)
+    return owners
+
+
+def _add_options(parser, registry, title: str) -> list[str]:
+    group = parser.add_argument_group(title)
+    names = []
+    for option, (cls, owners) in sorted(_option_owners(registry).items()):
+        f = next(f for f in dataclasses.fields(cls) if f.name == option)
+        hint = typing.get_type_hints(cls)[option]
+        spec = _arg_spec(f, hint)
+        spec["default"] = argparse.SUPPRESS
+        spec["help"] += f" (default: {f.default}; for: {', '.join(owners)})"
+        group.add_argument(_flag(option), **spec)
+        names.append(option)
+    return names
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], list[str], list[str]]:
+    """Add every TrainConfig field, rule option and architecture option to ``parser``."""
+    parser.add_argument("--config", help="JSON file of settings (e.g. a run's config.json) used as defaults")
+    core = _add_fields(parser.add_argument_group("training"), TrainConfig, suppress=False)
+    rule_opts = _add_options(parser, RULES, "rule options")
+    arch_opts = _add_options(parser, ARCHS, "architecture options")
+    clash = set(rule_opts) & set(arch_opts)
+    assert not clash, f"an option name is both a rule and an architecture option: {clash}"
+    return core, rule_opts, arch_opts
+
+
+def config_from_args(
+    ns: argparse.Namespace, names: tuple[list[str], list[str], list[str]], base: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Build the TrainConfig from parsed flags, over ``base`` settings (from --config) if given."""
+    core, rule_opts, arch_opts = names
+    given = {k: getattr(ns, k) for k in core}
+    data = {**(base or {}), **{k: v for k, v in given.items() if v != _default(k) or k not in (base or {})}}
+    data["rule_options"] = {
+        **(base or {}).get("rule_options", {}),
+        **{k: getattr(ns, k) for k in rule_opts if hasattr(ns, k)},
+    }
+    data["arch_options"] = {
+        **(base or {}).get("arch_options", {}),
+        **{k: getattr(ns, k) for k in arch_opts if hasattr(ns, k)},
+    }
+    return TrainConfig.from_dict(data)
+
+
+def _default(name: str) -> Any:
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read --config {path}: {err}") from None
+    for extra in ("version", "device_used"):
+        data.pop(extra, None)
+    return data
+
+
+def cmd_list(args) -> int:
+    kinds = [args.kind] if args.kind else list(KINDS)
+    for kind in kinds:
+        registry = KINDS[kind]
+        print(f"{kind}:")
+        for name in registry.list(args.pattern):
+            doc = (registry.get(name).__doc__ or "").strip().splitlines()
+            print(f"  {name:<16} {doc[0] if doc else ''}")
+    return 0
+
+
+def cmd_train(args, names) -> int:
+    from .engine import fit
+    from .runs import read_json
+
+    base = _read_config_file(args.config) if args.config else None
+    config = config_from_args(args, names, base)
+    path = fit(config)
+    summary = read_json(path / "summary.json")
+    print(
+        f"{summary['status']}: test accuracy {summary['test_accuracy']:.2%} "
+        f"(best {summary['best_test_accuracy']:.2%}, epoch {summary['best_epoch']}) "
+        f"in {summary['wall_time_s']:.1f} s -> {path}"
+    )
+    return 0 if summary["status"] != "failed" else 1
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    run_demo(
+        rules=args.rules,
+        archs=args.archs,
+        dataset=args.dataset,
+        epochs=args.epochs,
+        out=args.out,
+        data_dir=args.data_dir,
+        device=args.device,
+    )
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
+    _load_registries()
+    parser = argparse.ArgumentParser(prog="bioplausible", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"bioplausible {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list registered rules, architectures and datasets")
+    p.add_argument("kind", nargs="?", choices=list(KINDS))
+    p.add_argument("--pattern", default="*", help="shell-style wildcard, e.g. '*sf'")
+
+    p = sub.add_parser(
+        "train",
+        help="train one rule on one architecture and dataset",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter if False else argparse.HelpFormatter,
+    )
+    names = add_train_arguments(p)
+
+    p = sub.add_parser("demo", help="quickstart: compare bp, fa, dfa and usf on mlp and dense-mlp (digits)")
+    p.add_argument("--rules", type=_parse_list, default=("bp", "fa", "dfa", "usf"), metavar="A,B,...")
+    p.add_argument("--archs", type=_parse_list, default=("mlp", "dense-mlp"), metavar="A,B,...")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs/demo", help="folder for the runs, the table and the PNG")
+
+    p = sub.add_parser("bench", help="time each rule's training step relative to bp", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    return parser, names
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, names = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            return cmd_list(args)
+        if args.command == "train":
+            return cmd_train(args, names)
+        if args.command == "demo":
+            return cmd_demo(args)
+        if args.command == "bench":
+            return cmd_bench(args)
+    except BioplausibleError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the run folder keeps its last checkpoint; continue with --resume", file=sys.stderr)
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Datasets: in-memory, normalised tensors, loaded by name.
+
+    >>> from bioplausible.data import load_dataset
+    >>> data = load_dataset("digits")
+    >>> data.input_shape
+    (1, 8, 8)
+
+Importing this package imports every dataset module, which registers its names in ``DATASETS``.
+"""
+
+from . import cifar10, digits, idx, synthetic  # noqa: F401  (imported to register the datasets)
+from .base import Dataset, load_dataset, resolve_data_dir
+
+__all__ = ["Dataset", "load_dataset", "resolve_data_dir"]

@@ -1,0 +1,329 @@
+"""The training loop: ``fit(config) -> run folder``.
+
+One explicit loop, no callbacks: for each epoch, train (``rule.step`` fills ``.grad``, the optimizer applies it),
+evaluate, probe, log, checkpoint. Divergence ends the run as a result (``status: diverged``), not a crash; a
+killed run resumes from its last checkpoint and ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from . import __version__
+from .archs import create_arch
+from .config import TrainConfig
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .probes import alignment_probes
+from .rules import Rule, create_rule
+from .runs import RunFolder, read_json, write_json
+
+# Fields that may change when a run is resumed: where and how fast it runs, not what it computes.
+RESUMABLE_CHANGES = {
+    "resume",
+    "out",
+    "device",
+    "epochs",
+    "progress",
+    "threads",
+    "data_dir",
+    "download",
+    "eval_batch_size",
+}
+CHECK_EVERY = 25  # steps between divergence checks (each check waits for the device)
+
+
+class Diverged(Exception):
+    """The training loss became NaN/inf or exploded."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but PyTorch sees no CUDA device; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def default_out(config: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{config.dataset}-{config.arch}-{config.rule}-s{config.seed}-{stamp}"
+
+
+def open_run_folder(config: TrainConfig) -> tuple[RunFolder, bool]:
+    """The run folder, and whether we resume in it; refuses to overwrite a run or resume a different one."""
+    if config.resume and not config.out:
+        raise ConfigError("--resume needs --out: the folder of the run to continue")
+    run = RunFolder(config.out or default_out(config))
+    if not run.holds_run():
+        run.create()
+        return run, False
+    if not config.resume:
+        raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
+    saved = read_json(run.config)
+    saved.pop("version", None)
+    mine = config.to_dict()
+    differ = [k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+    if differ:
+        details = "; ".join(f"{k}: saved {saved.get(k)!r}, given {mine[k]!r}" for k in differ)
+        raise ConfigError(f"cannot resume {run.path} with different settings ({details})")
+    return run, run.checkpoint.exists()
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(
+        params,
+        lr=config.lr,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` on (x, y), in eval mode."""
+    was_training = model.training
+    model.eval()
+    loss = correct = 0.0
+    for i in range(0, len(x), batch_size):
+        out = model(x[i : i + batch_size])
+        loss += loss_fn(out, y[i : i + batch_size]).item() * len(out)
+        correct += (out.argmax(-1) == y[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return {"loss": loss / len(x), "accuracy": correct / len(x)}
+
+
+def train_one_epoch(
+    model: nn.Module,
+    rule: Rule,
+    optimizer: torch.optim.Optimizer,
+    data: Dataset,
+    config: TrainConfig,
+    state: dict[str, Any],
+    generator: torch.Generator,
+    desc: str,
+) -> dict[str, float]:
+    """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged."""
+    n = len(data.train_x)
+    order = torch.randperm(n, generator=generator).to(data.train_x.device)
+    sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    batches = range(0, n, config.batch_size)
+    bar = tqdm(batches, desc=desc, leave=False, disable=(None if config.progress else True), file=sys.stderr)
+    for i, start in enumerate(bar):
+        idx = order[start : start + config.batch_size]
+        x, y = data.train_x[idx], data.train_y[idx]
+        optimizer.zero_grad(set_to_none=True)
+        metrics = rule.step(model, x, y)
+        optimizer.step()
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + v.detach() * len(idx)
+        seen += len(idx)
+        state["step"] += 1
+        if i % CHECK_EVERY == 0 or start + config.batch_size >= n:
+            loss = metrics["loss"].item()
+            state["initial_loss"] = state["initial_loss"] or loss
+            if not math.isfinite(loss) or loss > config.diverge_factor * max(state["initial_loss"], 1e-3):
+                raise Diverged(f"loss {loss:.4g} at step {state['step']} (initial {state['initial_loss']:.4g})")
+            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+    means = {f"train/{k}": (v / seen).item() for k, v in sums.items()}
+    if not math.isfinite(means["train/loss"]):
+        raise Diverged(f"mean train loss {means['train/loss']} in epoch")
+    return means
+
+
+def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -> Path:
+    """Train ``config.rule`` on ``config.arch`` and ``config.dataset``; returns the run folder.
+
+    Args:
+        config: every setting of the run (see ``TrainConfig``).
+        data: an already loaded dataset (saves reloading it for many runs); default: load ``config.dataset``.
+        quiet: print no per-epoch line.
+    """
+    config.validate()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    device = resolve_device(config.device)
+    run, resuming = open_run_folder(config)
+    log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+
+    data = data if data is not None else load_dataset(config.dataset, config.data_dir, download=config.download)
+    seed_everything(config.seed)
+    val = None
+    if config.val_fraction > 0 or config.patience > 0:
+        data, val = data.split_validation(config.val_fraction or 0.1, seed=config.seed)
+        val = tuple(t.to(device) for t in val)
+    data = data.to(device)
+    model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options).to(device)
+    rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
+    model = rule.prepare(model)
+    optimizer = make_optimizer(config, model)
+    generator = torch.Generator().manual_seed(config.seed)
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "initial_loss": None,
+        "train_time_s": 0.0,
+        "wall_time_s": 0.0,
+        "best_test_accuracy": 0.0,
+        "best_epoch": 0,
+        "best_val_accuracy": -1.0,
+        "test_at_best_val": None,
+        "bad_epochs": 0,
+    }
+    records: list[dict[str, Any]] = []
+    if resuming:
+        ckpt = run.load_checkpoint(map_location=device)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        rule.load_state_dict(ckpt["rule"])
+        state = ckpt["state"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        generator.set_state(ckpt["rng"]["shuffle"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        records = [r for r in run.read_metrics() if r["epoch"] <= state["epoch"]]
+        log(f"resuming {run.path} after epoch {state['epoch']}")
+    write_json(
+        run.config, {**config.to_dict(), "version": __version__, "device_used": str(device), "out": str(run.path)}
+    )
+
+    n_probe = min(config.probe_batch_size, len(data.train_x))
+    probe_x, probe_y = data.train_x[:n_probe], data.train_y[:n_probe]
+    status, reason, stopped_early = "ok", None, False
+    started = time.perf_counter() - state["wall_time_s"]
+    try:
+        for epoch in range(state["epoch"], config.epochs):
+            rule.start_epoch(epoch)
+            model.train()
+            t0 = time.perf_counter()
+            try:
+                record = train_one_epoch(
+                    model, rule, optimizer, data, config, state, generator, desc=f"epoch {epoch + 1}/{config.epochs}"
+                )
+            except Diverged as err:
+                status, reason = "diverged", str(err)
+                log(f"diverged in epoch {epoch + 1}: {err}")
+                break
+            state["train_time_s"] += time.perf_counter() - t0
+            state["epoch"] = epoch + 1
+            record = {"epoch": epoch + 1, "step": state["step"], **record}
+            test = evaluate(model, rule.loss_fn, data.test_x, data.test_y, config.eval_batch_size)
+            record.update({"test/loss": test["loss"], "test/accuracy": test["accuracy"]})
+            if test["accuracy"] > state["best_test_accuracy"]:
+                state["best_test_accuracy"], state["best_epoch"] = test["accuracy"], epoch + 1
+            if val is not None:
+                v = evaluate(model, rule.loss_fn, *val, config.eval_batch_size)
+                record.update({"val/loss": v["loss"], "val/accuracy": v["accuracy"]})
+                if v["accuracy"] > state["best_val_accuracy"]:
+                    state.update(best_val_accuracy=v["accuracy"], test_at_best_val=test["accuracy"], bad_epochs=0)
+                else:
+                    state["bad_epochs"] += 1
+            if config.probe_every and (epoch + 1) % config.probe_every == 0:
+                record.update(alignment_probes(model, rule, probe_x, probe_y))
+            state["wall_time_s"] = time.perf_counter() - started
+            record["time/epoch_s"] = time.perf_counter() - t0
+            records.append(record)
+            run.write_metrics(records)
+            run.save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "rule": rule.state_dict(),
+                    "state": state,
+                    "config": config.to_dict(),
+                    "rng": {
+                        "torch": torch.get_rng_state(),
+                        "shuffle": generator.get_state(),
+                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                    },
+                }
+            )
+            log(
+                f"epoch {epoch + 1}/{config.epochs}  train loss {record['train/loss']:.4f} "
+                f"acc {record['train/accuracy']:.2%}  test acc {test['accuracy']:.2%}  "
+                f"({record['time/epoch_s']:.1f} s)"
+            )
+            if config.patience and state["bad_epochs"] >= config.patience:
+                stopped_early = True
+                log(f"early stop: no validation improvement in {config.patience} epochs")
+                break
+    except Exception as err:
+        write_json(
+            run.summary,
+            {
+                "status": "failed",
+                "error": f"{type(err).__name__}: {err}",
+                "epochs": state["epoch"],
+                "version": __version__,
+            },
+        )
+        raise
+    write_json(
+        run.summary,
+        summarize(config, data, records, state, status, reason, stopped_early, time.perf_counter() - started),
+    )
+    return run.path
+
+
+def summarize(
+    config: TrainConfig,
+    data: Dataset,
+    records: list[dict],
+    state: dict,
+    status: str,
+    reason: str | None,
+    stopped_early: bool,
+    wall_time_s: float,
+) -> dict[str, Any]:
+    """The summary.json contract; a diverged run scores chance accuracy, so a study can rank it."""
+    last = records[-1] if records else {}
+    chance = 1.0 / data.num_classes
+    return {
+        "status": status,
+        "reason": reason,
+        "test_accuracy": chance if status == "diverged" else last.get("test/accuracy", chance),
+        "best_test_accuracy": state["best_test_accuracy"] if records else chance,
+        "best_epoch": state["best_epoch"],
+        "train_accuracy": last.get("train/accuracy"),
+        "val_accuracy": last.get("val/accuracy"),
+        "test_accuracy_at_best_val": state["test_at_best_val"],
+        "stopped_early": stopped_early,
+        "epochs": state["epoch"],
+        "steps": state["step"],
+        "wall_time_s": wall_time_s,
+        "samples_per_s": state["epoch"] * len(data.train_x) / state["train_time_s"] if state["train_time_s"] else None,
+        "rule": config.rule,
+        "arch": config.arch,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "version": __version__,
+    }
+
+
+def config_replace(config: TrainConfig, **changes: Any) -> TrainConfig:
+    """A copy of ``config`` with some fields changed (option dicts are copied, not shared)."""
+    return dataclasses.replace(
+        config, rule_options=dict(config.rule_options), arch_options=dict(config.arch_options), **changes
+    )

@@ -1,0 +1,91 @@
+"""Alignment and learning-signal probes: pure functions, tensors in, ``{name: float}`` out.
+
+* ``feedback_angles``: angle between each feedback matrix B and the forward W it stands in for (B is stored with
+  W's shape, so this is the angle between B and Wᵀ of the papers). Feedback alignment works when it is < 90°.
+* ``gradient_angles``: angle between the rule's weight gradient and the true backprop gradient on the same batch.
+* ``gradient_norms``: per-layer norm of the learning signal; a norm that fades with depth is a vanishing signal.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..layers import exact_gradients, feedback_layers
+
+
+def angle_deg(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Angle in degrees between two tensors seen as flat vectors (NaN if either is zero)."""
+    a, b = a.detach().flatten().double(), b.detach().flatten().double()
+    norm = a.norm() * b.norm()
+    if norm == 0:
+        return math.nan
+    cos = torch.clamp(a @ b / norm, -1.0, 1.0)
+    return math.degrees(math.acos(cos.item()))
+
+
+def weight_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules that own a weight matrix or kernel (Linear, Conv, locally connected), by qualified name."""
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() >= 2
+    }
+
+
+def weight_grads(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of each weight layer's current ``weight.grad``."""
+    return {
+        name: m.weight.grad.detach().clone() for name, m in weight_layers(model).items() if m.weight.grad is not None
+    }
+
+
+def feedback_angles(model: nn.Module) -> dict[str, float]:
+    """∠(B, W) per feedback layer whose B has W's shape (DFA's B maps from the output and is skipped)."""
+    return {
+        name: angle_deg(layer.feedback, layer.weight)
+        for name, layer in feedback_layers(model).items()
+        if layer.feedback.shape == layer.weight.shape
+    }
+
+
+def gradient_angles(rule_grads: dict[str, torch.Tensor], bp_grads: dict[str, torch.Tensor]) -> dict[str, float]:
+    """∠(rule's gradient, backprop's gradient) per layer present in both."""
+    return {name: angle_deg(g, bp_grads[name]) for name, g in rule_grads.items() if name in bp_grads}
+
+
+def gradient_norms(grads: dict[str, torch.Tensor]) -> dict[str, float]:
+    """‖∂W_l‖ per layer."""
+    return {name: g.norm().item() for name, g in grads.items()}
+
+
+def backprop_grads(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The true gradient of every weight layer on (x, y), with feedback layers switched to exact backprop."""
+    model.zero_grad(set_to_none=True)
+    with exact_gradients(model):
+        loss_fn(model(x), y).backward()
+    grads = weight_grads(model)
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+def alignment_probes(model: nn.Module, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """All probes on one batch, as namespaced metrics ``probe/<kind>/<layer>``.
+
+    Runs one ``rule.step`` to get the rule's gradient, so the rule is measured exactly as it trains; the gradients
+    are cleared afterwards and no optimizer step is taken.
+    """
+    model.zero_grad(set_to_none=True)
+    rule.step(model, x, y)
+    rule_grads = weight_grads(model)
+    bp_grads = backprop_grads(model, rule.loss_fn, x, y)
+    metrics = {}
+    for kind, values in (
+        ("feedback_angle", feedback_angles(model)),
+        ("grad_angle", gradient_angles(rule_grads, bp_grads)),
+        ("grad_norm", gradient_norms(rule_grads)),
+    ):
+        metrics.update({f"probe/{kind}/{name}": v for name, v in values.items()})
+    return metrics

@@ -1,0 +1,99 @@
+"""Run folders: plain files that reports, sweeps and people read.
+
+    config.json      every setting, the seed and the package version
+    metrics.jsonl    one JSON object per evaluation (epoch, step, train/..., test/..., probe/...)
+    summary.json     status (ok | diverged | failed), accuracies, epochs, wall time, throughput
+    checkpoint.pt    model, optimizer, rule and RNG state after the last finished epoch
+
+Every write goes to a temporary file that is then renamed over the old one, so a run killed at any instant
+leaves a folder whose files are each complete: the last checkpoint, and the metrics up to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and inf are not JSON; write them as null so every reader can parse the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    text = json.dumps(_json_safe(data), indent=2, sort_keys=True) + "\n"
+    atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+class RunFolder:
+    """The files of one run; see the module docstring."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.metrics = self.path / "metrics.jsonl"
+        self.summary = self.path / "summary.json"
+        self.checkpoint = self.path / "checkpoint.pt"
+
+    def create(self) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def holds_run(self) -> bool:
+        return any(p.exists() for p in (self.config, self.checkpoint, self.summary))
+
+    def write_metrics(self, records: list[dict[str, Any]]) -> None:
+        """Rewrite the whole file (it is small): appending could leave half a line behind a kill."""
+        text = "".join(json.dumps(_json_safe(r), sort_keys=True) + "\n" for r in records)
+        atomic_write(self.metrics, lambda f: f.write(text.encode()))
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics.exists():
+            return []
+        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        atomic_write(self.checkpoint, lambda f: torch.save(state, f))
+
+    def load_checkpoint(self, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+        return torch.load(self.checkpoint, map_location=map_location, weights_only=False)
+
+
+def load_run(path: str | Path) -> dict[str, Any]:
+    """Config, metrics and summary of a run folder, as plain Python objects (for reports and notebooks)."""
+    run = RunFolder(path)
+    return {
+        "path": str(run.path),
+        "config": read_json(run.config) if run.config.exists() else {},
+        "metrics": run.read_metrics(),
+        "summary": read_json(run.summary) if run.summary.exists() else {},
+    }
