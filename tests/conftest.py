@@ -1,0 +1,65 @@
+"""Shared fixtures: an offline, isolated environment, a tiny training config, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from bioplausible.config import TrainConfig
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _offline_environment(tmp_path_factory: pytest.TempPathFactory):
+    """No test may touch the network or the user's data and cache folders (subprocesses inherit this too)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BIOPLAUSIBLE_OFFLINE", "1")
+        mp.delenv("BIOPLAUSIBLE_DATA", raising=False)
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Callable[..., TrainConfig]:
+    """A factory of small, fast ``TrainConfig``s on the ``synthetic`` dataset; keyword arguments override fields.
+
+    The default run folder is ``tmp_path / "run"``; the device is the CPU so that runs are bit-reproducible.
+    """
+
+    def make(**overrides: Any) -> TrainConfig:
+        settings: dict[str, Any] = {
+            "dataset": "synthetic",
+            "arch": "mlp",
+            "arch_options": {"depth": 2, "width": 16},
+            "epochs": 3,
+            "batch_size": 32,
+            "lr": 1e-2,
+            "device": "cpu",
+            "progress": False,
+            "out": str(tmp_path / "run"),
+        }
+        settings.update(overrides)
+        return TrainConfig(**settings)
+
+    return make
+
+
+@pytest.fixture
+def run_cli(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
+    """Run ``python -m bioplausible.cli ARGS`` in ``tmp_path``; returns the finished process with text output."""
+
+    def run(*args: Any, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "bioplausible.cli", *map(str, args)],
+            cwd=tmp_path,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

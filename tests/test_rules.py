@@ -1,0 +1,216 @@
+"""Oracle tests for the feedback-alignment family: each rule against the gradient it must (or must not) equal."""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from bioplausible.archs import ARCHS, create_arch
+from bioplausible.errors import ConfigError, IncompatibleError, UnknownNameError
+from bioplausible.layers import FeedbackLinear, feedback_layers
+from bioplausible.probes import angle_deg
+from bioplausible.rules import RULES, create_rule
+
+FEEDBACK_RULES = ["fa", "dfa", "usf", "frsf", "brsf"]
+
+
+def make(arch="mlp", depth=3, width=32, activation="tanh", seed=0):
+    torch.manual_seed(seed)
+    return create_arch(arch, (1, 8, 8), 10, depth=depth, width=width, activation=activation)
+
+
+def batch(n=16, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def grads(model):
+    return {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+def rule_grads(rule_name, model, x, y, **options):
+    rule = create_rule(rule_name, **options)
+    rule.prepare(model)
+    model.zero_grad()
+    rule.step(model, x, y)
+    return rule, grads(model)
+
+
+def autograd_grads(model, x, y):
+    model.zero_grad()
+    nn.functional.cross_entropy(model(x), y).backward()
+    return grads(model)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dense-mlp"])
+def test_bp_equals_autograd(arch):
+    x, y = batch()
+    model = make(arch)
+    reference = autograd_grads(copy.deepcopy(model), x, y)
+    _, got = rule_grads("bp", model, x, y)
+    for name in reference:
+        assert torch.equal(got[name], reference[name]), name
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dense-mlp"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_fa_with_feedback_equal_to_weights_is_backprop(arch, activation):
+    """B = Wᵀ (stored as B = W) turns feedback alignment into backprop, exactly."""
+    x, y = batch()
+    model = make(arch, activation=activation)
+    reference = autograd_grads(copy.deepcopy(model), x, y)
+    rule = create_rule("fa")
+    rule.prepare(model)
+    for layer in feedback_layers(model).values():
+        layer.feedback.copy_(layer.weight.detach())
+    model.zero_grad()
+    rule.step(model, x, y)
+    for name, g in grads(model).items():
+        torch.testing.assert_close(g, reference[name], rtol=0, atol=1e-7, msg=name)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "dense-mlp"])
+@pytest.mark.parametrize("rule_name", FEEDBACK_RULES)
+def test_feedback_rules_differ_from_backprop(arch, rule_name):
+    """With generic feedback, every hidden layer's gradient points elsewhere than backprop's; the output layer's
+    own weight gradient is exact (it sees the true error)."""
+    x, y = batch()
+    model = make(arch)
+    reference = autograd_grads(copy.deepcopy(model), x, y)
+    _, got = rule_grads(rule_name, model, x, y)
+    for name in ["hidden.0.weight", "hidden.1.weight"]:
+        assert angle_deg(got[name], reference[name]) > 5.0, name
+    torch.testing.assert_close(got["out.weight"], reference["out.weight"])
+
+
+def test_dfa_hidden_update_matches_hand_computation():
+    """ΔW_l = δ_lᵀ h_{l−1} with δ_l = (e B) ⊙ f'(a_l), where B is the matrix on the layer that reads h_l."""
+    x, y = batch()
+    model = make("mlp", depth=2, width=8)
+    rule, got = rule_grads("dfa", model, x, y)
+    with torch.no_grad():
+        h0 = x.flatten(1)
+        a1 = model.hidden[0](h0)
+        h1 = torch.tanh(a1)
+        a2 = model.hidden[1](h1)
+        h2 = torch.tanh(a2)
+        out = model.out(h2)
+        e = (out.softmax(-1) - nn.functional.one_hot(y, 10)) / len(y)  # ∂L/∂ŷ for mean cross-entropy
+        delta2 = (e @ model.out.feedback) * (1 - h2**2)
+        delta1 = (e @ model.hidden[1].feedback) * (1 - h1**2)
+    torch.testing.assert_close(got["hidden.1.weight"], delta2.t() @ h1)
+    torch.testing.assert_close(got["hidden.0.weight"], delta1.t() @ h0)
+    torch.testing.assert_close(got["out.weight"], e.t() @ h2)
+    assert model.hidden[1].feedback.shape == (10, 8)
+
+
+@pytest.mark.parametrize("rule_name", ["usf", "frsf", "brsf"])
+def test_sign_symmetry_feedback_follows_sign_of_weights(rule_name):
+    x, y = batch()
+    model = make()
+    rule = create_rule(rule_name)
+    rule.prepare(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    before = {n: layer.feedback.clone() for n, layer in feedback_layers(model).items()}
+    for _ in range(2):
+        optimizer.zero_grad()
+        rule.step(model, x, y)
+        optimizer.step()
+    rule.step(model, x, y)  # B is refreshed from the updated W before the forward pass
+    changed = 0
+    for name, layer in feedback_layers(model).items():
+        magnitude = layer.feedback_magnitude
+        torch.testing.assert_close(layer.feedback, torch.sign(layer.weight.detach()) * magnitude, rtol=0, atol=0)
+        changed += not torch.equal(layer.feedback, before[name])
+    assert changed > 0, "a large SGD step must flip some signs, so B must change"
+    if rule_name == "usf":
+        layer = model.hidden[1]
+        assert layer.feedback_magnitude.dim() == 0
+        assert layer.feedback_magnitude.item() == pytest.approx(1 / (32**0.5 * 3**0.5))
+
+
+def test_brsf_redraws_magnitudes_every_batch_and_frsf_does_not():
+    x, y = batch()
+    for rule_name, should_change in [("brsf", True), ("frsf", False)]:
+        model = make()
+        rule = create_rule(rule_name)
+        rule.prepare(model)
+        first = model.hidden[1].feedback_magnitude.clone()
+        rule.step(model, x, y)
+        assert (not torch.equal(first, model.hidden[1].feedback_magnitude)) == should_change, rule_name
+
+
+def test_bp_layers_last_keeps_output_layer_exact():
+    """With the output layer on backprop, the last hidden layer gets the true gradient; earlier ones do not."""
+    x, y = batch()
+    model = make("mlp", depth=2)
+    reference = autograd_grads(copy.deepcopy(model), x, y)
+    _, got = rule_grads("fa", model, x, y, bp_layers=("last",))
+    assert type(model.out) is nn.Linear and isinstance(model.hidden[1], FeedbackLinear)
+    torch.testing.assert_close(got["hidden.1.weight"], reference["hidden.1.weight"])
+    assert angle_deg(got["hidden.0.weight"], reference["hidden.0.weight"]) > 5.0
+
+
+def test_feedback_scale_scales_feedback():
+    norms = []
+    for scale in (1.0, 3.0):
+        model = make()
+        torch.manual_seed(0)
+        create_rule("fa", feedback_scale=scale).prepare(model)
+        norms.append(model.hidden[1].feedback.norm().item())
+    assert norms[1] == pytest.approx(3 * norms[0], rel=1e-5)
+
+
+@pytest.mark.parametrize("rule_name", RULES.list())
+@pytest.mark.parametrize("arch", ARCHS.list())
+def test_every_rule_fills_every_grad_on_every_arch(rule_name, arch):
+    """The registry matrix: each rule trains each architecture with any torch optimizer."""
+    x, y = batch()
+    model = make(arch, depth=2, width=16)
+    rule = create_rule(rule_name)
+    rule.prepare(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    before = copy.deepcopy(model.state_dict())
+    losses = []
+    for _ in range(20):
+        optimizer.zero_grad(set_to_none=True)
+        metrics = rule.step(model, x, y)
+        for name, p in model.named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        optimizer.step()
+        losses.append(metrics["loss"].item())
+    assert losses[-1] < losses[0], "20 steps on one batch must lower its loss"
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_state_dict_roundtrip_keeps_feedback():
+    model = make()
+    create_rule("frsf").prepare(model)
+    clone = make(seed=5)
+    create_rule("frsf").prepare(clone)
+    clone.load_state_dict(model.state_dict())
+    assert torch.equal(clone.hidden[0].feedback, model.hidden[0].feedback)
+    assert torch.equal(clone.hidden[0].feedback_magnitude, model.hidden[0].feedback_magnitude)
+
+
+def test_unknown_rule_lists_known_rules():
+    with pytest.raises(UnknownNameError, match="Known rules: bp, brsf, dfa, fa"):
+        create_rule("fb")
+
+
+def test_unknown_rule_option_lists_valid_options():
+    with pytest.raises(ConfigError, match="feedback_scale"):
+        create_rule("fa", feedback_scael=2.0)
+    with pytest.raises(ConfigError, match="feedback_scale must be > 0"):
+        create_rule("fa", feedback_scale=0.0)
+
+
+def test_rule_on_model_without_layers_says_why():
+    with pytest.raises(IncompatibleError, match="no Linear or Conv layer"):
+        create_rule("fa").prepare(nn.Sequential(nn.Tanh()))
+
+
+def test_bp_layers_unknown_name_lists_layers():
+    with pytest.raises(ConfigError, match="hidden.0"):
+        create_rule("fa", bp_layers=("nope",)).prepare(make())
