@@ -47,8 +47,9 @@ def time_steps(step, x, y, n: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def step_times(rules, arch="mlp", input_dim=784, depth=3, width=1000, batch_size=128, rounds=7, steps=20,
-               device="cpu") -> dict[str, list[float]]:
+def step_times(
+    rules, arch="mlp", input_dim=784, depth=3, width=1000, batch_size=128, rounds=7, steps=20, device="cpu"
+) -> dict[str, list[float]]:
     """Per rule, the seconds per step of each round (rules interleaved within every round)."""
     device = torch.device(device)
     g = torch.Generator().manual_seed(0)
@@ -92,12 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         RULES.get(r)  # an unknown rule fails before any timing
     if "bp" not in rules:
         rules.insert(0, "bp")
-    times = step_times(rules, args.arch, args.input_dim, args.depth, args.width, args.batch_size, args.rounds,
-                       args.steps, args.device)
+    times = step_times(
+        rules, args.arch, args.input_dim, args.depth, args.width, args.batch_size, args.rounds, args.steps, args.device
+    )
     table, ratios = ratio_table(times)
     shape = f"{args.arch} {args.input_dim}-{args.width}x{args.depth}-10"
-    print(f"{shape}, batch {args.batch_size}, Adam, device {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; median of {args.rounds} rounds x {args.steps} steps\n")
+    print(
+        f"{shape}, batch {args.batch_size}, Adam, device {args.device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; median of {args.rounds} rounds x {args.steps} steps\n"
+    )
     print(table)
     if args.json:
         Path(args.json).write_text(json.dumps({"setup": vars(args), "times_s": times, "ratios": ratios}, indent=2))

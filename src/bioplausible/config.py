@@ -45,6 +45,9 @@ class TrainConfig:
     eval_batch_size: int = option(1000, "batch size for evaluation")
     lr: float = option(1e-3, "learning rate of the forward weights")
     optimizer: str = option("adam", "optimizer applied to the gradients the rule leaves", choices=("adam", "sgd"))
+    lr_schedule: str = option(
+        "constant", "learning-rate schedule over epochs: constant, or cosine decay to 0", choices=("constant", "cosine")
+    )
     momentum: float = option(0.0, "SGD momentum")
     weight_decay: float = option(0.0, "L2 weight decay (added by the optimizer)")
     adam_beta1: float = option(0.9, "Adam beta1")

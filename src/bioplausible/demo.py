@@ -18,28 +18,54 @@ DEMO_ARCH = {"depth": 3, "width": 64, "activation": "tanh"}
 DEMO_TRAIN = {"batch_size": 32, "lr": 1e-3, "seed": 0}
 
 
-def run_demo(rules=("bp", "fa", "dfa", "usf"), archs=("mlp", "dense-mlp"), dataset="digits", epochs=30,
-             out="runs/demo", data_dir=None, device="auto") -> str:
+def run_demo(
+    rules=("bp", "fa", "dfa", "usf"),
+    archs=("mlp", "dense-mlp"),
+    dataset="digits",
+    epochs=30,
+    out="runs/demo",
+    data_dir=None,
+    device="auto",
+) -> str:
     """Train every (rule, arch) pair; returns the table it printed."""
     out = Path(out)
     data = load_dataset(dataset, data_dir)
     rows, runs = [], []
     for arch in archs:
         for rule in rules:
-            config = TrainConfig(rule=rule, arch=arch, dataset=dataset, data_dir=data_dir, epochs=epochs,
-                                 device=device, out=str(out / f"{arch}-{rule}"), resume=True,
-                                 arch_options=dict(DEMO_ARCH), **DEMO_TRAIN)
+            config = TrainConfig(
+                rule=rule,
+                arch=arch,
+                dataset=dataset,
+                data_dir=data_dir,
+                epochs=epochs,
+                device=device,
+                out=str(out / f"{arch}-{rule}"),
+                resume=True,
+                arch_options=dict(DEMO_ARCH),
+                **DEMO_TRAIN,
+            )
             print(f"training {rule} on {arch} ...", flush=True)
             run = load_run(fit(config, data=data, quiet=True))
             runs.append(run)
             s = run["summary"]
-            rows.append([rule, arch, f"{100 * s['test_accuracy']:.1f}", f"{100 * s['best_test_accuracy']:.1f}",
-                         f"{s['wall_time_s']:.1f}", s["status"]])
+            rows.append(
+                [
+                    rule,
+                    arch,
+                    f"{100 * s['test_accuracy']:.1f}",
+                    f"{100 * s['best_test_accuracy']:.1f}",
+                    f"{s['wall_time_s']:.1f}",
+                    s["status"],
+                ]
+            )
     headers = ["rule", "arch", "test acc (%)", "best test acc (%)", "time (s)", "status"]
     table = markdown_table(headers, rows)
-    png = plot_learning_curves(runs, out / "learning_curves.png",
-                               title=f"{dataset}: {DEMO_ARCH['depth']} hidden layers of {DEMO_ARCH['width']}, "
-                                     f"{epochs} epochs")
+    png = plot_learning_curves(
+        runs,
+        out / "learning_curves.png",
+        title=f"{dataset}: {DEMO_ARCH['depth']} hidden layers of {DEMO_ARCH['width']}, {epochs} epochs",
+    )
     (out / "results.md").write_text(table + "\n")
     print()
     print(table)

@@ -100,6 +100,13 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     )
 
 
+def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    """Stepped once per epoch, so its state is whole at every checkpoint; None for a constant rate."""
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    return None
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
     """Mean loss and accuracy of ``model`` on (x, y), in eval mode."""
@@ -179,6 +186,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
     model = rule.prepare(model)
     optimizer = make_optimizer(config, model)
+    scheduler = make_scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
     state = {
         "epoch": 0,
@@ -198,6 +206,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         rule.load_state_dict(ckpt["rule"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
         state = ckpt["state"]
         torch.set_rng_state(ckpt["rng"]["torch"])
         generator.set_state(ckpt["rng"]["shuffle"])
@@ -216,6 +226,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     try:
         for epoch in range(state["epoch"], config.epochs):
             rule.start_epoch(epoch)
+            lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
             model.train()
             t0 = time.perf_counter()
             try:
@@ -227,8 +238,10 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
                 log(f"diverged in epoch {epoch + 1}: {err}")
                 break
             state["train_time_s"] += time.perf_counter() - t0
+            if scheduler is not None:
+                scheduler.step()
             state["epoch"] = epoch + 1
-            record = {"epoch": epoch + 1, "step": state["step"], **record}
+            record = {"epoch": epoch + 1, "step": state["step"], "train/lr": lr, **record}
             test = evaluate(model, rule.loss_fn, data.test_x, data.test_y, config.eval_batch_size)
             record.update({"test/loss": test["loss"], "test/accuracy": test["accuracy"]})
             if test["accuracy"] > state["best_test_accuracy"]:
@@ -251,6 +264,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
                     "rule": rule.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "state": state,
                     "config": config.to_dict(),
                     "rng": {
