@@ -118,11 +118,6 @@ def test_train_writes_a_run_and_config_file_reproduces_it(run_cli, tmp_path):
     assert without_time(RunFolder(tmp_path / "second").read_metrics()) == without_time(RunFolder(run).read_metrics())
 
 
-@pytest.mark.xfail(
-    reason="config_from_args keeps the --config value whenever a flag equals its default, so an explicit "
-    "--lr 0.001 or --progress cannot override a config file",
-    strict=True,
-)
 def test_explicit_flags_override_a_config_file_even_with_default_values(run_cli, tmp_path):
     base = TrainConfig(dataset="synthetic", arch_options={"depth": 1, "width": 16}, epochs=1, lr=0.005, progress=False)
     (tmp_path / "base.json").write_text(json.dumps(base.to_dict()))

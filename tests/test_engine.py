@@ -143,11 +143,6 @@ def test_resuming_a_finished_run_changes_nothing(tiny_config):
     assert summary_of(config.out)["epochs"] == 2
 
 
-@pytest.mark.xfail(
-    reason="fit does not remember that a run stopped early: resuming a finished early-stopped run trains one more "
-    "epoch (engine.py fit: the loop restarts at state['epoch'] and checks patience only after training)",
-    strict=True,
-)
 def test_resuming_an_early_stopped_run_trains_no_further(tiny_config):
     config = tiny_config(epochs=60, patience=1, val_fraction=0.2, probe_every=0)
     fit(config, quiet=True)
@@ -158,11 +153,6 @@ def test_resuming_an_early_stopped_run_trains_no_further(tiny_config):
     assert summary_of(config.out)["stopped_early"] is True
 
 
-@pytest.mark.xfail(
-    reason="open_run_folder compares the JSON-loaded config (lists) with config.to_dict() (tuples), so a run "
-    "with a tuple-valued rule option such as bp_layers can never be resumed",
-    strict=True,
-)
 def test_resume_with_tuple_rule_option(tiny_config, tmp_path):
     first = tiny_config(rule="fa", rule_options={"bp_layers": ("last",)}, epochs=1)
     fit(first, quiet=True)

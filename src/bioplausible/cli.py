@@ -50,19 +50,17 @@ def _arg_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     return spec
 
 
-def _add_fields(group, cls: type, suppress: bool, note: str = "") -> list[str]:
+def _add_fields(group, cls: type) -> list[str]:
+    """One flag per field; only flags actually given land in the namespace, so they can override --config."""
     hints = typing.get_type_hints(cls)
     names = []
     for f in dataclasses.fields(cls):
         if hints[f.name] is dict or typing.get_origin(hints[f.name]) is dict:
             continue
         spec = _arg_spec(f, hints[f.name])
-        if suppress:
-            spec["default"] = argparse.SUPPRESS
-        else:
-            spec["default"] = f.default
-            spec["help"] += " (default: %(default)s)" if f.default is not None else ""
-        spec["help"] += note
+        spec["default"] = argparse.SUPPRESS
+        if f.default is not None:
+            spec["help"] += f" (default: {f.default})"
         group.add_argument(_flag(f.name), **spec)
         names.append(f.name)
     return names
@@ -94,7 +92,7 @@ def _add_options(parser, registry, title: str) -> list[str]:
 def add_train_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], list[str], list[str]]:
     """Add every TrainConfig field, rule option and architecture option to ``parser``."""
     parser.add_argument("--config", help="JSON file of settings (e.g. a run's config.json) used as defaults")
-    core = _add_fields(parser.add_argument_group("training"), TrainConfig, suppress=False)
+    core = _add_fields(parser.add_argument_group("training"), TrainConfig)
     rule_opts = _add_options(parser, RULES, "rule options")
     arch_opts = _add_options(parser, ARCHS, "architecture options")
     clash = set(rule_opts) & set(arch_opts)
@@ -105,10 +103,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], lis
 def config_from_args(
     ns: argparse.Namespace, names: tuple[list[str], list[str], list[str]], base: dict[str, Any] | None = None
 ) -> TrainConfig:
-    """Build the TrainConfig from parsed flags, over ``base`` settings (from --config) if given."""
+    """Build the TrainConfig: field defaults, then ``base`` settings (from --config), then the flags given."""
     core, rule_opts, arch_opts = names
-    given = {k: getattr(ns, k) for k in core}
-    data = {**(base or {}), **{k: v for k, v in given.items() if v != _default(k) or k not in (base or {})}}
+    data = {**(base or {}), **{k: getattr(ns, k) for k in core if hasattr(ns, k)}}
     data["rule_options"] = {
         **(base or {}).get("rule_options", {}),
         **{k: getattr(ns, k) for k in rule_opts if hasattr(ns, k)},
@@ -118,10 +115,6 @@ def config_from_args(
         **{k: getattr(ns, k) for k in arch_opts if hasattr(ns, k)},
     }
     return TrainConfig.from_dict(data)
-
-
-def _default(name: str) -> Any:
-    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

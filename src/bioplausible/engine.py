@@ -8,6 +8,7 @@ killed run resumes from its last checkpoint and ends exactly where an uninterrup
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import sys
@@ -78,8 +79,7 @@ def open_run_folder(config: TrainConfig) -> tuple[RunFolder, bool]:
     if not config.resume:
         raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
     saved = read_json(run.config)
-    saved.pop("version", None)
-    mine = config.to_dict()
+    mine = json.loads(json.dumps(config.to_dict()))  # as JSON sees it: tuples become lists
     differ = [k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
     if differ:
         details = "; ".join(f"{k}: saved {saved.get(k)!r}, given {mine[k]!r}" for k in differ)
@@ -98,6 +98,39 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
         eps=config.adam_eps,
         weight_decay=config.weight_decay,
     )
+
+
+def save_checkpoint(run: RunFolder, model, optimizer, rule, scheduler, state, generator, device) -> None:
+    """Everything needed to continue bit-for-bit: weights, optimizer and rule state, and every RNG stream."""
+    run.save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rule": rule.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "state": state,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": generator.get_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            },
+        }
+    )
+
+
+def restore_checkpoint(run: RunFolder, model, optimizer, rule, scheduler, generator, device) -> dict[str, Any]:
+    """Load what ``save_checkpoint`` wrote into the live objects; returns the loop state."""
+    ckpt = run.load_checkpoint(map_location=device)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    rule.load_state_dict(ckpt["rule"])
+    if scheduler is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    generator.set_state(ckpt["rng"]["shuffle"])
+    if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+    return ckpt["state"]
 
 
 def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
@@ -199,20 +232,11 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         "best_val_accuracy": -1.0,
         "test_at_best_val": None,
         "bad_epochs": 0,
+        "stopped_early": False,
     }
     records: list[dict[str, Any]] = []
     if resuming:
-        ckpt = run.load_checkpoint(map_location=device)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        rule.load_state_dict(ckpt["rule"])
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt["scheduler"])
-        state = ckpt["state"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        generator.set_state(ckpt["rng"]["shuffle"])
-        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
+        state = restore_checkpoint(run, model, optimizer, rule, scheduler, generator, device)
         records = [r for r in run.read_metrics() if r["epoch"] <= state["epoch"]]
         log(f"resuming {run.path} after epoch {state['epoch']}")
     write_json(
@@ -221,10 +245,12 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
 
     n_probe = min(config.probe_batch_size, len(data.train_x))
     probe_x, probe_y = data.train_x[:n_probe], data.train_y[:n_probe]
-    status, reason, stopped_early = "ok", None, False
+    status, reason = "ok", None
     started = time.perf_counter() - state["wall_time_s"]
     try:
         for epoch in range(state["epoch"], config.epochs):
+            if state["stopped_early"]:  # a resumed run that had already stopped
+                break
             rule.start_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
             model.train()
@@ -259,28 +285,14 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
             record["time/epoch_s"] = time.perf_counter() - t0
             records.append(record)
             run.write_metrics(records)
-            run.save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rule": rule.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "state": state,
-                    "config": config.to_dict(),
-                    "rng": {
-                        "torch": torch.get_rng_state(),
-                        "shuffle": generator.get_state(),
-                        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    },
-                }
-            )
+            state["stopped_early"] = bool(config.patience and state["bad_epochs"] >= config.patience)
+            save_checkpoint(run, model, optimizer, rule, scheduler, state, generator, device)
             log(
                 f"epoch {epoch + 1}/{config.epochs}  train loss {record['train/loss']:.4f} "
                 f"acc {record['train/accuracy']:.2%}  test acc {test['accuracy']:.2%}  "
                 f"({record['time/epoch_s']:.1f} s)"
             )
-            if config.patience and state["bad_epochs"] >= config.patience:
-                stopped_early = True
+            if state["stopped_early"]:
                 log(f"early stop: no validation improvement in {config.patience} epochs")
                 break
     except Exception as err:
@@ -296,7 +308,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         raise
     write_json(
         run.summary,
-        summarize(config, data, records, state, status, reason, stopped_early, time.perf_counter() - started),
+        summarize(config, data, records, state, status, reason, time.perf_counter() - started),
     )
     return run.path
 
@@ -308,7 +320,6 @@ def summarize(
     state: dict,
     status: str,
     reason: str | None,
-    stopped_early: bool,
     wall_time_s: float,
 ) -> dict[str, Any]:
     """The summary.json contract; a diverged run scores chance accuracy, so a study can rank it."""
@@ -323,7 +334,7 @@ def summarize(
         "train_accuracy": last.get("train/accuracy"),
         "val_accuracy": last.get("val/accuracy"),
         "test_accuracy_at_best_val": state["test_at_best_val"],
-        "stopped_early": stopped_early,
+        "stopped_early": state["stopped_early"],
         "epochs": state["epoch"],
         "steps": state["step"],
         "wall_time_s": wall_time_s,
