@@ -169,6 +169,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import find_runs, plot_learning_curves, results_table
+
+    runs = find_runs(args.dir)
+    if not runs:
+        raise ConfigError(f"no run folders (with summary.json) under {args.dir}")
+    table = results_table(runs)
+    out = Path(args.dir)
+    (out / "report.md").write_text(table + "\n")
+    png = plot_learning_curves([r for r in runs if r["metrics"]], out / "learning_curves.png")
+    print(table)
+    print(f"\nwrote {out / 'report.md'} and {png}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import main as bench_main
 
@@ -201,6 +216,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/demo", help="folder for the runs, the table and the PNG")
 
+    p = sub.add_parser("report", help="table (with the papers' numbers) and learning curves of run folders")
+    p.add_argument("dir", help="a folder of run folders (searched recursively)")
+
     p = sub.add_parser("bench", help="time each rule's training step relative to bp", add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
     return parser, names
@@ -216,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(args, names)
         if args.command == "demo":
             return cmd_demo(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.command == "bench":
             return cmd_bench(args)
     except BioplausibleError as err:

@@ -87,6 +87,16 @@ def open_run_folder(config: TrainConfig) -> tuple[RunFolder, bool]:
     return run, run.checkpoint.exists()
 
 
+@torch.no_grad()
+def materialize(model: nn.Module, x: torch.Tensor) -> None:
+    """One forward pass in eval mode, so state drawn on first use (DFA's B for convolutions) exists before a
+    checkpoint is loaded into it or an optimizer is built."""
+    was_training = model.training
+    model.eval()
+    model(x)
+    model.train(was_training)
+
+
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
@@ -218,6 +228,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options).to(device)
     rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
     model = rule.prepare(model)
+    materialize(model, data.train_x[:2])
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)

@@ -14,6 +14,7 @@ residual and dense connections, and layers (batch norm, pooling) that keep their
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
@@ -22,15 +23,33 @@ from torch import nn
 
 
 class DirectError:
-    """Holds the output error e = ∂L/∂ŷ of the current batch, shared by every layer of a DFA model."""
+    """The output error e = ∂L/∂ŷ of the current batch, shared by every layer of a DFA model.
 
-    def __init__(self) -> None:
+    Also draws each layer's direct feedback matrix B (n_e, inputs) when the layer first sees its input: a
+    convolution's input size is only known then. Draws happen in forward order, so a seed fixes them.
+    """
+
+    def __init__(self, n_e: int = 0, scale: float = 1.0) -> None:
         self.e: torch.Tensor | None = None
+        self.n_e = n_e
+        self.scale = scale
 
     def get(self) -> torch.Tensor:
         if self.e is None:
             raise RuntimeError("DFA layer ran backward without an output error; call the rule's step()")
         return self.e
+
+    @torch.no_grad()
+    def ensure_feedback(self, layer: nn.Module, h: torch.Tensor) -> None:
+        """Give ``layer`` a B of shape (n_e, h[0].numel()), U(−k, k)·scale with k = 1/√inputs, if it has none."""
+        n_in = h[0].numel()
+        if tuple(layer.feedback.shape) != (self.n_e, n_in):
+            k = self.scale / math.sqrt(n_in)
+            layer.feedback = torch.empty(self.n_e, n_in, device=h.device, dtype=h.dtype).uniform_(-k, k)
+
+    def input_grad(self, feedback: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """e B, shaped like the layer's input h."""
+        return (self.get() @ feedback).view_as(h)
 
 
 class _FeedbackLinearFn(torch.autograd.Function):
@@ -47,8 +66,7 @@ class _FeedbackLinearFn(torch.autograd.Function):
         h, feedback = ctx.saved_tensors
         grad_h = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            source = g if ctx.direct is None else ctx.direct.get().reshape(*g.shape[:-1], -1)
-            grad_h = source @ feedback  # (N, *, in)
+            grad_h = g @ feedback if ctx.direct is None else ctx.direct.input_grad(feedback, h)  # (N, *, in)
         if ctx.needs_input_grad[1]:
             grad_w = g.reshape(-1, g.shape[-1]).t() @ h.reshape(-1, h.shape[-1])  # (out, in)
         if ctx.has_bias and ctx.needs_input_grad[2]:
@@ -68,6 +86,14 @@ class FeedbackLayer(nn.Module):
     feedback: torch.Tensor
     direct: DirectError | None
     exact: bool
+
+    def mirror_input_shape(self) -> tuple[int, ...]:
+        """Shape of the smallest input that reaches every weight once (per sample), for weight mirrors."""
+        raise NotImplementedError
+
+    def mirror_forward(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The layer's linear map of such an input with ``weight`` and no bias."""
+        raise NotImplementedError
 
 
 class FeedbackLinear(nn.Linear, FeedbackLayer):
@@ -94,11 +120,24 @@ class FeedbackLinear(nn.Linear, FeedbackLayer):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.exact:
             return F.linear(h, self.weight, self.bias)
+        if self.direct is not None:
+            self.direct.ensure_feedback(self, h)
         return _FeedbackLinearFn.apply(h, self.weight, self.bias, self.feedback, self.direct)
+
+    def mirror_input_shape(self) -> tuple[int, ...]:
+        return (self.in_features,)
+
+    def mirror_forward(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return F.linear(h, weight)
 
     def extra_repr(self) -> str:
         mode = "direct" if self.direct is not None else "feedback"
         return f"{super().extra_repr()}, {mode}={tuple(self.feedback.shape)}"
+
+
+def fan_in(layer: nn.Module) -> int:
+    """Inputs feeding one output unit, for the 1/√fan_in init scale (a locally connected layer says its own)."""
+    return layer.fan_in if hasattr(type(layer), "fan_in") else layer.weight[0].numel()
 
 
 # Layer types a rule can swap in, keyed by the torch type they replace. Issue-specific layers (conv, locally

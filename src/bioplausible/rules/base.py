@@ -54,6 +54,8 @@ class Rule:
     def __init__(self, loss: str = "ce", **options: Any):
         self.config = build_options(self.Config, options, f"rule {self.name!r}")
         self.loss_fn = LOSSES[loss]
+        self.layers: dict[str, nn.Module] = {}  # layers prepare() swapped, by name
+        self.unchanged: list[str] = []  # layers with parameters that keep their true gradient
 
     def prepare(self, model: nn.Module) -> nn.Module:
         """Make ``model`` trainable by this rule, in place; returns it."""

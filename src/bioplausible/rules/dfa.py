@@ -21,7 +21,7 @@ from ..layers import DirectError, FeedbackLayer
 from ..layers.convert import swappable_layers
 from ..registry import RULES
 from .base import batch_metrics
-from .fa import FeedbackRule, init_bound
+from .fa import FeedbackRule
 
 
 def output_size(layer: nn.Module) -> int:
@@ -36,14 +36,14 @@ class DirectFeedbackAlignment(FeedbackRule):
 
     def prepare(self, model: nn.Module) -> nn.Module:
         names = swappable_layers(model)
-        self.n_e = output_size(model.get_submodule(names[-1])) if names else 0
-        self.direct = DirectError()
+        n_e = output_size(model.get_submodule(names[-1])) if names else 0
+        self.direct = DirectError(n_e, scale=self.config.feedback_scale)
         return super().prepare(model)
 
     def init_feedback(self, layer: FeedbackLayer) -> None:
-        k = init_bound(layer.weight) * self.config.feedback_scale
-        # (n_e, in): maps the output error onto this layer's input
-        layer.feedback = torch.empty(self.n_e, layer.weight[0].numel(), device=layer.weight.device).uniform_(-k, k)
+        # B (n_e, inputs) is drawn by DirectError when the layer first sees its input (a convolution's input
+        # size is unknown before); the engine runs one forward pass right after prepare().
+        layer.feedback = layer.feedback.new_empty(0)
         layer.direct = self.direct
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,6 +25,7 @@ from torch import nn
 from ..config import option
 from ..errors import ConfigError, IncompatibleError
 from ..layers import FeedbackLayer, swap_layers
+from ..layers.feedback import fan_in
 from ..registry import RULES
 from .base import Rule
 
@@ -40,9 +41,9 @@ class FeedbackConfig:
         self.bp_layers = tuple(self.bp_layers)
 
 
-def init_bound(weight: torch.Tensor) -> float:
+def init_bound(layer: nn.Module) -> float:
     """PyTorch's default init bound for a layer's weights, 1/√fan_in; B is drawn on the same scale."""
-    return 1.0 / math.sqrt(weight[0].numel())
+    return 1.0 / math.sqrt(fan_in(layer))
 
 
 class FeedbackRule(Rule):
@@ -64,7 +65,7 @@ class FeedbackRule(Rule):
 
     def init_feedback(self, layer: FeedbackLayer) -> None:
         """Draw B ~ U(−k, k) · feedback_scale with W's shape, k = 1/√fan_in (the scale of W's own init)."""
-        k = init_bound(layer.weight) * self.config.feedback_scale
+        k = init_bound(layer) * self.config.feedback_scale
         layer.feedback.uniform_(-k, k)
 
 

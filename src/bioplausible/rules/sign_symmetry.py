@@ -31,7 +31,7 @@ class SignSymmetry(FeedbackRule):
     magnitudes = "uniform"  # uniform | fixed | batch
 
     def init_feedback(self, layer: FeedbackLayer) -> None:
-        k = init_bound(layer.weight) * self.config.feedback_scale
+        k = init_bound(layer) * self.config.feedback_scale
         if self.magnitudes == "uniform":
             magnitude = torch.tensor(k / math.sqrt(3.0), device=layer.weight.device, dtype=layer.weight.dtype)
         else:
@@ -42,7 +42,7 @@ class SignSymmetry(FeedbackRule):
     @torch.no_grad()
     def refresh(self, layer: FeedbackLayer) -> None:
         if self.magnitudes == "batch":
-            layer.feedback_magnitude.uniform_(0.0, init_bound(layer.weight) * self.config.feedback_scale)
+            layer.feedback_magnitude.uniform_(0.0, init_bound(layer) * self.config.feedback_scale)
         torch.sign(layer.weight, out=layer.feedback).mul_(layer.feedback_magnitude)
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,0 +1,65 @@
+"""The densely connected ConvNet: ``convnet`` with the skip connections of Im, Patil & Branson's dense MLP ("DN"),
+arranged as in DenseNet (Huang et al. 2017).
+
+Every 3×3 convolution reads the channel-wise concatenation of all earlier feature maps at its resolution: the
+block input and the outputs of every earlier convolution of the same block. A 2×2 max-pool after every
+``pool_every``-th convolution ends a block; it pools the whole concatenation (a DenseNet transition without the
+1×1 compression), which becomes the next block's input. With input channels C and growth rate ``channels`` = k:
+
+    F_0 = [x],   h_l = f(conv3×3_l(concat(F_{l−1})))   (k maps),   F_l = F_{l−1} + [h_l],
+    F_l ← [maxpool(concat(F_l))]   after every pool_every-th convolution,
+    ŷ = W_out · global_average_pool(concat(F_depth)) + b_out,
+
+so convolution l (1-based) has C + (l−1)·k input channels and the output layer C + depth·k inputs, as in
+``dense-mlp``. Options and their defaults are those of ``convnet`` (:class:`~.convnet.ConvNetConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..registry import ARCHS
+from .activations import make_activation
+from .convnet import ConvNetConfig, check_image_input, pool_after
+
+
+@ARCHS.register("dense-convnet")
+class DenseConvNet(nn.Module):
+    """Densely connected ConvNet: each convolution reads every earlier feature map of its resolution."""
+
+    Config = ConvNetConfig
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        depth: int = 4,
+        channels: int = 32,
+        activation: str = "tanh",
+        pool_every: int = 2,
+        bias: bool = True,
+        linear: Callable[..., nn.Module] = nn.Linear,
+        conv: Callable[..., nn.Module] = nn.Conv2d,
+    ):
+        super().__init__()
+        pools = pool_after(depth, pool_every)
+        c, _, _ = check_image_input(input_shape, sum(pools), "dense-convnet")
+        self.convs = nn.ModuleList(
+            conv(c + l * channels, channels, kernel_size=3, padding=1, bias=bias) for l in range(depth)
+        )
+        self.pools = pools
+        self.act = make_activation(activation)
+        self.pool = nn.MaxPool2d(2)
+        self.out = linear(c + depth * channels, num_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]  # [(N, C, H, W), (N, channels, H, W), ...] at the current resolution
+        for layer, pool in zip(self.convs, self.pools):
+            features.append(self.act(layer(torch.cat(features, dim=1))))  # (N, channels, H, W)
+            if pool:
+                features = [self.pool(torch.cat(features, dim=1))]  # (N, C + l·channels, H/2, W/2)
+        h = torch.cat(features, dim=1)  # (N, C + depth·channels, H', W')
+        return self.out(h.mean(dim=(2, 3)))  # (N, num_classes)

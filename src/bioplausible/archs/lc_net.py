@@ -1,0 +1,145 @@
+"""The locally connected network of Bartunov et al. 2018 ("Assessing the scalability of biologically-motivated deep
+learning algorithms and architectures", Table 3), and the builder it shares with ``shared-conv-net``.
+
+Layers (k×k kernel, c maps, stride s, zero padding k//2; f after every hidden layer):
+
+    mnist: LC(3×3, 32, s2) → f → LC(3×3, 64, s2) → f → flatten → Linear(hidden) → f → Linear(classes)
+           (1, 28, 28) → (32, 14, 14) → (64, 7, 7) → 3136 → 1024 → 10
+    cifar: LC(5×5, 64, s2) → f → LC(5×5, 128, s2) → f → LC(3×3, 256, s1) → f → flatten → Linear(hidden) → f
+           → Linear(classes)
+           (3, 32, 32) → (64, 16, 16) → (128, 8, 8) → (256, 8, 8) → 16384 → 1024 → 10
+
+A locally connected layer (:class:`~bioplausible.layers.local.LocallyConnected2d`) is a convolution without weight
+sharing: every output position has its own kernel. Options: ``variant`` (auto picks mnist for 1 input channel and
+cifar for 3), ``activation`` (tanh), ``hidden`` (units of the fully connected layer), ``width_multiplier`` (scales
+the channel counts of the locally connected layers), ``bias``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import option
+from ..errors import ConfigError
+from ..layers.local import LocallyConnected2d
+from ..registry import ARCHS
+from .activations import ACTIVATIONS, make_activation
+from .convnet import check_image_input
+
+#: (out_channels, kernel_size, stride) of each locally connected (or convolutional) layer, per variant.
+VARIANTS: dict[str, list[tuple[int, int, int]]] = {
+    "mnist": [(32, 3, 2), (64, 3, 2)],
+    "cifar": [(64, 5, 2), (128, 5, 2), (256, 3, 1)],
+}
+AUTO_VARIANT = {1: "mnist", 3: "cifar"}  # input channels -> variant
+
+#: ``local(in_channels, out_channels, in_size, kernel_size, stride, padding, bias)`` -> a layer
+LocalFactory = Callable[[int, int, tuple[int, int], int, int, int, bool], nn.Module]
+
+
+@dataclass
+class LocalNetConfig:
+    variant: str = option(
+        "auto",
+        "layer shapes of Bartunov et al.: mnist, cifar, or auto (by input channels: 1 mnist, 3 cifar)",
+        choices=("auto", "mnist", "cifar"),
+    )
+    activation: str = option("tanh", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
+    hidden: int = option(1024, "units of the fully connected hidden layer")
+    width_multiplier: float = option(1.0, "scales the channel counts of the locally connected (or conv) layers")
+    bias: bool = option(True, "give every layer a bias")
+
+    def validate(self) -> None:
+        if self.variant not in ("auto", *VARIANTS):
+            raise ConfigError(f"unknown variant {self.variant!r}; choose from: auto, {', '.join(VARIANTS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r}; choose from: {', '.join(ACTIVATIONS)}")
+        if self.hidden < 1:
+            raise ConfigError(f"hidden must be >= 1 (got {self.hidden})")
+        if self.width_multiplier <= 0:
+            raise ConfigError(f"width_multiplier must be > 0 (got {self.width_multiplier})")
+
+
+def scaled(channels: int, width_multiplier: float) -> int:
+    """``channels`` times ``width_multiplier``, rounded, at least 1."""
+    return max(1, round(channels * width_multiplier))
+
+
+class LocalNet(nn.Module):
+    """Bartunov et al.'s Table 3 network with the spatial layers built by ``local``; see the module docstring.
+
+    ``lc-net`` passes a locally connected layer, ``shared-conv-net`` a convolution: the shapes are identical.
+    """
+
+    Config = LocalNetConfig
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        variant: str,
+        activation: str,
+        hidden: int,
+        width_multiplier: float,
+        bias: bool,
+        local: LocalFactory,
+        linear: Callable[..., nn.Module],
+        arch: str,
+    ):
+        super().__init__()
+        c, h, w = check_image_input(input_shape, 0, arch)
+        if variant == "auto":
+            if c not in AUTO_VARIANT:
+                raise ConfigError(f"{arch}: variant=auto picks by input channels (1 or 3), got {c}; set variant")
+            variant = AUTO_VARIANT[c]
+        layers = []
+        for out_channels, k, stride in VARIANTS[variant]:
+            out_channels = scaled(out_channels, width_multiplier)
+            padding = k // 2
+            out_h, out_w = ((n + 2 * padding - k) // stride + 1 for n in (h, w))
+            if min(out_h, out_w) < 1:
+                raise ConfigError(
+                    f"{arch}: an input of {h}×{w} is too small for a {k}×{k} layer with padding {padding}"
+                )
+            layers.append(local(c, out_channels, (h, w), k, stride, padding, bias))
+            c, h, w = out_channels, out_h, out_w
+        self.variant = variant
+        self.features = nn.ModuleList(layers)
+        self.act = make_activation(activation)
+        self.fc = linear(c * h * w, hidden, bias=bias)
+        self.out = linear(hidden, num_classes, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x  # (N, C, H, W)
+        for layer in self.features:
+            h = self.act(layer(h))  # (N, c_l, H_l, W_l), e.g. (N, 32, 14, 14) then (N, 64, 7, 7) on MNIST
+        h = self.act(self.fc(h.flatten(1)))  # (N, hidden)
+        return self.out(h)  # (N, num_classes)
+
+
+@ARCHS.register("lc-net")
+class LCNet(LocalNet):
+    """Bartunov et al.'s locally connected network: unshared k×k kernels at every position."""
+
+    def __init__(
+        self,
+        input_shape: tuple[int, ...],
+        num_classes: int,
+        variant: str = "auto",
+        activation: str = "tanh",
+        hidden: int = 1024,
+        width_multiplier: float = 1.0,
+        bias: bool = True,
+        linear: Callable[..., nn.Module] = nn.Linear,
+        lc: Callable[..., nn.Module] = LocallyConnected2d,
+    ):
+        def local(c_in, c_out, in_size, k, stride, padding, bias):
+            return lc(c_in, c_out, in_size, k, stride=stride, padding=padding, bias=bias)
+
+        super().__init__(
+            input_shape, num_classes, variant, activation, hidden, width_multiplier, bias, local, linear, "lc-net"
+        )

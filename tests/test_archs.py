@@ -1,0 +1,211 @@
+"""Convolutional, locally connected and residual architectures: shapes, parameter counts, factories, bad options."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+
+import pytest
+import torch
+from torch import nn
+
+from bioplausible.archs import ARCHS, create_arch
+from bioplausible.config import build_options
+from bioplausible.errors import ConfigError
+from bioplausible.layers.local import LocallyConnected2d
+
+MNIST, CIFAR = (1, 28, 28), (3, 32, 32)
+
+# Small settings of every architecture this file covers, so that each test runs in well under a second.
+SMALL = {
+    "convnet": {"depth": 3, "channels": 4},
+    "dense-convnet": {"depth": 3, "channels": 4},
+    "lc-net": {"width_multiplier": 0.125, "hidden": 16},
+    "shared-conv-net": {"width_multiplier": 0.125, "hidden": 16},
+    "resnet18": {"width_multiplier": 0.125},
+    "resnet20": {"width_multiplier": 0.25},
+    "alexnet": {"width_multiplier": 1 / 16},
+}
+NEW_ARCHS = sorted(SMALL)
+FACTORIES = {"linear": nn.Linear, "conv": nn.Conv2d, "lc": LocallyConnected2d}
+
+CASES = [(name, shape, {}) for name in NEW_ARCHS for shape in (MNIST, CIFAR)] + [
+    ("resnet18", (3, 64, 64), {"stem": "imagenet"}),
+    ("alexnet", (3, 64, 64), {"stem": "imagenet"}),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These tensors are tiny: one thread is fastest, and avoids the multi-second stalls of a batched matmul's
+    thread barriers (LocallyConnected2d) on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def n_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def build(name: str, input_shape, num_classes: int = 10, **factories) -> nn.Module:
+    """Like ``create_arch`` with the SMALL options, but with layer factories passed to the constructor."""
+    cls = ARCHS.get(name)
+    config = build_options(cls.Config, SMALL[name], name)
+    return cls(input_shape, num_classes, **dataclasses.asdict(config), **factories)
+
+
+def test_new_archs_are_registered_with_config_fields_as_keywords():
+    for name in NEW_ARCHS:
+        cls = ARCHS.get(name)
+        params = inspect.signature(cls).parameters
+        for f in dataclasses.fields(cls.Config):
+            assert f.name in params, (name, f.name)
+            assert params[f.name].default == f.default, (name, f.name)
+        assert set(params) - {f.name for f in dataclasses.fields(cls.Config)} <= {"input_shape", "num_classes"} | set(
+            FACTORIES
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "extra"),
+    CASES,
+    ids=["-".join([name, "x".join(map(str, shape)), *extra.values()]) for name, shape, extra in CASES],
+)
+def test_forward_and_backward_fill_every_grad(name, shape, extra):
+    torch.manual_seed(0)
+    model = create_arch(name, shape, 7, **{**SMALL[name], **extra})
+    x = torch.randn(3, *shape)
+    out = model(x)  # (N, C, H, W) -> (N, classes)
+    assert out.shape == (3, 7)
+    out.square().sum().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+    # The output layer is a Linear and the last module with parameters.
+    with_params = [m for m in model.modules() if any(True for _ in m.parameters(recurse=False))]
+    assert isinstance(with_params[-1], nn.Linear) and with_params[-1].out_features == 7
+
+
+@pytest.mark.parametrize("name", NEW_ARCHS)
+def test_injected_factories_build_every_layer(name):
+    """Every Linear / Conv2d / LocallyConnected2d comes from the factory, so a rule can inject its own layer type."""
+    accepted = {k: base for k, base in FACTORIES.items() if k in inspect.signature(ARCHS.get(name)).parameters}
+    subclasses = {k: type(f"Counting{base.__name__}", (base,), {}) for k, base in accepted.items()}
+    calls = dict.fromkeys(accepted, 0)
+
+    def factory(key):
+        def make(*args, **kwargs):
+            calls[key] += 1
+            return subclasses[key](*args, **kwargs)
+
+        return make
+
+    model = build(name, CIFAR, **{k: factory(k) for k in accepted})
+    for key, base in accepted.items():
+        layers = [m for m in model.modules() if isinstance(m, base)]
+        assert layers and all(type(m) is subclasses[key] for m in layers), key
+        assert calls[key] == len(layers), key
+    assert any(k in accepted for k in ("conv", "lc")), "a spatial layer factory is accepted"
+    assert model(torch.randn(2, *CIFAR)).shape == (2, 10)
+
+
+def test_dense_convnet_inputs_concatenate_all_earlier_maps():
+    model = create_arch("dense-convnet", CIFAR, 10, depth=5, channels=4, pool_every=2)
+    # conv l reads the input's 3 channels plus 4 from each earlier conv; pooling passes the whole concatenation on.
+    assert [c.in_channels for c in model.convs] == [3, 7, 11, 15, 19]
+    assert all(c.out_channels == 4 for c in model.convs)
+    assert model.out.in_features == 23
+    assert model(torch.randn(2, *CIFAR)).shape == (2, 10)
+    plain = create_arch("convnet", CIFAR, 10, depth=5, channels=4, pool_every=2)
+    assert [c.in_channels for c in plain.convs] == [3, 4, 4, 4, 4] and plain.out.in_features == 4
+
+
+def test_convnet_defaults_halve_resolution_twice():
+    model = create_arch("convnet", MNIST, 10)
+    sizes = []
+    model.convs[-1].register_forward_hook(lambda m, i, o: sizes.append(tuple(o.shape[1:])))
+    model(torch.randn(2, *MNIST))
+    assert len(model.convs) == 4 and sizes == [(32, 14, 14)]  # 28 → conv, conv, pool 14 → conv, conv, pool 7
+
+
+def output_shapes(model: nn.Module, shape) -> list[tuple[int, ...]]:
+    """Output shapes (without the batch) of the spatial layers and Linears, in forward order."""
+    shapes = []
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d, LocallyConnected2d)):
+            m.register_forward_hook(lambda m, i, o: shapes.append(tuple(o.shape[1:])))
+    model(torch.randn(2, *shape))
+    return shapes
+
+
+@pytest.mark.parametrize(
+    ("name", "layer_type", "count"),
+    [("lc-net", LocallyConnected2d, 4_191_562), ("shared-conv-net", nn.Conv2d, 3_241_354)],
+)
+def test_bartunov_mnist_shapes(name, layer_type, count):
+    model = create_arch(name, MNIST, 10)
+    assert model.variant == "mnist"
+    spatial = [m for m in model.modules() if isinstance(m, (nn.Conv2d, LocallyConnected2d))]
+    assert all(type(m) is layer_type for m in spatial) and len(spatial) == 2
+    assert [(m.kernel_size, m.stride, m.padding) for m in spatial] == [((3, 3), (2, 2), (1, 1))] * 2
+    assert output_shapes(model, MNIST) == [(32, 14, 14), (64, 7, 7), (1024,), (10,)]
+    assert n_params(model) == count
+
+
+@pytest.mark.parametrize("name", ["lc-net", "shared-conv-net"])
+def test_bartunov_cifar_shapes(name):
+    model = create_arch(name, CIFAR, 10, width_multiplier=0.25, hidden=32)
+    assert model.variant == "cifar"
+    spatial = [m for m in model.modules() if isinstance(m, (nn.Conv2d, LocallyConnected2d))]
+    assert [(m.kernel_size, m.stride, m.padding) for m in spatial] == [
+        ((5, 5), (2, 2), (2, 2)),
+        ((5, 5), (2, 2), (2, 2)),
+        ((3, 3), (1, 1), (1, 1)),
+    ]
+    assert output_shapes(model, CIFAR) == [(16, 16, 16), (32, 8, 8), (64, 8, 8), (32,), (10,)]
+
+
+def test_resnet18_matches_torchvision_parameter_count():
+    model = create_arch("resnet18", (3, 224, 224), 1000)
+    assert model.stem_kind == "imagenet"
+    assert n_params(model) == 11_689_512  # torchvision.models.resnet18()
+    assert n_params(create_arch("resnet18", (3, 64, 64), 1000, stem="imagenet")) == 11_689_512
+    assert create_arch("resnet18", CIFAR, 10, width_multiplier=0.125).stem_kind == "cifar"
+
+
+def test_resnet20_parameter_count():
+    # Option-B shortcuts (1×1 conv + BN where the shape changes): 269,722 of the paper's option A + 2,752.
+    assert n_params(create_arch("resnet20", CIFAR, 10)) == 272_474
+
+
+def test_alexnet_matches_torchvision_parameter_count():
+    model = create_arch("alexnet", (3, 224, 224), 1000)
+    assert model.stem_kind == "imagenet"
+    assert n_params(model) == 61_100_840  # torchvision.models.alexnet()
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "options", "message"),
+    [
+        ("convnet", MNIST, {"depth": 0}, "depth"),
+        ("dense-convnet", MNIST, {"channels": 0}, "channels"),
+        ("convnet", MNIST, {"pool_every": -1}, "pool_every"),
+        ("convnet", MNIST, {"activation": "swish"}, "activation"),
+        ("convnet", MNIST, {"depth": 6, "pool_every": 1}, "too small"),
+        ("dense-convnet", (784,), {}, "image input"),
+        ("lc-net", MNIST, {"variant": "imagenet"}, "variant"),
+        ("shared-conv-net", (2, 28, 28), {}, "variant=auto"),
+        ("lc-net", MNIST, {"width_multiplier": 0.0}, "width_multiplier"),
+        ("lc-net", MNIST, {"hidden": 0}, "hidden"),
+        ("resnet18", CIFAR, {"stem": "tiny"}, "stem"),
+        ("resnet20", CIFAR, {"width_multiplier": -1.0}, "width_multiplier"),
+        ("resnet20", CIFAR, {"stem": "cifar"}, "no option stem"),
+        ("alexnet", CIFAR, {"dropout": 1.0}, "dropout"),
+        ("alexnet", CIFAR, {"stem": "imagenet"}, "at least 63×63"),
+        ("alexnet", (3, 12, 12), {}, "at least 15×15"),
+    ],
+)
+def test_bad_options_raise_config_error(name, shape, options, message):
+    with pytest.raises(ConfigError, match=message):
+        create_arch(name, shape, 10, **options)

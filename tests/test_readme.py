@@ -1,0 +1,85 @@
+"""Every command the README shows is exercised here (train runs shortened to one epoch, outputs in tmp)."""
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def bash_commands() -> list[str]:
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+COMMANDS = bash_commands()
+
+
+def cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "bioplausible.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_readme_shows_the_two_commands_and_ci_runs_the_test_one():
+    assert "make demo" in COMMANDS and "make test" in COMMANDS
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.parametrize("target, expected", [("demo", "bioplausible demo"), ("test", "pytest")])
+def test_make_targets_run_what_the_readme_says(target, expected):
+    out = subprocess.run(["make", "-n", "-B", target], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert expected in out and "torch==2.13.0" in out
+
+
+def test_demo_command(tmp_path):
+    out = cli(["demo", "--epochs", "2", "--out", str(tmp_path / "demo")], cwd=tmp_path).stdout
+    assert "| dense-mlp |" in out and (tmp_path / "demo" / "learning_curves.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("bioplausible ")])
+def test_bioplausible_command(command, tmp_path):
+    args = shlex.split(command)[1:]
+    if args[0] == "train" and "--help" not in args:
+        if "../shared/data" in args and not SHARED_DATA.exists():
+            pytest.skip("the real data in ../shared/data is not on this machine")
+        args = [str(SHARED_DATA) if a == "../shared/data" else a for a in args]
+        out = args.index("--out") + 1
+        args[out] = str(tmp_path / "run")
+        args += ["--epochs", "1", "--no-progress"]
+    if args[0] == "report":
+        shutil.copytree(ROOT / args[1], tmp_path / "runs")
+        args[1] = str(tmp_path / "runs")
+    result = cli(args, cwd=tmp_path)
+    if args[0] == "train" and "--help" not in args:
+        assert result.stdout.startswith("ok:")
+    if args[0] == "report":
+        assert "Bartunov" in result.stdout
+
+
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("python benchmarks/")])
+def test_benchmark_command(command, tmp_path):
+    args = shlex.split(command)[1:] + ["--rounds", "1", "--steps", "2", "--width", "64"]
+    result = subprocess.run(
+        [sys.executable, str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ratio to bp" in result.stdout
+
+
+def test_python_example_runs():
+    code = re.search(r"```python\n(.*?)```", README, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert set(namespace["metrics"]) == {"loss", "accuracy"}
+    assert all(p.grad is not None for p in namespace["model"].parameters())
