@@ -9,8 +9,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import torch
 
 from bioplausible.config import TrainConfig
+
+# The tests use small tensors, where extra threads only add synchronisation; one thread also keeps a test from
+# stalling when another process (a benchmark, a training run) holds the other core.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True, scope="session")

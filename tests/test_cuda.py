@@ -12,26 +12,38 @@ from bioplausible.runs import load_run
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def build(rule_name, device):
+ARCHS = {
+    "dense-mlp": ((20,), {"depth": 2, "width": 16}),
+    "lc-net": ((1, 8, 8), {"hidden": 16, "width_multiplier": 0.125}),
+    "resnet20": ((3, 8, 8), {"width_multiplier": 0.25}),
+}
+
+
+def build(rule_name, arch, device):
+    shape, options = ARCHS[arch]
     torch.manual_seed(0)
-    model = create_arch("dense-mlp", (20,), 4, depth=2, width=16)
+    model = create_arch(arch, shape, 4, **options)
     rule = create_rule(rule_name)
     rule.prepare(model)
-    return model.to(device), rule  # .to() moves W, B and every rule buffer in place
+    with torch.no_grad():
+        model.eval()(torch.zeros(2, *shape))  # draws DFA's lazy B on the CPU, identically for both copies
+    return model.train().to(device), rule  # .to() moves W, B and every rule buffer in place
 
 
+@pytest.mark.parametrize("arch", list(ARCHS))
 @pytest.mark.parametrize("rule_name", RULES.list())
-def test_rule_gradients_on_cuda_match_cpu(rule_name):
-    """The same rule, weights and batch give the same gradients on the GPU as on the CPU (brsf redraws its
-    magnitudes from the device's own generator, so only its finiteness is compared)."""
-    x, y = torch.randn(32, 20), torch.randint(0, 4, (32,))
-    (cpu, rule_cpu), (gpu, rule_gpu) = build(rule_name, "cpu"), build(rule_name, "cuda")
+def test_rule_gradients_on_cuda_match_cpu(rule_name, arch):
+    """The same rule, weights and batch give the same gradients on the GPU as on the CPU (brsf and wm draw random
+    numbers from the device's own generator, so only their finiteness is compared)."""
+    shape, _ = ARCHS[arch]
+    x, y = torch.randn(32, *shape), torch.randint(0, 4, (32,))
+    (cpu, rule_cpu), (gpu, rule_gpu) = build(rule_name, arch, "cpu"), build(rule_name, arch, "cuda")
     rule_cpu.step(cpu, x, y)
     rule_gpu.step(gpu, x.cuda(), y.cuda())
     for (name, p), q in zip(cpu.named_parameters(), gpu.parameters()):
         assert q.grad.is_cuda and torch.isfinite(q.grad).all()
-        if rule_name != "brsf":
-            torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-4, atol=1e-5, msg=name)
+        if rule_name not in ("brsf", "wm"):
+            torch.testing.assert_close(q.grad.cpu(), p.grad, rtol=1e-3, atol=1e-4, msg=name)
 
 
 def test_fit_on_cuda(tmp_path):

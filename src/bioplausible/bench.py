@@ -7,6 +7,7 @@ times do not. A step is what the engine does per batch: ``zero_grad``, ``rule.st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -15,16 +16,20 @@ from pathlib import Path
 import torch
 
 from .archs import create_arch
-from .registry import RULES
+from .engine import materialize
+from .registry import ARCHS, RULES
 from .report import markdown_table
 from .rules import create_rule
 
 
-def make_trainer(rule_name: str, arch: str, input_dim: int, depth: int, width: int, device: torch.device):
+def make_trainer(
+    rule_name: str, arch: str, input_shape: tuple[int, ...], classes: int, arch_options: dict, device: torch.device
+):
     torch.manual_seed(0)
-    model = create_arch(arch, (input_dim,), 10, depth=depth, width=width, activation="tanh").to(device)
+    model = create_arch(arch, input_shape, classes, **arch_options).to(device)
     rule = create_rule(rule_name)
     rule.prepare(model)
+    materialize(model, torch.zeros(2, *input_shape, device=device))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
 
     def step(x, y):
@@ -48,14 +53,22 @@ def time_steps(step, x, y, n: int, device: torch.device) -> float:
 
 
 def step_times(
-    rules, arch="mlp", input_dim=784, depth=3, width=1000, batch_size=128, rounds=7, steps=20, device="cpu"
+    rules,
+    arch="mlp",
+    input_shape=(784,),
+    classes=10,
+    arch_options=None,
+    batch_size=128,
+    rounds=7,
+    steps=20,
+    device="cpu",
 ) -> dict[str, list[float]]:
     """Per rule, the seconds per step of each round (rules interleaved within every round)."""
     device = torch.device(device)
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, input_dim, generator=g).to(device)
-    y = torch.randint(0, 10, (batch_size,), generator=g).to(device)
-    trainers = {r: make_trainer(r, arch, input_dim, depth, width, device) for r in rules}
+    x = torch.randn(batch_size, *input_shape, generator=g).to(device)
+    y = torch.randint(0, classes, (batch_size,), generator=g).to(device)
+    trainers = {r: make_trainer(r, arch, input_shape, classes, arch_options or {}, device) for r in rules}
     for step in trainers.values():  # warm-up: allocator, kernels, Adam state
         time_steps(step, x, y, 3, device)
     times: dict[str, list[float]] = {r: [] for r in rules}
@@ -65,20 +78,21 @@ def step_times(
     return times
 
 
-def ratio_table(times: dict[str, list[float]], reference: str = "bp") -> tuple[str, dict[str, float]]:
+def ratio_table(times: dict[str, list[float]], batch_size: int, reference: str = "bp") -> tuple[str, dict[str, float]]:
     medians = {r: statistics.median(t) for r, t in times.items()}
     ratios = {r: m / medians[reference] for r, m in medians.items()}
-    rows = [[r, f"{1e3 * medians[r]:.2f}", f"{ratios[r]:.3f}"] for r in times]
-    return markdown_table(["rule", "ms / step (median)", f"ratio to {reference}"], rows), ratios
+    rows = [[r, f"{1e3 * medians[r]:.2f}", f"{batch_size / medians[r]:.0f}", f"{ratios[r]:.3f}"] for r in times]
+    return markdown_table(["rule", "ms / step (median)", "samples / s", f"ratio to {reference}"], rows), ratios
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bioplausible bench", description=__doc__.splitlines()[0])
     p.add_argument("--rules", default="bp,fa,usf,frsf,brsf,dfa", help="comma-separated rules (bp is the reference)")
     p.add_argument("--arch", default="mlp")
-    p.add_argument("--input-dim", type=int, default=784)
-    p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--width", type=int, default=1000)
+    p.add_argument("--input-shape", default="784", help="one sample's shape, e.g. 784 or 3,224,224")
+    p.add_argument("--classes", type=int, default=10)
+    p.add_argument("--depth", type=int, default=3, help="for archs with a depth option")
+    p.add_argument("--width", type=int, default=1000, help="for archs with a width option")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
     p.add_argument("--steps", type=int, default=20, help="steps timed per rule per round")
@@ -93,11 +107,18 @@ def main(argv: list[str] | None = None) -> int:
         RULES.get(r)  # an unknown rule fails before any timing
     if "bp" not in rules:
         rules.insert(0, "bp")
+    input_shape = tuple(int(n) for n in args.input_shape.split(","))
+    fields = {f.name for f in dataclasses.fields(ARCHS.get(args.arch).Config)}
+    arch_options = {k: getattr(args, k) for k in ("depth", "width") if k in fields}
+    if "activation" in fields:
+        arch_options["activation"] = "tanh"
+    if args.device == "cuda":
+        torch.backends.cudnn.benchmark = True
     times = step_times(
-        rules, args.arch, args.input_dim, args.depth, args.width, args.batch_size, args.rounds, args.steps, args.device
+        rules, args.arch, input_shape, args.classes, arch_options, args.batch_size, args.rounds, args.steps, args.device
     )
-    table, ratios = ratio_table(times)
-    shape = f"{args.arch} {args.input_dim}-{args.width}x{args.depth}-10"
+    table, ratios = ratio_table(times, args.batch_size)
+    shape = f"{args.arch} {args.input_shape} -> {args.classes}, options {arch_options}"
     print(
         f"{shape}, batch {args.batch_size}, Adam, device {args.device}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; median of {args.rounds} rounds x {args.steps} steps\n"

@@ -66,24 +66,38 @@ def _add_fields(group, cls: type) -> list[str]:
     return names
 
 
-def _option_owners(registry) -> dict[str, tuple[type, list[str]]]:
-    """option name -> (the Config class that first declares it, names of the entries that have it)."""
-    owners: dict[str, tuple[type, list[str]]] = {}
+def _option_owners(registry) -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
+    """option name -> [(entry name, field, type hint)] for every rule or architecture that has the option."""
+    owners: dict[str, list] = {}
     for name in registry:
-        for f in dataclasses.fields(registry.get(name).Config):
-            owners.setdefault(f.name, (registry.get(name).Config, []))[1].append(name)
+        cls = registry.get(name).Config
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            owners.setdefault(f.name, []).append((name, f, hints[f.name]))
     return owners
+
+
+def _defaults_text(owners: list[tuple[str, dataclasses.Field, Any]]) -> str:
+    """'default: 3' when all owners agree, else 'default: 3 for mlp, dense-mlp; 4 for convnet'."""
+    by_default: dict[str, list[str]] = {}
+    for name, f, _ in owners:
+        by_default.setdefault(repr(f.default) if isinstance(f.default, str) else str(f.default), []).append(name)
+    if len(by_default) == 1:
+        return f"default: {next(iter(by_default))}; for: {', '.join(n for n, _, _ in owners)}"
+    return "default: " + "; ".join(f"{d} for {', '.join(names)}" for d, names in by_default.items())
 
 
 def _add_options(parser, registry, title: str) -> list[str]:
     group = parser.add_argument_group(title)
     names = []
-    for option, (cls, owners) in sorted(_option_owners(registry).items()):
-        f = next(f for f in dataclasses.fields(cls) if f.name == option)
-        hint = typing.get_type_hints(cls)[option]
+    for option, owners in sorted(_option_owners(registry).items()):
+        _, f, hint = owners[0]
         spec = _arg_spec(f, hint)
+        choices = {c for _, g, _ in owners for c in (g.metadata.get("choices") or ())}
+        if "choices" in spec:
+            spec["choices"] = sorted(choices)
         spec["default"] = argparse.SUPPRESS
-        spec["help"] += f" (default: {f.default}; for: {', '.join(owners)})"
+        spec["help"] += f" ({_defaults_text(owners)})"
         group.add_argument(_flag(option), **spec)
         names.append(option)
     return names

@@ -53,6 +53,7 @@ class TrainConfig:
     adam_beta1: float = option(0.9, "Adam beta1")
     adam_beta2: float = option(0.999, "Adam beta2")
     adam_eps: float = option(1e-8, "Adam epsilon")
+    augment: bool = option(True, "use the dataset's standard training augmentation, if it has one (cifar10, imagenet)")
     loss: str = option(
         "ce", "output loss: cross-entropy or mean squared error on one-hot targets", choices=("ce", "mse")
     )

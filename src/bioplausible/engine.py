@@ -7,6 +7,7 @@ killed run resumes from its last checkpoint and ends exactly where an uninterrup
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -25,6 +26,7 @@ from . import __version__
 from .archs import create_arch
 from .config import TrainConfig
 from .data import Dataset, load_dataset
+from .distributed import SINGLE, Distributed, init_distributed
 from .errors import ConfigError
 from .probes import alignment_probes
 from .rules import Rule, create_rule
@@ -49,12 +51,13 @@ class Diverged(Exception):
     """The training loss became NaN/inf or exploded."""
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """cpu, or this process's GPU (``local_rank`` under torchrun); auto picks cuda when there is one."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda, but PyTorch sees no CUDA device; use --device cpu (or auto)")
-    return torch.device(name)
+    return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
@@ -151,17 +154,38 @@ def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` on (x, y), in eval mode."""
+def evaluate(model: nn.Module, loss_fn, batches) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` over (x, y) batches, in eval mode."""
     was_training = model.training
     model.eval()
-    loss = correct = 0.0
-    for i in range(0, len(x), batch_size):
-        out = model(x[i : i + batch_size])
-        loss += loss_fn(out, y[i : i + batch_size]).item() * len(out)
-        correct += (out.argmax(-1) == y[i : i + batch_size]).sum().item()
+    loss = correct = count = 0.0
+    for x, y in batches:
+        out = model(x)
+        loss += loss_fn(out, y).item() * len(y)
+        correct += (out.argmax(-1) == y).sum().item()
+        count += len(y)
     model.train(was_training)
-    return {"loss": loss / len(x), "accuracy": correct / len(x)}
+    return {"loss": loss / count, "accuracy": correct / count}
+
+
+def evaluate_epoch(model, rule, data: Dataset, val, config: TrainConfig, state: dict[str, Any]) -> dict[str, float]:
+    """Test (and validation) metrics after an epoch; updates the best-so-far and early-stopping bookkeeping."""
+    test = evaluate(model, rule.loss_fn, data.test_batches(config.eval_batch_size))
+    record = {"test/loss": test["loss"], "test/accuracy": test["accuracy"]}
+    if test["accuracy"] > state["best_test_accuracy"]:
+        state["best_test_accuracy"], state["best_epoch"] = test["accuracy"], state["epoch"]
+    if val is not None:
+        v = evaluate(model, rule.loss_fn, tensor_batches(*val, config.eval_batch_size))
+        record.update({"val/loss": v["loss"], "val/accuracy": v["accuracy"]})
+        if v["accuracy"] > state["best_val_accuracy"]:
+            state.update(best_val_accuracy=v["accuracy"], test_at_best_val=test["accuracy"], bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+    return record
+
+
+def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
+    return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size))
 
 
 def train_one_epoch(
@@ -173,31 +197,30 @@ def train_one_epoch(
     state: dict[str, Any],
     generator: torch.Generator,
     desc: str,
+    dist: Distributed = SINGLE,
 ) -> dict[str, float]:
     """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged."""
-    n = len(data.train_x)
-    order = torch.randperm(n, generator=generator).to(data.train_x.device)
     sums: dict[str, torch.Tensor] = {}
     seen = 0
-    batches = range(0, n, config.batch_size)
-    bar = tqdm(batches, desc=desc, leave=False, disable=(None if config.progress else True), file=sys.stderr)
-    for i, start in enumerate(bar):
-        idx = order[start : start + config.batch_size]
-        x, y = data.train_x[idx], data.train_y[idx]
+    batches = data.train_batches(config.batch_size, generator, dist.rank, dist.world_size)
+    total = math.ceil(data.num_train / config.batch_size)
+    bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
+    for i, (x, y) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
         metrics = rule.step(model, x, y)
+        dist.average_gradients(model)  # between rule.step and optimizer.step: every rule trains data-parallel
         optimizer.step()
         for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + v.detach() * len(idx)
-        seen += len(idx)
+            sums[k] = sums.get(k, 0.0) + v.detach() * len(y)
+        seen += len(y)
         state["step"] += 1
-        if i % CHECK_EVERY == 0 or start + config.batch_size >= n:
-            loss = metrics["loss"].item()
+        if i % CHECK_EVERY == 0 or i == total - 1:
+            loss = dist.mean(metrics["loss"]).item()  # all processes agree on divergence
             state["initial_loss"] = state["initial_loss"] or loss
             if not math.isfinite(loss) or loss > config.diverge_factor * max(state["initial_loss"], 1e-3):
                 raise Diverged(f"loss {loss:.4g} at step {state['step']} (initial {state['initial_loss']:.4g})")
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-    means = {f"train/{k}": (v / seen).item() for k, v in sums.items()}
+    means = {f"train/{k}": dist.mean(v / seen).item() for k, v in sums.items()}
     if not math.isfinite(means["train/loss"]):
         raise Diverged(f"mean train loss {means['train/loss']} in epoch")
     return means
@@ -214,11 +237,17 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     config.validate()
     if config.threads:
         torch.set_num_threads(config.threads)
-    device = resolve_device(config.device)
+    dist = init_distributed(config.device)
+    device = resolve_device(config.device, dist.local_rank)
     run, resuming = open_run_folder(config)
+    dist.barrier()  # every process has looked at the folder before the main one writes to it
+    quiet = quiet or not dist.is_main
     log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
 
     data = data if data is not None else load_dataset(config.dataset, config.data_dir, download=config.download)
+    if not config.augment and getattr(data, "augment", None) is not None:
+        data = copy.copy(data)  # the caller's dataset keeps its augmentation
+        data.augment = None
     seed_everything(config.seed)
     val = None
     if config.val_fraction > 0 or config.patience > 0:
@@ -228,7 +257,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options).to(device)
     rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
     model = rule.prepare(model)
-    materialize(model, data.train_x[:2])
+    materialize(model, data.sample(2)[0])
     optimizer = make_optimizer(config, model)
     scheduler = make_scheduler(config, optimizer)
     generator = torch.Generator().manual_seed(config.seed)
@@ -250,12 +279,19 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         state = restore_checkpoint(run, model, optimizer, rule, scheduler, generator, device)
         records = [r for r in run.read_metrics() if r["epoch"] <= state["epoch"]]
         log(f"resuming {run.path} after epoch {state['epoch']}")
-    write_json(
-        run.config, {**config.to_dict(), "version": __version__, "device_used": str(device), "out": str(run.path)}
-    )
+    if dist.is_main:
+        write_json(
+            run.config,
+            {
+                **config.to_dict(),
+                "version": __version__,
+                "device_used": str(device),
+                "world_size": dist.world_size,
+                "out": str(run.path),
+            },
+        )
 
-    n_probe = min(config.probe_batch_size, len(data.train_x))
-    probe_x, probe_y = data.train_x[:n_probe], data.train_y[:n_probe]
+    probe_x, probe_y = data.sample(min(config.probe_batch_size, data.num_train))
     status, reason = "ok", None
     started = time.perf_counter() - state["wall_time_s"]
     try:
@@ -268,7 +304,15 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
             t0 = time.perf_counter()
             try:
                 record = train_one_epoch(
-                    model, rule, optimizer, data, config, state, generator, desc=f"epoch {epoch + 1}/{config.epochs}"
+                    model,
+                    rule,
+                    optimizer,
+                    data,
+                    config,
+                    state,
+                    generator,
+                    desc=f"epoch {epoch + 1}/{config.epochs}",
+                    dist=dist,
                 )
             except Diverged as err:
                 status, reason = "diverged", str(err)
@@ -279,34 +323,27 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
                 scheduler.step()
             state["epoch"] = epoch + 1
             record = {"epoch": epoch + 1, "step": state["step"], "train/lr": lr, **record}
-            test = evaluate(model, rule.loss_fn, data.test_x, data.test_y, config.eval_batch_size)
-            record.update({"test/loss": test["loss"], "test/accuracy": test["accuracy"]})
-            if test["accuracy"] > state["best_test_accuracy"]:
-                state["best_test_accuracy"], state["best_epoch"] = test["accuracy"], epoch + 1
-            if val is not None:
-                v = evaluate(model, rule.loss_fn, *val, config.eval_batch_size)
-                record.update({"val/loss": v["loss"], "val/accuracy": v["accuracy"]})
-                if v["accuracy"] > state["best_val_accuracy"]:
-                    state.update(best_val_accuracy=v["accuracy"], test_at_best_val=test["accuracy"], bad_epochs=0)
-                else:
-                    state["bad_epochs"] += 1
+            record.update(evaluate_epoch(model, rule, data, val, config, state))
             if config.probe_every and (epoch + 1) % config.probe_every == 0:
                 record.update(alignment_probes(model, rule, probe_x, probe_y))
             state["wall_time_s"] = time.perf_counter() - started
             record["time/epoch_s"] = time.perf_counter() - t0
             records.append(record)
-            run.write_metrics(records)
             state["stopped_early"] = bool(config.patience and state["bad_epochs"] >= config.patience)
-            save_checkpoint(run, model, optimizer, rule, scheduler, state, generator, device)
+            if dist.is_main:
+                run.write_metrics(records)
+                save_checkpoint(run, model, optimizer, rule, scheduler, state, generator, device)
             log(
                 f"epoch {epoch + 1}/{config.epochs}  train loss {record['train/loss']:.4f} "
-                f"acc {record['train/accuracy']:.2%}  test acc {test['accuracy']:.2%}  "
+                f"acc {record['train/accuracy']:.2%}  test acc {record['test/accuracy']:.2%}  "
                 f"({record['time/epoch_s']:.1f} s)"
             )
             if state["stopped_early"]:
                 log(f"early stop: no validation improvement in {config.patience} epochs")
                 break
     except Exception as err:
+        if not dist.is_main:
+            raise
         write_json(
             run.summary,
             {
@@ -317,10 +354,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
             },
         )
         raise
-    write_json(
-        run.summary,
-        summarize(config, data, records, state, status, reason, time.perf_counter() - started),
-    )
+    if dist.is_main:
+        write_json(run.summary, summarize(config, data, records, state, status, reason, time.perf_counter() - started))
+    dist.barrier()  # no process returns before the summary exists
     return run.path
 
 
@@ -349,7 +385,7 @@ def summarize(
         "epochs": state["epoch"],
         "steps": state["step"],
         "wall_time_s": wall_time_s,
-        "samples_per_s": state["epoch"] * len(data.train_x) / state["train_time_s"] if state["train_time_s"] else None,
+        "samples_per_s": state["epoch"] * data.num_train / state["train_time_s"] if state["train_time_s"] else None,
         "rule": config.rule,
         "arch": config.arch,
         "dataset": config.dataset,

@@ -30,8 +30,8 @@ from torch import nn
 from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
-from .convnet import check_image_input
-from .resnet import STEMS, check_stem, check_width_multiplier, scaled
+from .convnet import check_image_input, scaled
+from .resnet import STEMS, check_stem, check_width_multiplier
 
 # (out_channels, kernel, stride, padding, max-pool after) of the five convolutions, per stem (only conv1 differs).
 _LATER_CONVS = [(192, 5, 1, 2, True), (384, 3, 1, 1, False), (256, 3, 1, 1, False), (256, 3, 1, 1, True)]
@@ -42,7 +42,7 @@ POOL_KERNEL, POOL_STRIDE = 3, 2
 
 @dataclass
 class AlexNetConfig:
-    width_multiplier: float = option(1.0, "scales every layer width (channel counts)")
+    width_multiplier: float = option(1.0, "scales the channel counts (and alexnet's 4096-unit layers)")
     dropout: float = option(0.5, "dropout probability before each hidden Linear layer")
     stem: str = option(
         "auto",

@@ -28,7 +28,7 @@ from .activations import ACTIVATIONS, make_activation
 
 @dataclass
 class ConvNetConfig:
-    depth: int = option(4, "number of 3×3 convolution layers")
+    depth: int = option(4, "number of hidden layers (3×3 convolutions in convnet and dense-convnet)")
     channels: int = option(32, "feature maps per convolution (the growth rate of dense-convnet)")
     activation: str = option("tanh", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
     pool_every: int = option(2, "2×2 max-pool after every this many convolutions (0: never pool)")
@@ -46,6 +46,11 @@ class ConvNetConfig:
 def pool_after(depth: int, pool_every: int) -> list[bool]:
     """For each of the ``depth`` convolutions, whether a 2×2 max-pool follows it."""
     return [pool_every > 0 and (l + 1) % pool_every == 0 for l in range(depth)]
+
+
+def scaled(width: int, width_multiplier: float) -> int:
+    """``width`` times ``width_multiplier``, rounded, at least 1."""
+    return max(1, round(width * width_multiplier))
 
 
 def check_image_input(input_shape: tuple[int, ...], num_pools: int, arch: str) -> tuple[int, int, int]:

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..layers.local import LocallyConnected2d
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
-from .convnet import check_image_input
+from .convnet import check_image_input, scaled
 
 #: (out_channels, kernel_size, stride) of each locally connected (or convolutional) layer, per variant.
 VARIANTS: dict[str, list[tuple[int, int, int]]] = {
@@ -64,11 +64,6 @@ class LocalNetConfig:
             raise ConfigError(f"width_multiplier must be > 0 (got {self.width_multiplier})")
 
 
-def scaled(channels: int, width_multiplier: float) -> int:
-    """``channels`` times ``width_multiplier``, rounded, at least 1."""
-    return max(1, round(channels * width_multiplier))
-
-
 class LocalNet(nn.Module):
     """Bartunov et al.'s Table 3 network with the spatial layers built by ``local``; see the module docstring.
 
@@ -99,12 +94,8 @@ class LocalNet(nn.Module):
         layers = []
         for out_channels, k, stride in VARIANTS[variant]:
             out_channels = scaled(out_channels, width_multiplier)
-            padding = k // 2
+            padding = k // 2  # odd k: every output size is >= 1
             out_h, out_w = ((n + 2 * padding - k) // stride + 1 for n in (h, w))
-            if min(out_h, out_w) < 1:
-                raise ConfigError(
-                    f"{arch}: an input of {h}×{w} is too small for a {k}×{k} layer with padding {padding}"
-                )
             layers.append(local(c, out_channels, (h, w), k, stride, padding, bias))
             c, h, w = out_channels, out_h, out_w
         self.variant = variant

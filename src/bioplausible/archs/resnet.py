@@ -29,7 +29,7 @@ from torch import nn
 from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
-from .convnet import check_image_input
+from .convnet import check_image_input, scaled
 
 STEMS = ("auto", "imagenet", "cifar")
 
@@ -42,10 +42,6 @@ def check_width_multiplier(width_multiplier: float) -> None:
 def check_stem(stem: str) -> None:
     if stem not in STEMS:
         raise ConfigError(f"unknown stem {stem!r}; choose from: {', '.join(STEMS)}")
-
-
-def scaled(width: int, width_multiplier: float) -> int:
-    return max(1, round(width * width_multiplier))
 
 
 @dataclass

@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +51,7 @@ class Dataset:
     test_y: torch.Tensor
     num_classes: int
     classes: list[str] | None = None
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # on-device, per training batch
 
     def __post_init__(self) -> None:
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
@@ -80,6 +81,33 @@ class Dataset:
             test_x=self.test_x.to(device),
             test_y=self.test_y.to(device),
         )
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_y)
+
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One shuffled epoch of (x, y) batches, augmented if the dataset says so.
+
+        ``generator`` (a CPU generator) fixes the order. With ``world_size`` > 1 every process draws the same
+        permutation and takes its ``rank``-th share of each global batch of ``batch_size``, so N processes
+        together see exactly the batches one process would.
+        """
+        order = torch.randperm(self.num_train, generator=generator).to(self.train_x.device)
+        for start in range(0, self.num_train, batch_size):
+            idx = order[start : start + batch_size].tensor_split(world_size)[rank]
+            x = self.train_x[idx]
+            yield (self.augment(x) if self.augment else x), self.train_y[idx]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for start in range(0, len(self.test_y), batch_size):
+            yield self.test_x[start : start + batch_size], self.test_y[start : start + batch_size]
+
+    def sample(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first ``n`` training examples, unaugmented: a fixed batch for probes."""
+        return self.train_x[:n], self.train_y[:n]
 
     def split_validation(self, fraction: float, seed: int) -> tuple[Dataset, tuple[torch.Tensor, torch.Tensor]]:
         """Carve a fixed-seed random part of the training set out as a validation set.
