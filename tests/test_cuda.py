@@ -12,6 +12,15 @@ from bioplausible.runs import load_run
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
+@pytest.fixture(autouse=True)
+def _full_precision_convolutions():
+    """cuDNN convolutions default to TF32 on recent GPUs (~1e-3 relative error); compare in full float32."""
+    saved = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = saved
+
+
 ARCHS = {
     "dense-mlp": ((20,), {"depth": 2, "width": 16}),
     "lc-net": ((1, 8, 8), {"hidden": 16, "width_multiplier": 0.125}),

@@ -94,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--depth", type=int, default=3, help="for archs with a depth option")
     p.add_argument("--width", type=int, default=1000, help="for archs with a width option")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds; the median is reported")
-    p.add_argument("--steps", type=int, default=20, help="steps timed per rule per round")
+    p.add_argument("--rounds", type=int, default=60, help="interleaved rounds; the median is reported")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=3,
+        help="steps timed per rule per round (few: rules then see the same machine state)",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--json", help="also write the times and ratios to this JSON file")

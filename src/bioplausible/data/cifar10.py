@@ -20,6 +20,7 @@ import torch
 
 from ..errors import DataError
 from ..registry import DATASETS
+from .augment import random_crop_flip
 from .base import Dataset, download_file, fetch_or_explain
 
 FOLDER = "cifar-10-batches-py"
@@ -38,6 +39,8 @@ def cifar10(root: Path, download: bool = True) -> Dataset:
 
     Looked for in ``root/cifar-10-batches-py/``, ``root/cifar10/cifar-10-batches-py/`` and
     ``root/cifar10-subset/cifar-10-batches-py/``; downloaded into the first when missing and allowed.
+    Training batches are augmented with :func:`~bioplausible.data.augment.random_crop_flip` (padding 4) unless
+    ``augment`` is set to None.
     """
     folder = _find_folder(root)
     if folder is None:
@@ -54,8 +57,17 @@ def cifar10(root: Path, download: bool = True) -> Dataset:
             stacklevel=3,  # the caller of load_dataset
         )
     train_x, train_y = _merge([_read_batch(f) for f in train_files])
-    test_x, test_y = _read_batch(folder / TEST_FILE)
-    return Dataset("cifar10", train_x, train_y, test_x, test_y, num_classes=10, classes=_class_names(folder))
+    test_x, test_y = _merge([_read_batch(folder / TEST_FILE)])  # normalised tensors, like the training set
+    return Dataset(
+        "cifar10",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes=10,
+        classes=_class_names(folder),
+        augment=random_crop_flip(4),  # the standard one; the engine drops it when augmentation is off
+    )
 
 
 def _find_folder(root: Path) -> Path | None:

@@ -4,8 +4,8 @@
     ∂h = the input gradient of the convolution computed with B in place of W      (FA family; B = W is backprop)
     ∂h = e B reshaped to h's shape                                              (DFA; B is (n_e, C·H·W))
 
-Both gradients come from ``aten.convolution_backward``, the kernel autograd itself uses, each asked only for
-the output it needs: the FA backward does backprop's arithmetic with another kernel.
+The gradients come from ``aten.convolution_backward``, the kernel autograd itself uses, in one call as for
+backprop: the FA backward does backprop's arithmetic with another kernel.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class _FeedbackConv2dFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, weight, bias, feedback, direct, geometry):
         # h (N, C, H, W); weight (out, C/groups, k, k); feedback like weight, or (n_e, C·H·W) for DFA
-        ctx.save_for_backward(h, weight, feedback)
+        ctx.save_for_backward(h, weight if direct is not None else None, feedback)
         ctx.direct, ctx.geometry, ctx.has_bias = direct, geometry, bias is not None
         stride, padding, dilation, groups = geometry
         return F.conv2d(h, weight, bias, stride, padding, dilation, groups)
@@ -39,14 +39,14 @@ class _FeedbackConv2dFn(torch.autograd.Function):
     def backward(ctx, g):  # g (N, out, H', W')
         h, weight, feedback = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_h = grad_w = grad_b = None
-        if need_h:
-            if ctx.direct is not None:
-                grad_h = ctx.direct.input_grad(feedback, h)
-            else:
-                grad_h = _conv_backward(g, h, feedback, ctx.geometry, [True, False, False])[0]
-        if need_w or (need_b and ctx.has_bias):
-            _, grad_w, grad_b = _conv_backward(g, h, weight, ctx.geometry, [False, need_w, need_b and ctx.has_bias])
+        mask = [need_h, need_w, need_b and ctx.has_bias]
+        if ctx.direct is None:
+            # One kernel call, as backprop makes: the weight gradient does not read the kernel's values, so
+            # passing B yields the input gradient through B and the true weight and bias gradients.
+            grad_h, grad_w, grad_b = _conv_backward(g, h, feedback, ctx.geometry, mask)
+            return grad_h, grad_w, grad_b, None, None, None
+        grad_h = ctx.direct.input_grad(feedback, h) if need_h else None
+        _, grad_w, grad_b = _conv_backward(g, h, weight, ctx.geometry, [False, *mask[1:]])
         return grad_h, grad_w, grad_b, None, None, None
 
 
