@@ -326,6 +326,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
             record.update(evaluate_epoch(model, rule, data, val, config, state))
             if config.probe_every and (epoch + 1) % config.probe_every == 0:
                 record.update(alignment_probes(model, rule, probe_x, probe_y))
+                record.update(rule.probe(model, probe_x, probe_y))
             state["wall_time_s"] = time.perf_counter() - started
             record["time/epoch_s"] = time.perf_counter() - t0
             records.append(record)

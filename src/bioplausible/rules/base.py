@@ -74,6 +74,11 @@ class Rule:
         loss.backward()
         return batch_metrics(out, y, loss)
 
+    def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Rule-specific probes on a fixed batch, as ``probe/<kind>/<layer>`` metrics (logged with the generic
+        alignment probes every ``probe_every`` epochs). Must not change the model or leave gradients."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Rule state that is not in the model (e.g. a second optimizer), for checkpoints."""
         return {}
