@@ -47,34 +47,54 @@ def test_demo_command(tmp_path):
     assert "| dense-mlp |" in out and (tmp_path / "demo" / "learning_curves.png").stat().st_size > 10_000
 
 
+def shortened(args: list[str], tmp_path: Path) -> list[str]:
+    """A README train command made quick and local: one epoch of 3 batches, on the CPU, writing into tmp."""
+    args = [str(SHARED_DATA) + a[len("../shared/data") :] if a.startswith("../shared/data") else a for a in args]
+    args = ["cpu" if a == "cuda" else a for a in args]
+    args[args.index("--out") + 1] = str(tmp_path / "run")
+    return [*args, "--epochs", "1", "--max-batches", "3", "--no-progress"]
+
+
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("bioplausible ")])
 def test_bioplausible_command(command, tmp_path):
     args = shlex.split(command)[1:]
-    if args[0] == "train" and "--help" not in args:
-        if "../shared/data" in args and not SHARED_DATA.exists():
+    training = args[0] == "train" and "--help" not in args
+    if training:
+        if "../shared/data" in command and not SHARED_DATA.exists():
             pytest.skip("the real data in ../shared/data is not on this machine")
-        args = [str(SHARED_DATA) if a == "../shared/data" else a for a in args]
-        out = args.index("--out") + 1
-        args[out] = str(tmp_path / "run")
-        args += ["--epochs", "1", "--no-progress"]
+        args = shortened(args, tmp_path)
     if args[0] == "report":
-        shutil.copytree(ROOT / args[1], tmp_path / "runs")
+        shutil.copytree(ROOT / args[1], tmp_path / "runs", ignore=shutil.ignore_patterns("checkpoint.pt"))
         args[1] = str(tmp_path / "runs")
     result = cli(args, cwd=tmp_path)
-    if args[0] == "train" and "--help" not in args:
+    if training:
         assert result.stdout.startswith("ok:")
     if args[0] == "report":
         assert "Bartunov" in result.stdout
 
 
+@pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("torchrun ")])
+def test_torchrun_command(command, tmp_path):
+    args = shortened(shlex.split(command)[1:], tmp_path)
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--master_port", "29511"]
+    result = subprocess.run([*launcher, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "summary.json").exists()
+
+
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("python benchmarks/")])
 def test_benchmark_command(command, tmp_path):
-    args = shlex.split(command)[1:] + ["--rounds", "1", "--steps", "2", "--width", "64"]
+    args = shlex.split(command)[1:]
+    if "step_time" in args[0]:
+        args = ["cpu" if a == "cuda" else "3,16,16" if a == "3,224,224" else a for a in args]
+        args += ["--rounds", "1", "--steps", "1", "--width", "32", "--batch-size", "2"]
+    else:
+        args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
         [sys.executable, str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert "ratio to bp" in result.stdout
+    assert "ratio to bp" in result.stdout or "saved for backward" in result.stdout
 
 
 def test_python_example_runs():
@@ -83,3 +103,9 @@ def test_python_example_runs():
     exec(compile(code, "README.md", "exec"), namespace)
     assert set(namespace["metrics"]) == {"loss", "accuracy"}
     assert all(p.grad is not None for p in namespace["model"].parameters())
+    assert list(namespace["rule"].layers) == ["0"]  # the output layer stayed on backprop
+
+
+def test_every_readme_command_is_exercised():
+    known = ("make ", "bioplausible ", "torchrun ", "python benchmarks/")
+    assert all(c.startswith(known) for c in COMMANDS), [c for c in COMMANDS if not c.startswith(known)]

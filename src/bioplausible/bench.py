@@ -130,5 +130,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"setup": vars(args), "times_s": times, "ratios": ratios}, indent=2))
     return 0

@@ -63,6 +63,7 @@ class TrainConfig:
     resume: bool = option(False, "continue the run in --out from its last checkpoint")
     val_fraction: float = option(0.0, "fraction of the training set held out for validation (0: none)")
     patience: int = option(0, "early stopping: epochs without validation improvement before stopping (0: off)")
+    max_batches: int = option(0, "train on at most this many batches per epoch (0: all), for quick checks")
     probe_every: int = option(1, "log alignment and gradient-norm probes every N epochs (0: never)")
     probe_batch_size: int = option(256, "batch size the probes use")
     diverge_factor: float = option(100.0, "the run diverged when the loss exceeds this times its initial value")
@@ -80,6 +81,7 @@ class TrainConfig:
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1 (got {self.eval_batch_size})"),
             (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1) (got {self.val_fraction})"),
             (self.patience >= 0, f"patience must be >= 0 (got {self.patience})"),
+            (self.max_batches >= 0, f"max_batches must be >= 0 (got {self.max_batches})"),
             (self.probe_every >= 0, f"probe_every must be >= 0 (got {self.probe_every})"),
             (self.diverge_factor > 1, f"diverge_factor must be > 1 (got {self.diverge_factor})"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import json
 import math
 import random
@@ -204,6 +205,9 @@ def train_one_epoch(
     seen = 0
     batches = data.train_batches(config.batch_size, generator, dist.rank, dist.world_size)
     total = math.ceil(data.num_train / config.batch_size)
+    if config.max_batches:
+        total = min(total, config.max_batches)
+        batches = itertools.islice(batches, total)
     bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
     for i, (x, y) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
@@ -214,6 +218,7 @@ def train_one_epoch(
             sums[k] = sums.get(k, 0.0) + v.detach() * len(y)
         seen += len(y)
         state["step"] += 1
+        state["samples"] += len(y) * dist.world_size
         if i % CHECK_EVERY == 0 or i == total - 1:
             loss = dist.mean(metrics["loss"]).item()  # all processes agree on divergence
             state["initial_loss"] = state["initial_loss"] or loss
@@ -264,6 +269,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     state = {
         "epoch": 0,
         "step": 0,
+        "samples": 0,
         "initial_loss": None,
         "train_time_s": 0.0,
         "wall_time_s": 0.0,
@@ -386,7 +392,7 @@ def summarize(
         "epochs": state["epoch"],
         "steps": state["step"],
         "wall_time_s": wall_time_s,
-        "samples_per_s": state["epoch"] * data.num_train / state["train_time_s"] if state["train_time_s"] else None,
+        "samples_per_s": state["samples"] / state["train_time_s"] if state["train_time_s"] else None,
         "rule": config.rule,
         "arch": config.arch,
         "dataset": config.dataset,

@@ -21,10 +21,35 @@ class Published:
     note: str = ""
 
 
+BARTUNOV_LC = {"dataset": "mnist", "arch": "lc-net"}
+SEARCH = "best test error, 500 epochs, 60-config search"
+
+
+def _bartunov(error: float, arch: dict[str, Any], rule: str, schedule: str | None = None) -> Published:
+    match = {**arch, "rule": rule, **({"schedule": schedule} if schedule else {})}
+    return Published(error, BARTUNOV, match, SEARCH)
+
+
 PUBLISHED: list[Published] = [
-    Published(1.48, BARTUNOV, {**BARTUNOV_FC, "rule": "bp"}, "best test error, 500 epochs, 60-config search"),
-    Published(1.85, BARTUNOV, {**BARTUNOV_FC, "rule": "fa"}, "best test error, 500 epochs, 60-config search"),
-    Published(2.75, BARTUNOV, {**BARTUNOV_FC, "rule": "dfa"}, "best test error, 500 epochs, 60-config search"),
+    _bartunov(1.48, BARTUNOV_FC, "bp"),
+    _bartunov(1.85, BARTUNOV_FC, "fa"),
+    _bartunov(2.75, BARTUNOV_FC, "dfa"),
+    _bartunov(1.83, BARTUNOV_FC, "dtp", "alternating"),
+    _bartunov(2.86, BARTUNOV_FC, "dtp", "parallel"),
+    _bartunov(2.28, BARTUNOV_FC, "sdtp", "alternating"),
+    _bartunov(3.52, BARTUNOV_FC, "sdtp", "parallel"),
+    _bartunov(1.86, BARTUNOV_FC, "aosdtp", "alternating"),
+    _bartunov(2.93, BARTUNOV_FC, "aosdtp", "parallel"),
+    _bartunov(1.17, BARTUNOV_LC, "bp"),
+    _bartunov(1.26, BARTUNOV_LC, "fa"),
+    _bartunov(2.05, BARTUNOV_LC, "dfa"),
+    _bartunov(1.46, BARTUNOV_LC, "dtp", "alternating"),
+    _bartunov(1.52, BARTUNOV_LC, "dtp", "parallel"),
+    _bartunov(1.90, BARTUNOV_LC, "sdtp", "alternating"),
+    _bartunov(1.98, BARTUNOV_LC, "sdtp", "parallel"),
+    _bartunov(1.91, BARTUNOV_LC, "aosdtp", "alternating"),
+    _bartunov(1.92, BARTUNOV_LC, "aosdtp", "parallel"),
+    _bartunov(1.01, {"dataset": "mnist", "arch": "shared-conv-net"}, "bp"),
 ]
 
 
