@@ -18,6 +18,7 @@ from . import __version__
 from .config import TrainConfig
 from .errors import BioplausibleError, ConfigError
 from .registry import ARCHS, DATASETS, RULES
+from .runs import RUN_FACTS
 
 KINDS = {"rules": RULES, "archs": ARCHS, "datasets": DATASETS}
 
@@ -136,8 +137,8 @@ def _read_config_file(path: str) -> dict[str, Any]:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise ConfigError(f"cannot read --config {path}: {err}") from None
-    for extra in ("version", "device_used"):
-        data.pop(extra, None)
+    for fact in RUN_FACTS:
+        data.pop(fact, None)
     return data
 
 

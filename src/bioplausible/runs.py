@@ -20,6 +20,9 @@ from typing import Any
 
 import torch
 
+# Keys config.json holds besides the TrainConfig fields: facts about the run, not settings.
+RUN_FACTS = ("version", "device_used", "world_size")
+
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""

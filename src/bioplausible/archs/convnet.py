@@ -24,6 +24,7 @@ from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
+from .spec import LayerSpec, global_average_pool
 
 
 @dataclass
@@ -103,3 +104,15 @@ class ConvNet(nn.Module):
             if pool:
                 h = self.pool(h)  # (N, channels, H'/2, W'/2)
         return self.out(h.mean(dim=(2, 3)))  # (N, channels) -> (N, num_classes)
+
+    def layers_spec(self) -> list[LayerSpec]:
+        """The layered protocol (see :mod:`.spec`): convolution l reads h_{l−1}, max-pooled when a pool follows
+        convolution l−1; the output layer reads the global average pool of h_depth."""
+        pooled = [False, *self.pools]  # pooled[l]: h_l is max-pooled before the next layer reads it
+        specs = [LayerSpec(conv, self.act, [l], self.pool if pooled[l] else None) for l, conv in enumerate(self.convs)]
+
+        def pool_then_average(h: torch.Tensor) -> torch.Tensor:
+            return global_average_pool(self.pool(h))
+
+        last = len(self.convs)
+        return [*specs, LayerSpec(self.out, None, [last], pool_then_average if pooled[last] else global_average_pool)]

@@ -24,6 +24,7 @@ from torch import nn
 from ..registry import ARCHS
 from .activations import make_activation
 from .convnet import ConvNetConfig, check_image_input, pool_after
+from .spec import LayerSpec, global_average_pool
 
 
 @ARCHS.register("dense-convnet")
@@ -46,7 +47,8 @@ class DenseConvNet(nn.Module):
     ):
         super().__init__()
         pools = pool_after(depth, pool_every)
-        c, _, _ = check_image_input(input_shape, sum(pools), "dense-convnet")
+        c, h, w = check_image_input(input_shape, sum(pools), "dense-convnet")
+        self.input_size = (h, w)
         self.convs = nn.ModuleList(
             conv(c + l * channels, channels, kernel_size=3, padding=1, bias=bias) for l in range(depth)
         )
@@ -63,3 +65,29 @@ class DenseConvNet(nn.Module):
                 features = [self.pool(torch.cat(features, dim=1))]  # (N, C + l·channels, H/2, W/2)
         h = torch.cat(features, dim=1)  # (N, C + depth·channels, H', W')
         return self.out(h.mean(dim=(2, 3)))  # (N, num_classes)
+
+    def layers_spec(self) -> list[LayerSpec]:
+        """The layered protocol (see :mod:`.spec`): every layer reads all earlier features, each max-pooled
+        down to the layer's resolution (once per pooling stage it has passed); the output layer reads their global
+        average pools."""
+        size, specs = self.input_size, []
+        for l, (conv, pool) in enumerate(zip(self.convs, self.pools)):
+            specs.append(LayerSpec(conv, self.act, list(range(l + 1)), self._pool_to(size)))
+            if pool:
+                size = (size[0] // 2, size[1] // 2)
+        pool_to = self._pool_to(size)
+
+        def pool_then_average(h: torch.Tensor) -> torch.Tensor:
+            return global_average_pool(pool_to(h))
+
+        return [*specs, LayerSpec(self.out, None, list(range(len(self.convs) + 1)), pool_then_average)]
+
+    def _pool_to(self, size: tuple[int, int]):
+        """A map that max-pools a feature (2×2, repeatedly) until it has spatial ``size``."""
+
+        def pool_to(h: torch.Tensor) -> torch.Tensor:
+            while tuple(h.shape[-2:]) != size:
+                h = self.pool(h)
+            return h
+
+        return pool_to

@@ -18,6 +18,7 @@ from torch import nn
 from ..registry import ARCHS
 from .activations import make_activation
 from .mlp import MLPConfig
+from .spec import LayerSpec, flatten
 
 
 @ARCHS.register("dense-mlp")
@@ -47,3 +48,12 @@ class DenseMLP(nn.Module):
         for layer in self.hidden:
             features.append(self.act(layer(torch.cat(features, dim=1))))
         return self.out(torch.cat(features, dim=1))
+
+    def layers_spec(self) -> list[LayerSpec]:
+        """The layered protocol (see :mod:`.spec`): layer l reads [h_0, …, h_{l−1}] (flatten is a no-op on the
+        hidden features)."""
+        layers = [*self.hidden, self.out]
+        return [
+            LayerSpec(layer, self.act if layer is not self.out else None, list(range(l + 1)), flatten)
+            for l, layer in enumerate(layers)
+        ]

@@ -29,6 +29,7 @@ from ..layers.local import LocallyConnected2d
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
 from .convnet import check_image_input, scaled
+from .spec import LayerSpec, flatten
 
 #: (out_channels, kernel_size, stride) of each locally connected (or convolutional) layer, per variant.
 VARIANTS: dict[str, list[tuple[int, int, int]]] = {
@@ -110,6 +111,13 @@ class LocalNet(nn.Module):
             h = self.act(layer(h))  # (N, c_l, H_l, W_l), e.g. (N, 32, 14, 14) then (N, 64, 7, 7) on MNIST
         h = self.act(self.fc(h.flatten(1)))  # (N, hidden)
         return self.out(h)  # (N, num_classes)
+
+    def layers_spec(self) -> list[LayerSpec]:
+        """The layered protocol (see :mod:`.spec`): each layer reads the one below; the fully connected layer
+        reads the flattened maps."""
+        n = len(self.features)
+        specs = [LayerSpec(layer, self.act, [l]) for l, layer in enumerate(self.features)]
+        return [*specs, LayerSpec(self.fc, self.act, [n], flatten), LayerSpec(self.out, None, [n + 1])]
 
 
 @ARCHS.register("lc-net")

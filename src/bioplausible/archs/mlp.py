@@ -17,6 +17,7 @@ from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
+from .spec import LayerSpec, flatten
 
 
 @dataclass
@@ -60,3 +61,8 @@ class MLP(nn.Module):
         for layer in self.hidden:
             h = self.act(layer(h))  # (N, width)
         return self.out(h)  # (N, num_classes)
+
+    def layers_spec(self) -> list[LayerSpec]:
+        """The layered protocol (see :mod:`.spec`): layer l reads h_{l−1}; the first flattens the input."""
+        hidden = [LayerSpec(layer, self.act, [l], flatten if l == 0 else None) for l, layer in enumerate(self.hidden)]
+        return [*hidden, LayerSpec(self.out, None, [len(self.hidden)])]

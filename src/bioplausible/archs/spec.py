@@ -1,0 +1,67 @@
+"""The layered protocol: an architecture's layer structure as data, for rules that work layer by layer.
+
+Target propagation needs to see a network as a stack of layers, each reading earlier features, without importing
+any particular architecture. An architecture built that way exposes ``layers_spec() -> list[LayerSpec]``, one
+entry per layer in forward order, the output layer last. With the features
+
+    h_0 = x (the input as ``forward`` receives it),   h_1, …, h_L (the layers' outputs, h_L = ŷ),
+
+layer l computes
+
+    x_l = concat([pre_l(h_i) for i in inputs_l], dim=1)     (pre_l = identity when None)
+    h_l = activation_l(module_l(x_l))                      (activation None: no activation, as at the output)
+
+and ``forward(x)`` must equal ``compose(model.layers_spec(), x)[-1]`` exactly (the tests check every layered
+architecture). ``pre`` is applied to each input feature before the concatenation, so a layer may read features of
+different resolutions (dense-convnet pools earlier maps once per pooling stage they pass). It must be a fixed,
+parameter-free map that acts on each channel separately (flatten, max-pool, average pool, global average pool):
+such maps commute with concatenation along dim 1, so this equals applying ``pre`` to the concatenated input when
+the features share a resolution. Residual additions, batch norm or learned maps between layers do not fit; those
+architectures (resnet18, resnet20, alexnet) do not offer the protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class LayerSpec:
+    """One layer of a layered architecture; see the module docstring for the semantics."""
+
+    module: nn.Module  # nn.Linear, nn.Conv2d or LocallyConnected2d (or a subclass from a layer factory)
+    activation: nn.Module | None  # f_l; None for the output layer (and for a linear layer)
+    inputs: list[int] = field(default_factory=list)  # indices of the features this layer reads, in order
+    pre: Callable[[torch.Tensor], torch.Tensor] | None = None  # applied to each input feature (flatten, pool)
+
+    def layer_input(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """x_l: the layer's input assembled from the feature list [h_0, h_1, ...]."""
+        parts = [features[i] if self.pre is None else self.pre(features[i]) for i in self.inputs]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def layer_output(self, x: torch.Tensor) -> torch.Tensor:
+        """h_l = f_l(module_l(x_l))."""
+        a = self.module(x)
+        return a if self.activation is None else self.activation(a)
+
+
+def compose(specs: list[LayerSpec], x: torch.Tensor) -> list[torch.Tensor]:
+    """The features [h_0 = x, h_1, …, h_L] of a layered network; ``[-1]`` equals ``model(x)``."""
+    features = [x]
+    for spec in specs:
+        features.append(spec.layer_output(spec.layer_input(features)))
+    return features
+
+
+def flatten(h: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C·H·W); a 2-D feature is returned as it is."""
+    return h.flatten(1)
+
+
+def global_average_pool(h: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C)."""
+    return h.mean(dim=(2, 3))
