@@ -13,6 +13,7 @@ from bioplausible.probes import angle_deg
 from bioplausible.rules import RULES, create_rule
 
 FEEDBACK_RULES = ["fa", "dfa", "usf", "frsf", "brsf"]
+TARGET_PROP = {"dtp", "sdtp", "aosdtp"}  # need an architecture whose layers can be inverted (layers_spec)
 
 
 def make(arch="mlp", depth=3, width=32, activation="tanh", seed=0):
@@ -190,6 +191,10 @@ def test_every_rule_fills_every_grad_on_every_arch(rule_name, arch):
     model = create_arch(arch, shape, 10, **options)
     x, y = torch.randn(16, *shape, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
     rule = create_rule(rule_name)
+    if rule_name in TARGET_PROP and not hasattr(model, "layers_spec"):
+        with pytest.raises(IncompatibleError, match="layered architecture"):
+            rule.prepare(model)  # the one pairing allowed to refuse, and it must say why
+        return
     rule.prepare(model)
     with torch.no_grad():
         model.eval()(x[:2])  # what the engine does: state drawn on first use exists before the optimizer
@@ -219,7 +224,7 @@ def test_state_dict_roundtrip_keeps_feedback():
 
 
 def test_unknown_rule_lists_known_rules():
-    with pytest.raises(UnknownNameError, match="Known rules: bp, brsf, dfa, fa"):
+    with pytest.raises(UnknownNameError, match="Known rules: aosdtp, bp, brsf, dfa, dtp, fa"):
         create_rule("fb")
 
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import IncompatibleError
-from .feedback import FEEDBACK_LAYERS, DirectError, FeedbackLayer
+from .feedback import FEEDBACK_LAYERS, FeedbackLayer
 
 
 def _conv_backward(g, h, kernel, geometry, mask):
@@ -68,15 +68,8 @@ class FeedbackConv2d(nn.Conv2d, FeedbackLayer):
 
     @classmethod
     def from_module(cls, conv: nn.Conv2d) -> FeedbackConv2d:
-        layer = cls.__new__(cls)
-        layer.__dict__.update(conv.__dict__)  # every Conv2d attribute, and the same Parameters
-        layer._parameters = dict(conv._parameters)
-        layer._buffers = dict(conv._buffers)
-        layer._modules = dict(conv._modules)
+        layer = super().from_module(conv)
         layer.geometry = (list(conv.stride), list(_explicit_padding(conv)), list(conv.dilation), conv.groups)
-        layer.register_buffer("feedback", conv.weight.detach().clone())
-        layer.direct: DirectError | None = None
-        layer.exact = False
         return layer
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,20 @@ class FeedbackLayer(nn.Module):
     direct: DirectError | None
     exact: bool
 
+    @classmethod
+    def from_module(cls, module: nn.Module):
+        """The feedback version of ``module``: the same attributes and the very same Parameters (so optimizers
+        built before the swap stay valid), plus B = a copy of W, on W's device."""
+        layer = cls.__new__(cls)
+        layer.__dict__.update(module.__dict__)
+        layer._parameters = dict(module._parameters)
+        layer._buffers = dict(module._buffers)
+        layer._modules = dict(module._modules)
+        layer.register_buffer("feedback", module.weight.detach().clone())
+        layer.direct = None
+        layer.exact = False
+        return layer
+
     def mirror_input_shape(self) -> tuple[int, ...]:
         """Shape of the smallest input that reaches every weight once (per sample), for weight mirrors."""
         raise NotImplementedError
@@ -104,18 +118,6 @@ class FeedbackLinear(nn.Linear, FeedbackLayer):
         self.register_buffer("feedback", self.weight.detach().clone())
         self.direct = None
         self.exact = False
-
-    @classmethod
-    def from_module(cls, linear: nn.Linear) -> FeedbackLinear:
-        layer = cls.__new__(cls)
-        nn.Module.__init__(layer)
-        layer.in_features, layer.out_features = linear.in_features, linear.out_features
-        layer.weight, layer.bias = linear.weight, linear.bias  # the same Parameters: optimizers stay valid
-        layer.register_buffer("feedback", linear.weight.detach().clone())
-        layer.direct = None
-        layer.exact = False
-        layer.train(linear.training)
-        return layer
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.exact:

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .feedback import FEEDBACK_LAYERS, DirectError, FeedbackLayer
+from .feedback import FEEDBACK_LAYERS, FeedbackLayer
 
 
 def _pair(v) -> tuple[int, int]:
@@ -124,18 +124,6 @@ class _FeedbackLocalFn(torch.autograd.Function):
 
 class FeedbackLocallyConnected2d(LocallyConnected2d, FeedbackLayer):
     """``LocallyConnected2d`` with a feedback matrix per position (B shaped like W)."""
-
-    @classmethod
-    def from_module(cls, local: LocallyConnected2d) -> FeedbackLocallyConnected2d:
-        layer = cls.__new__(cls)
-        layer.__dict__.update(local.__dict__)
-        layer._parameters = dict(local._parameters)
-        layer._buffers = dict(local._buffers)
-        layer._modules = dict(local._modules)
-        layer.register_buffer("feedback", local.weight.detach().clone())
-        layer.direct: DirectError | None = None
-        layer.exact = False
-        return layer
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.exact:
