@@ -165,6 +165,72 @@ def test_convert_resnet_usf_changes_conv_and_linear_gradients_but_not_batch_norm
         assert angle_deg(got[name], reference[name]) > 1.0, name
 
 
+def torchvision_style_resnet18(width: int = 8, classes: int = 10) -> nn.Module:
+    """ResNet-18 laid out as torchvision lays it out (conv1/bn1/relu/maxpool, layer1..4 of 2 BasicBlocks with a
+    ``downsample`` Sequential where the shape changes, avgpool, fc), written here independently of our archs."""
+
+    class BasicBlock(nn.Module):
+        def __init__(self, c_in, c_out, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(c_out)
+            self.relu = nn.ReLU(inplace=True)
+            self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c_out)
+            self.downsample = None
+            if stride != 1 or c_in != c_out:
+                self.downsample = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+        def forward(self, x):
+            identity = x if self.downsample is None else self.downsample(x)
+            out = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(out)) + identity)
+
+    class ResNet18(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv1 = nn.Conv2d(3, width, 7, 2, 3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(3, 2, 1)
+            widths = [width, 2 * width, 4 * width, 8 * width]
+            c_in = width
+            for i, c in enumerate(widths):
+                stride = 1 if i == 0 else 2
+                setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(c_in, c, stride), BasicBlock(c, c, 1)))
+                c_in = c
+            self.avgpool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(8 * width, classes)
+
+        def forward(self, x):
+            x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(self.avgpool(x).flatten(1))
+
+    torch.manual_seed(0)
+    return ResNet18()
+
+
+@pytest.mark.parametrize("rule_name", ["usf", "fa", "dfa", "kp"])
+def test_convert_torchvision_style_resnet18(rule_name):
+    model = torchvision_style_resnet18()
+    model, rule = bioplausible.convert(model, rule_name)
+    assert len(rule.layers) == 21  # 1 stem + 16 block + 3 downsample convolutions, and fc
+    assert len(rule.unchanged) == 20 and all("bn" in n or "downsample.1" in n for n in rule.unchanged)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        model.eval()(x[:2])  # draws DFA's B, as the engine does
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        losses.append(rule.step(model, x, y)["loss"].item())
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+        optimizer.step()
+    assert losses[-1] < losses[0]
+
+
 def test_convert_errors_are_clear():
     with pytest.raises(IncompatibleError, match="no Linear or Conv layer"):
         bioplausible.convert(nn.Sequential(nn.ReLU(), nn.MaxPool2d(2)), "fa")
