@@ -175,7 +175,22 @@ SMALL_ARCHS = {
     "resnet18": ((3, 8, 8), {"width_multiplier": 0.125}),
     "resnet20": ((3, 8, 8), {"width_multiplier": 0.25}),
     "alexnet": ((3, 16, 16), {"width_multiplier": 0.05, "dropout": 0.0}),
+    "energy-net": ((1, 8, 8), {"hidden_sizes": (16,), "free_steps": 30, "nudged_steps": 8}),
 }
+ENERGY_ARCHS = {"energy-net"}  # symmetric energy networks, the only ones EP trains
+ENERGY_RULES = {"ep"}
+WORKS_ON_ENERGY_NETS = {"bp"}  # backprop through time of the settling dynamics
+
+
+def refusal(rule_name: str, arch: str) -> str | None:
+    """The message pattern of an IncompatibleError the pair must raise, or None if the pair must train."""
+    if rule_name in ENERGY_RULES and arch not in ENERGY_ARCHS:
+        return "symmetric energy network"
+    if arch in ENERGY_ARCHS and rule_name not in ENERGY_RULES | WORKS_ON_ENERGY_NETS:
+        return "layered architecture" if rule_name in TARGET_PROP else "no Linear or Conv layer"
+    if rule_name in TARGET_PROP and not hasattr(ARCHS.get(arch), "layers_spec"):
+        return "layered architecture"
+    return None
 
 
 def test_matrix_covers_every_architecture():
@@ -191,9 +206,10 @@ def test_every_rule_fills_every_grad_on_every_arch(rule_name, arch):
     model = create_arch(arch, shape, 10, **options)
     x, y = torch.randn(16, *shape, generator=torch.Generator().manual_seed(1)), torch.arange(16) % 10
     rule = create_rule(rule_name)
-    if rule_name in TARGET_PROP and not hasattr(model, "layers_spec"):
-        with pytest.raises(IncompatibleError, match="layered architecture"):
-            rule.prepare(model)  # the one pairing allowed to refuse, and it must say why
+    message = refusal(rule_name, arch)
+    if message:
+        with pytest.raises(IncompatibleError, match=message):
+            rule.prepare(model)  # the pairings allowed to refuse, and they must say why
         return
     rule.prepare(model)
     with torch.no_grad():
@@ -224,7 +240,7 @@ def test_state_dict_roundtrip_keeps_feedback():
 
 
 def test_unknown_rule_lists_known_rules():
-    with pytest.raises(UnknownNameError, match="Known rules: aosdtp, bp, brsf, dfa, dtp, fa"):
+    with pytest.raises(UnknownNameError, match="Known rules: aosdtp, bp, brsf, dfa, dtp, ep, fa"):
         create_rule("fb")
 
 

@@ -35,6 +35,18 @@ def _parse_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
+def _list_parser(item: type):
+    """A comma-separated list of ``item`` values, e.g. ``500,500`` for ``tuple[int, ...]``."""
+
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(item(part) for part in _parse_list(text))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {item.__name__}: {text!r}") from None
+
+    return parse
+
+
 def _arg_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     """argparse keyword arguments for one dataclass field, from its type hint and metadata."""
     base = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -45,7 +57,8 @@ def _arg_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     if kind is bool:
         spec["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(kind) in (tuple, list):
-        spec.update(type=_parse_list, metavar="A,B,...")
+        item = next((a for a in typing.get_args(kind) if a is not Ellipsis), str)
+        spec.update(type=_list_parser(item), metavar="A,B,...")
     else:
         spec["type"] = kind
     return spec

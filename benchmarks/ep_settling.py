@@ -1,0 +1,121 @@
+"""EP settling cost on a 784-100×5-10 energy network (Gammell et al.'s deep net), batch 20, CPU.
+
+Prints (1) one settling step against the bare matrix products of the same shapes (the per-pair products a
+layered step needs: each adjacent non-input pair in both directions; the input's drive is constant while clamped),
+(2) steps used with a tolerance against Gammell's fixed caps, (3) the time to train on 1,000 MNIST-sized samples
+with ep, settling to the tolerance and with the fixed caps.
+
+python benchmarks/ep_settling.py                     # MNIST from $BIOPLAUSIBLE_DATA or ../shared/data if present
+python benchmarks/ep_settling.py --samples 200 --topology skip
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from bioplausible.archs import create_arch
+from bioplausible.data import load_dataset
+from bioplausible.errors import BioplausibleError
+from bioplausible.rules import create_rule
+
+
+def best_time(fn, repeats: int = 5, number: int = 200) -> float:
+    """Best of ``repeats`` mean times of ``number`` calls, in seconds."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.perf_counter() - start) / number)
+    return best
+
+
+def mnist(data_dir: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+    try:
+        data = load_dataset("mnist", data_dir=data_dir, download=False)
+        return data.train_x[:n].flatten(1), data.train_y[:n], "MNIST"
+    except BioplausibleError:
+        g = torch.Generator().manual_seed(0)
+        return torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g), "random (no MNIST found)"
+
+
+def train_time(net, rule, x, y, batch_size: int) -> tuple[float, float, float]:
+    """Seconds for one pass of SGD over (x, y); mean free and nudged steps per batch."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.015)
+    free, nudged, batches = 0.0, 0.0, 0
+    start = time.perf_counter()
+    for i in range(0, len(x), batch_size):
+        optimizer.zero_grad(set_to_none=True)
+        metrics = rule.step(net, x[i : i + batch_size], y[i : i + batch_size])
+        optimizer.step()
+        free, nudged, batches = (
+            free + metrics["free_steps"].item(),
+            nudged + metrics["nudged_steps"].item(),
+            batches + 1,
+        )
+    return time.perf_counter() - start, free / batches, nudged / batches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--topology", default="layered", choices=("layered", "skip", "dense"))
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    sizes = dict(hidden_sizes=(100,) * 5, topology=args.topology, free_steps=1000, nudged_steps=12)
+    net = create_arch("energy-net", (784,), 10, tolerance=args.tolerance, **sizes)
+    x, y, source = mnist(args.data_dir, args.samples)
+    xb = x[: args.batch_size]
+    print(f"784-100x5-10 {args.topology}, batch {args.batch_size}, {torch.get_num_threads()} thread(s), data: {source}")
+
+    # (1) one settling step vs the bare products
+    with torch.no_grad():
+        state = net.settle(xb, steps=50, tolerance=0).state
+        n = 400
+        step = best_time(lambda: net.settle(xb, state, steps=n, tolerance=0), 3, 1) / n
+        setup = best_time(lambda: net.settle(xb, state, steps=1, tolerance=0), 3, 20)
+        pairs = [c.effective() for c in net.connections.values() if c.lower > 0]
+        lower = [torch.rand(args.batch_size, w.shape[0]) for w in pairs]
+        upper = [torch.rand(args.batch_size, w.shape[1]) for w in pairs]
+
+        def bare():  # what a step must compute: each non-input pair's product in both directions
+            for a, b, w in zip(lower, upper, pairs):
+                a @ w
+                b @ w.t()
+
+        products = best_time(bare)
+    print(f"settling step {step * 1e3:.3f} ms (a 1-step settle incl. setup: {setup * 1e3:.3f} ms)")
+    print(f"bare per-pair products ({2 * len(pairs)} matmuls) {products * 1e3:.3f} ms -> ratio {step / products:.2f}")
+
+    # (2) steps used: tolerance vs the fixed cap
+    with torch.no_grad():
+        free = net.settle(xb)
+    print(
+        f"free phase from zero: {free.steps} steps to tolerance {args.tolerance:g} (cap 1000), "
+        f"last residual {free.residuals[-1].item():.2e}"
+    )
+
+    # (3) training time on the samples
+    for label, tolerance in (("tolerance", args.tolerance), ("fixed cap", 0.0)):
+        torch.manual_seed(0)
+        model = create_arch("energy-net", (784,), 10, tolerance=tolerance, **sizes)
+        rule = create_rule("ep", beta=1.0, nudging="random-sign")
+        rule.prepare(model)
+        seconds, free_steps, nudged_steps = train_time(model, rule, x, y, args.batch_size)
+        print(
+            f"train {len(x)} samples ({label}): {seconds:.1f} s, mean steps free {free_steps:.0f} / nudged "
+            f"{nudged_steps:.1f} -> {seconds * 60000 / len(x) / 60:.1f} min per 60k-sample epoch"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,220 @@
+"""Equilibrium propagation and the energy network: EP against backprop through time as β → 0, the bias orders of
+one-sided and symmetric nudging, Gammell's rewiring, energy descent, settling, and bad input."""
+
+import pytest
+import torch
+
+from bioplausible.archs import create_arch
+from bioplausible.errors import ConfigError, IncompatibleError
+from bioplausible.rules import create_rule
+from bioplausible.rules.ep import cost_value
+
+
+def small_net(hidden=(6,), seed=0, **options):
+    torch.manual_seed(seed)
+    options = {"free_steps": 2000, "nudged_steps": 2000, "tolerance": 1e-13, **options}
+    return create_arch("energy-net", (4,), 3, hidden_sizes=hidden, **options).double()
+
+
+def batch(n=8, seed=1, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 4, generator=g, dtype=torch.float64), torch.arange(n) % classes
+
+
+def flat(grads):
+    return torch.cat([g.flatten() for g in grads.values()])
+
+
+def bptt_grad(net, x, y, steps=600):
+    """The loss gradient at the free fixed point by autograd through the unrolled settling dynamics."""
+    net.zero_grad(set_to_none=True)
+    state = net.settle(x, steps=steps, tolerance=0).state
+    out = state[:, net.layer_slice(net.num_layers)]
+    cost_value("mse", out, torch.nn.functional.one_hot(y, 3).double()).backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+    net.zero_grad(set_to_none=True)
+    return flat(grads)
+
+
+def ep_grad(net, x, y, beta, nudging):
+    rule = create_rule("ep", beta=beta, nudging=nudging, cost="mse")
+    rule.prepare(net)
+    return flat(rule.estimate(net, x, y)[0])
+
+
+@pytest.fixture(scope="module")
+def reference():
+    net = small_net(hidden=(6, 5))
+    x, y = batch()
+    return net, x, y, bptt_grad(net, x, y)
+
+
+def test_symmetric_ep_approaches_bptt_gradient(reference):
+    net, x, y, g_bptt = reference
+    assert g_bptt.norm() > 1e-3, "a vanishing reference gradient would make the comparison empty"
+    g_ep = ep_grad(net, x, y, 1e-3, "symmetric")
+    assert torch.nn.functional.cosine_similarity(g_ep, g_bptt, dim=0) >= 0.99
+    torch.testing.assert_close(g_ep, g_bptt, rtol=0, atol=1e-3 * g_bptt.abs().max().item())
+
+
+def test_one_sided_bias_is_first_order_and_symmetric_second_order(reference):
+    net, x, y, g_bptt = reference
+    errors = {
+        nudging: [(ep_grad(net, x, y, beta, nudging) - g_bptt).norm().item() for beta in (0.01, 0.005)]
+        for nudging in ("one-sided", "symmetric")
+    }
+    one, sym = errors["one-sided"], errors["symmetric"]
+    assert one[1] / one[0] == pytest.approx(0.5, abs=0.1), one  # O(β): halving β halves the error
+    assert sym[1] / sym[0] < 0.35, sym  # O(β²): halving β quarters it
+    assert sym[0] < one[0] / 3
+
+
+def test_rewiring_keeps_count_and_only_adds_layer_skipping_connections():
+    layered = small_net(hidden=(6, 6, 6))
+    assert set(layered.connections) == {"0-1", "1-2", "2-3", "3-4"}
+    for p in (0.3, 1.0):
+        net = small_net(hidden=(6, 6, 6), topology="skip", p=p, seed=3)
+        assert net.connection_count() == layered.connection_count() == 4 * 6 + 6 * 6 * 2 + 6 * 3
+        skipped = 0
+        for c in net.connections.values():
+            assert c.lower < c.upper <= net.num_layers  # never within one layer: input-input, output-output
+            if c.upper - c.lower >= 2:
+                skipped += c.count()
+            assert torch.all(c.weight[c.mask == 0] == 0)  # missing connections hold no weight
+        assert skipped > 0
+        if p == 1.0:  # every adjacent connection moved
+            assert skipped == net.connection_count()
+    a = small_net(hidden=(6, 6, 6), topology="skip", p=0.3, seed=3, a=0.01)
+    assert a.connections["1-3"].weight.abs().max() <= 0.01
+    dense = small_net(hidden=(6, 6), topology="dense")
+    assert set(dense.connections) == {"0-1", "0-2", "0-3", "1-2", "1-3", "2-3"}
+
+
+def test_rewiring_weights_get_gradient_only_where_connected():
+    net = small_net(hidden=(6, 6, 6), topology="skip", p=0.3, seed=3)
+    x, y = batch()
+    rule = create_rule("ep", beta=0.1, nudging="symmetric")
+    rule.prepare(net)
+    rule.step(net, x, y)
+    for c in net.connections.values():
+        assert torch.all(c.weight.grad[c.mask == 0] == 0)
+
+
+@pytest.mark.parametrize(("clip_states", "epsilon"), [(True, 0.5), (True, 1.0), (False, 0.5)])
+def test_energy_does_not_increase_along_free_dynamics(clip_states, epsilon):
+    """Projected dynamics descend for ε <= 1; unprojected ones only for ε < 1 (at ε = 1 a unit with a negative
+    drive jumps between 0 and its drive, a 2-cycle)."""
+    net = small_net(hidden=(6, 5), epsilon=epsilon, clip_states=clip_states)
+    with torch.no_grad():
+        for c in net.connections.values():
+            c.weight.mul_(0.5)  # ‖W‖ < 1, where a step of ε <= 1 is a descent step
+    x, _ = batch()
+    state, energies = None, []
+    with torch.no_grad():
+        for _ in range(30):
+            state = net.settle(x, state=state, steps=1, tolerance=0).state
+            energies.append(net.energy(state, x))
+    energies = torch.stack(energies)  # (steps, N)
+    assert (energies[1:] <= energies[:-1] + 1e-12).all()
+    assert (energies[-1] < energies[0]).all()
+
+
+def test_ep_refuses_feed_forward_nets_and_bad_options():
+    torch.manual_seed(0)
+    mlp = create_arch("mlp", (4,), 3, depth=1, width=5)
+    with pytest.raises(IncompatibleError, match="symmetric energy network.*MLP is feed-forward"):
+        create_rule("ep").prepare(mlp)
+    with pytest.raises(ConfigError, match="beta must be > 0"):
+        create_rule("ep", beta=0.0)
+    with pytest.raises(ConfigError, match="nudging"):
+        create_rule("ep", nudging="two-sided")
+    with pytest.raises(ConfigError, match="layer_lr_scale"):
+        create_rule("ep", layer_lr_scale=(1.0,)).prepare(small_net(hidden=(6, 6)))
+    for options, message in [
+        ({"topology": "skip", "p": 1.5}, "p must be in"),
+        ({"hidden_sizes": (0,)}, "hidden_sizes must be"),
+        ({"epsilon": 0.0}, "epsilon must be > 0"),
+        ({"topology": "ring"}, "topology must be one of"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            create_arch("energy-net", (4,), 3, **options)
+
+
+def test_layer_lr_scale_scales_each_layers_gradient():
+    x, y = batch()
+    scales = (1.0, 0.25, 0.0625)
+    plain, scaled = (
+        flat(create_rule("ep", nudging="one-sided", **options).estimate(small_net(hidden=(6, 5)), x, y)[0])
+        for options in ({}, {"layer_lr_scale": scales})
+    )
+    net = small_net(hidden=(6, 5))
+    factors = torch.cat(
+        [
+            torch.full((p.numel(),), scales[net.parameter_layers()[name] - 1], dtype=torch.float64)
+            for name, p in net.named_parameters()
+        ]
+    )
+    torch.testing.assert_close(scaled, plain * factors)
+
+
+def test_sgd_steps_lower_loss_and_settling_stops_at_tolerance():
+    torch.manual_seed(0)
+    net = create_arch("energy-net", (4,), 3, hidden_sizes=(16,), free_steps=200, nudged_steps=30, tolerance=1e-4)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(24, 4, generator=g)
+    y = (x[:, 0] > x[:, 1]).long() + (x[:, 2] > 0.5).long()  # a tiny learnable 3-class problem
+    for nudging in ("one-sided", "random-sign", "symmetric"):
+        model = net if nudging == "one-sided" else create_arch("energy-net", (4,), 3, hidden_sizes=(16,))
+        model.load_state_dict(net.state_dict())
+        rule = create_rule("ep", beta=0.5, nudging=nudging, warm_start=nudging == "symmetric")
+        rule.prepare(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
+        losses = []
+        for _ in range(20):
+            optimizer.zero_grad(set_to_none=True)
+            metrics = rule.step(model, x, y)
+            optimizer.step()
+            losses.append(metrics["loss"].item())
+        assert losses[-1] < 0.8 * losses[0], (nudging, losses)
+        assert 1 <= metrics["free_steps"].item() < 200  # stopped at the tolerance, not the cap
+        assert 1 <= metrics["nudged_steps"].item() <= 30
+    settled = net.settle(x)
+    assert settled.steps < 200 and settled.residuals[-1] < 1e-4 <= settled.residuals[-2]
+    assert len(settled.residuals) == settled.steps
+    capped = net.settle(x, tolerance=0)
+    assert capped.steps == 200
+    probes = create_rule("ep").probe(net, x, y)
+    assert set(probes) == {
+        "probe/ep_update_norm/0-1",
+        "probe/ep_update_norm/1-2",
+        "probe/ep_free_steps",
+        "probe/ep_residual_last",
+    }
+    assert probes["probe/ep_free_steps"] == settled.steps and probes["probe/ep_update_norm/0-1"] > 0
+    assert all(p.grad is None or p.grad.abs().sum() >= 0 for p in net.parameters())
+
+
+def test_forward_is_the_settled_output_and_warm_start_reaches_it():
+    net = small_net(hidden=(6, 5))
+    x, _ = batch()
+    with torch.no_grad():
+        out = net(x)
+        warm = net.settle(x, state=net.feedforward_state(x))
+    assert out.shape == (8, 3)
+    torch.testing.assert_close(warm.state[:, net.layer_slice(net.num_layers)], out, atol=1e-9, rtol=0)
+
+
+@pytest.mark.parametrize("topology", ["layered", "skip", "dense"])
+def test_in_place_settling_equals_differentiable_settling(topology):
+    """The no-grad path (preallocated buffers, in-place products) runs the same dynamics as the autograd path."""
+    net = small_net(hidden=(6, 5, 4), topology=topology, p=0.4)
+    x, y = batch()
+    force = lambda out: -0.3 * (out - torch.nn.functional.one_hot(y, 3).double())  # noqa: E731
+    start = net.feedforward_state(x).detach()
+    with torch.no_grad():
+        fast = net.settle(x, state=start, steps=40, force=force, tolerance=1e-6)
+    slow = net.settle(x, state=start, steps=40, force=force, tolerance=1e-6)
+    assert slow.state.requires_grad and not fast.state.requires_grad
+    assert fast.steps == slow.steps
+    torch.testing.assert_close(fast.state, slow.state.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(fast.residuals, slow.residuals, rtol=0, atol=1e-12)
