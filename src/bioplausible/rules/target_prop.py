@@ -8,31 +8,32 @@ Papers:
 Instead of errors, every layer receives a *target* ĥ_l for its output and learns locally to reach it. With the
 forward layers h_l = f_l(h_{l−1}) = s_l(W_l h_{l−1} + b_l) and learned approximate inverses
 
-    g_l(h_l) = s_{l−1}(V_l h_l + c_l) ≈ h_{l−1}                        (for l ≥ 2; the inverse of layer 1 is unused)
+    g_l(h_l) = s_{l−1}(V_l h_l + c_l) ≈ h_{l−1}          (for l ≥ 2: h_0 needs no target; dtp does not use g_L)
 
 the targets travel down by the difference correction, which cancels the inverse's reconstruction error:
 
-    ĥ_{l−1} = h_{l−1} + g_l(ĥ_l) − g_l(h_l)                            (Lee et al., Eq. 15)
+    ĥ_{l−1} = h_{l−1} + g_l(ĥ_l) − g_l(h_l)
 
 and the top target is
-    dtp:          ĥ_{L−1} = h_{L−1} − α ∂L/∂h_{L−1}                   (one gradient step, per-example loss)
+    dtp:          ĥ_{L−1} = h_{L−1} − α ∂ℓ/∂h_{L−1}       (one gradient step; ℓ the loss of each example)
     sdtp, aosdtp: ĥ_L = argmin L = the one-hot label;  ĥ_{L−1} = h_{L−1} + g_L(ĥ_L) − g_L(h_L)
                   (no gradient anywhere). For cross-entropy, h_L is read in probability space, h_L = softmax(ŷ),
                   where the label is the minimiser; for mse, h_L = ŷ.
     aosdtp:       h_L = [h_L; z] with z = A h_{L−1}, A fixed random and untrained ("auxiliary outputs"), and
                   ĥ_L = [label; z]: the extra units carry no target of their own (their target is their value), but
                   they give g_L a higher-dimensional input, so the penultimate targets are not confined to the
-                  ≤ n_classes-dimensional image of the label space. Bartunov et al. introduce them for exactly this
-                  ill-conditioning of the output inverse; ``aux_outputs`` (default 32) sets their number.
+                  ≤ n_classes-dimensional image of the label space (the motivation Bartunov et al. give: a narrow
+                  output keeps too little information about h_{L−1} for its inverse). ``aux_outputs`` sets their
+                  number; the default 32 is this library's choice.
 
 Forward weights: layer l < L minimises ½‖h_l − ĥ_l‖² (summed over units, averaged over the batch) with its input
 h_{l−1} detached, so no gradient crosses a layer. The output layer is trained on the task loss itself in every
 variant (in sdtp the label is its target: the task loss is minimised there). With exact inverses on a linear net
-of orthogonal W this gives α times the backprop gradient in every layer (the project's oracle test).
+of orthogonal W, dtp gives α times the backprop gradient in every hidden layer (the oracle test).
 
 Inverses: trained on corrupted inputs h̃_{l−1} = h_{l−1} + ε, ε ~ N(0, σ²):
-    noise-preserving (dtp, Lee et al. Algorithm 1):  ½‖g_l(f_l(h̃_{l−1})) − h̃_{l−1}‖²
-    de-noising       (sdtp, aosdtp):                 ½‖g_l(f_l(h̃_{l−1})) − h_{l−1}‖²
+    noise-preserving (dtp, as in Lee et al.):       ½‖g_l(f_l(h̃_{l−1})) − h̃_{l−1}‖²
+    de-noising       (sdtp, aosdtp):                ½‖g_l(f_l(h̃_{l−1})) − h_{l−1}‖²
 This is the assignment the project's design gives the variants; ``inverse_loss`` selects either for any of them.
 The inverses are not part of the model: the rule keeps them (and the auxiliary matrix A) in its own module and
 trains them with its own optimizer (``inverse_optimizer``, ``inverse_lr``); they are in ``state_dict()``.
@@ -85,7 +86,9 @@ class DTPConfig:
         choices=SCHEDULES,
     )
     top_target: str = option(
-        "gradient", "gradient: penultimate target by a gradient step (dtp); label: the label is the top target (sdtp)"
+        "gradient",
+        "gradient: penultimate target by a gradient step (dtp); label: the label is the top target (sdtp)",
+        choices=TOP_TARGETS,
     )
     inverse_loss: str = option(
         "noise-preserving", "inverse loss: reconstruct the noisy input, or de-noise it", choices=INVERSE_LOSSES
@@ -120,7 +123,9 @@ class DTPConfig:
 class SDTPConfig(DTPConfig):
     noise: float = option(0.1, "σ of the Gaussian noise on the inverses' training inputs (>= 0)")
     top_target: str = option(
-        "label", "gradient: penultimate target by a gradient step (dtp); label: the label is the top target (sdtp)"
+        "label",
+        "gradient: penultimate target by a gradient step (dtp); label: the label is the top target (sdtp)",
+        choices=TOP_TARGETS,
     )
     inverse_loss: str = option(
         "denoising", "inverse loss: reconstruct the noisy input, or de-noise it", choices=INVERSE_LOSSES
@@ -218,6 +223,10 @@ class Reader:
         return [b - a for _, a, b in self.sources]
 
 
+def mean(tensors: list[torch.Tensor]) -> torch.Tensor:
+    return tensors[0] if len(tensors) == 1 else torch.stack(tensors).mean(0)
+
+
 def lift(delta: torch.Tensor, pre, h: torch.Tensor) -> torch.Tensor:
     """Map a target difference for pre(h) back to h's space with pre's pseudo-inverse J⁺ = Jᵀ (J Jᵀ)⁻¹.
 
@@ -266,7 +275,9 @@ class TargetPropagation(Rule):
             )
         self.specs = spec_fn()
         if len(self.specs) < 2 or self.specs[-1].activation is not None:
-            raise IncompatibleError(f"rule {self.name!r} needs at least one hidden layer and a linear output layer")
+            raise IncompatibleError(
+                f"rule {self.name!r} needs at least one hidden layer and an output layer without activation"
+            )
         if self.config.aux_outputs and not isinstance(self.specs[-1].module, nn.Linear):
             raise IncompatibleError("aux_outputs need a Linear output layer")
         names = {id(m): n for n, m in model.named_modules()}
@@ -315,7 +326,9 @@ class TargetPropagation(Rule):
             self.aux = torch.empty(self.config.aux_outputs, out.in_features, device=device, dtype=dtype)
             self.aux.uniform_(-bound, bound)
         params = list(self.inverses.parameters())
-        if self.config.inverse_optimizer == "sgd":
+        if not params:  # e.g. dtp with one hidden layer: its target is the gradient step, no inverse needed
+            self.optimizer = None
+        elif self.config.inverse_optimizer == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=self.config.inverse_lr)
         else:
             self.optimizer = torch.optim.Adam(params, lr=self.config.inverse_lr)
@@ -325,15 +338,17 @@ class TargetPropagation(Rule):
     def _follow(self, model: nn.Module, x: torch.Tensor) -> None:
         """Build the inverses if needed, and keep them (with their optimizer state) on the model's device."""
         self._build(x)
-        device = next(model.parameters(), x).device
-        if self.inverses and next(self.inverses.parameters()).device != device:
-            self.inverses.to(device)  # in place: the optimizer keeps the same Parameter objects
+        reference = next(model.parameters(), x)
+        where = {"device": reference.device, "dtype": reference.dtype}
+        mine = next(self.inverses.parameters(), None)
+        if mine is not None and (mine.device, mine.dtype) != (reference.device, reference.dtype):
+            self.inverses.to(**where)  # in place: the optimizer keeps the same Parameter objects
             for state in self.optimizer.state.values():
                 for key, value in state.items():
                     if torch.is_tensor(value) and value.dim() > 0:
-                        state[key] = value.to(device)
+                        state[key] = value.to(**where)
         if self.aux is not None:
-            self.aux = self.aux.to(device)
+            self.aux = self.aux.to(**where)
 
     def start_epoch(self, epoch: int) -> None:
         if self.config.schedule == "alternating":
@@ -391,7 +406,7 @@ class TargetPropagation(Rule):
                     if self.aux is not None:
                         target = torch.cat([target, h[:, target.shape[1] :]], dim=1)  # aux units keep their value
                 elif shares[k + 1]:
-                    target = h + torch.stack(shares[k + 1]).mean(0)
+                    target = h + mean(shares[k + 1])
                 else:
                     continue  # no reader sent this layer a target: nothing to pass down
                 both = self.inverse_of(reader, torch.cat([target, h]))  # g(ĥ) and g(h) in one pass
@@ -399,10 +414,10 @@ class TargetPropagation(Rule):
             pre = self.specs[k].pre
             for (i, _, _), block in zip(reader.sources, delta.split(reader.sizes, dim=1)):
                 shares[i].append(lift(block, pre, features[i]))
-        return [
-            None if i in (0, len(features) - 1) else features[i] + (torch.stack(s).mean(0) if s else 0.0)
-            for i, s in enumerate(shares)
-        ]
+        targets: list[torch.Tensor | None] = [None] * len(features)
+        for i in range(1, len(features) - 1):
+            targets[i] = features[i] + mean(shares[i]) if shares[i] else features[i]
+        return targets
 
     def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         self._follow(model, x)
@@ -419,34 +434,40 @@ class TargetPropagation(Rule):
                 (top_grad,) = torch.autograd.grad(loss, inputs[-1], retain_graph=True)
                 top_grad = top_grad * len(y)  # per-example gradient: the mean loss divides by the batch size
             targets = self.targets(features, inputs, y, top_grad)
-            local = sum((h - t).pow(2).sum() for h, t in zip(features, targets) if t is not None)
+            local = sum(F.mse_loss(h, t, reduction="sum") for h, t in zip(features, targets) if t is not None)
             (loss + 0.5 * local / len(y)).backward()  # task loss at the output, ½‖h_l − ĥ_l‖² per example below
         if train_inverse:
             self.train_inverses(inputs)
         return batch_metrics(out, y, loss)
 
     def train_inverses(self, inputs: list[torch.Tensor]) -> None:
-        """One optimizer step on Σ_l ½‖g_l(f_l(x̃_l)) − x*_l‖², x̃_l = x_l + ε on the hidden part of x_l."""
+        """One step of the inverses' optimizer on ``inverse_loss``."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.inverse_loss(inputs).backward()
+        self.optimizer.step()
+
+    def inverse_loss(self, inputs: list[torch.Tensor]) -> torch.Tensor:
+        """Σ_l ½‖g_l(f_l(x̃_l)) − x*_l‖² per example, x̃_l = x_l + ε on the hidden part of x_l, and x*_l = x̃_l
+        (noise-preserving) or x_l (de-noising); f_l runs without a graph, so only the inverses get gradients."""
         last = len(self.specs) - 1
-        total = 0.0
+        total = inputs[0].new_zeros(())
         for reader in self.readers:
             if reader.inverse is None:
                 continue
             x = inputs[reader.index].detach()
-            noise = torch.zeros_like(x)
-            for _, a, b in reader.sources:
-                noise[:, a:b].normal_(0.0, self.config.noise)
-            noisy = x + noise
+            if reader.hidden(x) is x:
+                noisy = torch.normal(x, self.config.noise)
+            else:  # the input h_0 that a dense layer also reads is left clean
+                noisy = x.clone()
+                for _, a, b in reader.sources:
+                    noisy[:, a:b] = torch.normal(x[:, a:b], self.config.noise)
             with torch.no_grad():
                 h = self.specs[reader.index].layer_output(noisy)
                 if reader.index == last:
                     h = self.top_space(h, noisy)
-            reconstruction = self.inverse_of(reader, h)
             goal = reader.hidden(noisy if self.config.inverse_loss == "noise-preserving" else x)
-            total = total + (reconstruction - goal).pow(2).sum()
-        self.optimizer.zero_grad(set_to_none=True)
-        (0.5 * total / len(inputs[0])).backward()
-        self.optimizer.step()
+            total = total + F.mse_loss(self.inverse_of(reader, h), goal, reduction="sum")
+        return 0.5 * total / len(inputs[0])
 
     # -------------------------------------------------------------------------------------------- probes
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -485,7 +506,7 @@ class TargetPropagation(Rule):
             return dict(self._pending or {})
         return {
             "inverses": self.inverses.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
             "aux": self.aux,
             "phase": self.phase,
         }
@@ -498,7 +519,8 @@ class TargetPropagation(Rule):
             return
         self._pending = None
         self.inverses.load_state_dict(state["inverses"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
         if state["aux"] is not None:
             self.aux = state["aux"].to(self.aux.device)
         self.phase = state["phase"]
