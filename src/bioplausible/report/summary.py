@@ -15,6 +15,12 @@ def find_runs(root: str | Path) -> list[dict[str, Any]]:
     return [load_run(p.parent) for p in sorted(Path(root).rglob("summary.json"))]
 
 
+def describe_rule(config: dict[str, Any]) -> str:
+    """The rule's name, with its schedule when it has one (target propagation: parallel or alternating)."""
+    schedule = config.get("rule_options", {}).get("schedule")
+    return f"{config.get('rule')} ({schedule})" if schedule else str(config.get("rule"))
+
+
 def describe_arch(config: dict[str, Any]) -> str:
     options = config.get("arch_options", {})
     shape = f" {options['width']}x{options['depth']}" if {"width", "depth"} <= set(options) else ""
@@ -30,7 +36,7 @@ def results_table(runs: list[dict[str, Any]]) -> str:
         paper = published_for(config)
         rows.append(
             [
-                config.get("rule"),
+                describe_rule(config),
                 describe_arch(config),
                 config.get("dataset"),
                 summary.get("epochs"),
