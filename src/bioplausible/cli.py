@@ -198,24 +198,78 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import find_runs, plot_learning_curves, results_table
+    from .report import find_runs, results_table
+    from .report.html import write_report
 
     runs = find_runs(args.dir)
     if not runs:
         raise ConfigError(f"no run folders (with summary.json) under {args.dir}")
-    table = results_table(runs)
+    page = write_report(args.dir)
+    print(results_table(runs))
     out = Path(args.dir)
-    (out / "report.md").write_text(table + "\n")
-    png = plot_learning_curves([r for r in runs if r["metrics"]], out / "learning_curves.png")
-    print(table)
-    print(f"\nwrote {out / 'report.md'} and {png}")
+    figures = ", ".join(sorted(p.name for p in out.glob("*.png")))
+    print(f"\nwrote {out / 'report.md'}, {page} and {figures}")
     return 0
+
+
+def _apply_overrides(spec: dict[str, Any], args) -> dict[str, Any]:
+    """--epochs / --data-dir / --device from the command line replace the spec's base settings."""
+    for name in ("epochs", "data_dir", "device"):
+        value = getattr(args, name, None)
+        if value is not None:
+            spec.setdefault("base", {})[name] = value
+    return spec
+
+
+def _run_study(spec: dict[str, Any], args) -> int:
+    from .report.html import write_report
+    from .studies import run_sweep, sensitivity_table, trial_results
+
+    study = run_sweep(_apply_overrides(spec, args), args.out, storage=args.storage, n_trials=args.n_trials, quiet=True)
+    results = trial_results(study)
+    states = {}
+    for trial in study.trials:
+        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+    print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
+    if results:
+        print(sensitivity_table(results))
+        print(f"\nwrote {write_report(args.out)}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .studies import load_spec
+
+    return _run_study(load_spec(args.spec), args)
+
+
+def cmd_reproduce(args) -> int:
+    from .studies import available_spec, preset_spec
+
+    spec, messages = available_spec(preset_spec(args.study, args.budget))
+    for message in messages:
+        print(f"note: {message}", file=sys.stderr)
+    if spec is None:
+        raise ConfigError(f"nothing of the study {args.study} can run yet")
+    print(spec.get("notes", ""))
+    args.out = args.out or f"runs/{args.study}-{args.budget}"
+    return _run_study(spec, args)
 
 
 def cmd_bench(args) -> int:
     from .bench import main as bench_main
 
     return bench_main(args.bench_args)
+
+
+def _add_study_arguments(p: argparse.ArgumentParser, out_required: bool) -> None:
+    p.add_argument("--out", required=out_required, help="study folder: study.db, spec.yaml, runs/<trial>, report")
+    p.add_argument("--storage", help="SQLAlchemy URL of a shared study, e.g. postgresql://user@host/db (default: "
+                   "sqlite:///OUT/study.db)")  # fmt: skip
+    p.add_argument("--n-trials", type=int, default=None, help="run at most N trials now (rerun to continue)")
+    p.add_argument("--epochs", type=int, default=None, help="override the spec's epochs (e.g. for a quick check)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
@@ -244,8 +298,21 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="runs/demo", help="folder for the runs, the table and the PNG")
 
-    p = sub.add_parser("report", help="table (with the papers' numbers) and learning curves of run folders")
+    p = sub.add_parser(
+        "report", help="table (with the papers' numbers), figures and an HTML page of run folders or a study"
+    )
     p.add_argument("dir", help="a folder of run folders (searched recursively)")
+
+    p = sub.add_parser("sweep", help="run (or continue) a study spec through Optuna: grid or random search")
+    p.add_argument("spec", help="a YAML study spec, or a preset name (see `bioplausible reproduce --help`)")
+    _add_study_arguments(p, out_required=True)
+
+    from .studies import BUDGETS, PRESETS
+
+    p = sub.add_parser("reproduce", help="run one of the seed studies: " + ", ".join(PRESETS))
+    p.add_argument("study", choices=list(PRESETS))
+    p.add_argument("--budget", choices=BUDGETS, default="small", help="small: 2 CPU cores in ~1 h; paper: published")
+    _add_study_arguments(p, out_required=False)
 
     p = sub.add_parser("bench", help="time each rule's training step relative to bp", add_help=False)
     p.add_argument("bench_args", nargs=argparse.REMAINDER)
@@ -264,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_demo(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "sweep":
+            return cmd_sweep(args)
+        if args.command == "reproduce":
+            return cmd_reproduce(args)
         if args.command == "bench":
             return cmd_bench(args)
     except BioplausibleError as err:

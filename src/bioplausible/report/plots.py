@@ -42,3 +42,51 @@ def plot_learning_curves(runs: list[dict[str, Any]], path: str | Path, title: st
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def layer_probe_names(runs: list[dict[str, Any]], kind: str) -> list[str]:
+    """The layers that have a ``probe/<kind>/<layer>`` value in any record of ``runs``, in first-seen order."""
+    prefix = f"probe/{kind}/"
+    names: dict[str, None] = {}
+    for run in runs:
+        for record in run["metrics"]:
+            for key, value in record.items():
+                if key.startswith(prefix) and value is not None:
+                    names.setdefault(key[len(prefix) :], None)
+    return list(names)
+
+
+def plot_layer_probes(
+    runs: list[dict[str, Any]], kind: str, path: str | Path, ylabel: str, log: bool = False, title: str = ""
+) -> Path | None:
+    """``probe/<kind>/<layer>`` over epochs: one panel per run, one line per layer; None when no run has the probe.
+
+    ``kind`` is e.g. ``feedback_angle`` (angle between B and Wᵀ), ``grad_angle`` (to the backprop gradient) or
+    ``grad_norm`` (the learning signal's size per layer, which shows it vanishing with depth).
+    """
+    runs = [r for r in runs if layer_probe_names([r], kind)]
+    if not runs:
+        return None
+    cols = min(3, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, run in zip(axes.flat, runs):
+        epochs = [m["epoch"] for m in run["metrics"]]
+        for layer in layer_probe_names([run], kind):
+            values = [m.get(f"probe/{kind}/{layer}") for m in run["metrics"]]
+            ax.plot(epochs, [math.nan if v is None else v for v in values], marker=".", label=layer)
+        config = run["config"]
+        ax.set(title=f"{config.get('arch')} / {config.get('rule')}", xlabel="epoch", ylabel=ylabel)
+        if log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

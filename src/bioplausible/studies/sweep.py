@@ -1,0 +1,505 @@
+"""Sweeps through Optuna: a study spec (YAML or a dict) -> one run folder per trial, resumable and shareable.
+
+A spec::
+
+    name: lr-by-rule                 # optional; the Optuna study name (default: the folder's name)
+    notes: what was reduced, why     # optional; printed by the report
+    base:                            # TrainConfig fields every trial shares
+      dataset: synthetic
+      epochs: 1
+      arch: mlp
+      arch_options: {depth: 2, width: 16}
+    grid:                            # field -> values; the trials are the product of the lists
+      rule: [bp, fa]
+      lr: [0.01, 0.1]
+      rule_options.feedback_scale: [1.0]
+    seeds: [0, 1]                    # a grid axis (grid), or every seed per trial (random search)
+    random:                          # random search: n_trials samples per grid point (the points take turns)
+      n_trials: 20
+      sampler: tpe                   # tpe | random
+      params:
+        lr: {low: 1.0e-4, high: 0.1, log: true}
+        arch_options.depth: {low: 2, high: 5}        # integers when both bounds are integers
+        rule_options.schedule: {choices: [parallel, alternating]}
+
+``grid`` may also be a list of such mappings: the trials are then the union of their products (e.g. a different
+lr grid per rule). Each trial trains with ``fit`` into ``<study_dir>/runs/<trial number>`` and scores the test
+accuracy at the best validation epoch (when there is a validation split), else the final test accuracy. A
+diverged run is a COMPLETE trial at chance accuracy (user attr ``status=diverged``); a failed run is a FAIL trial;
+the study goes on after both.
+
+Resuming: the default storage is ``sqlite:///<study_dir>/study.db``; a rerun loads the study and runs only the
+grid points no trial has taken. A RUNNING trial whose process is gone (same host, pid not alive) or whose Optuna
+heartbeat stopped is marked FAIL and queued again with the same parameters; the retry continues the killed run's
+folder from its last checkpoint. With any SQLAlchemy URL (``postgresql://...``) many workers share one study: the
+GridSampler gives trial number k the grid point k (trial numbers are unique in the database), so workers never
+take the same point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import random
+import re
+import socket
+import sys
+import time
+import typing
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from ..config import TrainConfig
+from ..errors import ConfigError
+
+SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study"}
+OPTION_GROUPS = ("rule_options", "arch_options")
+HEARTBEAT_S = 30  # Optuna marks a RUNNING trial whose worker stopped beating for GRACE_S as failed
+GRACE_S = 120
+# config.json keys that do not make a configuration different from another: where and how it ran
+NOT_SETTINGS = {"out", "resume", "progress", "device", "threads", "data_dir", "download", "version", "device_used",
+                "world_size", "eval_batch_size"}  # fmt: skip
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+# ----------------------------------------------------------------------------------------------- the spec
+
+
+class SpecLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; a spec means the number."""
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def load_spec(spec: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """A checked spec from a dict, a YAML file or a preset name (``skip-connections``, ...)."""
+    if isinstance(spec, dict):
+        data = spec
+    else:
+        path = Path(spec)
+        if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+            try:
+                data = yaml.load(path.read_text(), Loader=SpecLoader)  # SpecLoader is a SafeLoader
+            except OSError as err:
+                raise ConfigError(f"cannot read the study spec {path}: {err}") from None
+            except yaml.YAMLError as err:
+                raise ConfigError(f"the study spec {path} is not valid YAML: {err}") from None
+        else:
+            from .presets import PRESETS, available_spec, preset_spec
+
+            if str(spec) not in PRESETS:
+                raise ConfigError(
+                    f"{spec!r} is neither a YAML file nor a preset; presets: {', '.join(sorted(PRESETS))}"
+                )
+            data, messages = available_spec(preset_spec(str(spec)))
+            for message in messages:
+                print(f"note: {message}", file=sys.stderr)
+            if data is None:
+                raise ConfigError(f"nothing of the study {spec!r} can run yet")
+    check_spec(data)
+    return data
+
+
+def check_spec(spec: Any) -> None:
+    """Raise ConfigError naming the problem: not a mapping, an unknown key or field, an empty search space."""
+    if not isinstance(spec, dict):
+        raise ConfigError(f"a study spec must be a mapping with base/grid/random/seeds; got {type(spec).__name__}")
+    unknown = sorted(set(spec) - SPEC_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown study spec key(s) {', '.join(unknown)}; known: {', '.join(sorted(SPEC_KEYS))}")
+    base = spec.get("base", {})
+    if not isinstance(base, dict):
+        raise ConfigError("the spec's base must be a mapping of TrainConfig fields")
+    TrainConfig.from_dict(base)  # names an unknown field
+    if "grid" not in spec and "random" not in spec:
+        raise ConfigError("the study spec has no search space: give a grid or a random search")
+    for grid in grids_of(spec):
+        if not isinstance(grid, dict):
+            raise ConfigError(f"a grid must map fields to lists of values; got {grid!r}")
+        for key, values in grid.items():
+            check_key(key)
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"grid entry {key!r} must be a non-empty list of values; got {values!r}")
+    if "random" in spec:
+        check_random(spec["random"])
+    seeds = spec.get("seeds", [base.get("seed", 0)])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"seeds must be a non-empty list of integers; got {seeds!r}")
+    if not points_of(spec) and not spec.get("random", {}).get("params"):
+        raise ConfigError("the study's search space is empty: the grid has no points and random search no params")
+
+
+def grids_of(spec: dict[str, Any]) -> list[Any]:
+    grid = spec.get("grid", {})
+    return grid if isinstance(grid, list) else [grid]
+
+
+def check_key(key: str) -> None:
+    """A grid or search key is a TrainConfig field, or ``rule_options.X`` / ``arch_options.X``."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(OPTION_GROUPS) - {"out", "resume"}
+    group, _, option = key.partition(".")
+    if option and group in OPTION_GROUPS:
+        return
+    if key not in fields:
+        raise ConfigError(
+            f"unknown field {key!r} in the search space; use a TrainConfig field ({', '.join(sorted(fields))}) "
+            "or rule_options.NAME / arch_options.NAME"
+        )
+
+
+def check_random(random: Any) -> None:
+    if not isinstance(random, dict) or not isinstance(random.get("params", {}), dict):
+        raise ConfigError("random must be a mapping with n_trials, params and optionally sampler (tpe | random)")
+    if not isinstance(random.get("n_trials"), int) or random["n_trials"] < 1:
+        raise ConfigError(f"random.n_trials must be a positive integer; got {random.get('n_trials')!r}")
+    if random.get("sampler", "tpe") not in ("tpe", "random"):
+        raise ConfigError(f"random.sampler must be tpe or random; got {random['sampler']!r}")
+    for key, dist in random.get("params", {}).items():
+        check_key(key)
+        ok_range = isinstance(dist, dict) and {"low", "high"} <= set(dist) and dist["low"] <= dist["high"]
+        ok_choices = isinstance(dist, dict) and isinstance(dist.get("choices"), list) and dist["choices"]
+        if not (ok_range or ok_choices):
+            raise ConfigError(f"random.params.{key} must be {{low, high[, log]}} or {{choices: [...]}}; got {dist!r}")
+
+
+def points_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every grid point (with its seed), in a fixed order: the union of each grid's product."""
+    points = []
+    seeds = spec.get("seeds") if "random" not in spec else None
+    for grid in grids_of(spec):
+        axes = dict(grid)
+        if seeds:
+            axes["seed"] = seeds
+        keys = list(axes)
+        for values in itertools.product(*(axes[k] for k in keys)):
+            point = dict(zip(keys, values))
+            if point not in points:
+                points.append(point)
+    return points
+
+
+def trial_config(base: dict[str, Any], params: dict[str, Any], out: Path) -> TrainConfig:
+    """The base settings with the trial's parameters (dotted keys go into the option dicts)."""
+    data = json.loads(json.dumps(base))  # a deep copy
+    for group in OPTION_GROUPS:
+        data.setdefault(group, {})
+    for key, value in params.items():
+        group, _, option = key.partition(".")
+        if option:
+            data[group][option] = value
+        else:
+            data[key] = value
+    data.update(out=str(out), resume=True, progress=False)
+    return coerce(TrainConfig.from_dict(data))
+
+
+def coerce(config: TrainConfig) -> TrainConfig:
+    """YAML gives ints where floats are meant (``lr: 1``); the config wants floats there."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if hints[f.name] is float and isinstance(value, int) and not isinstance(value, bool):
+            setattr(config, f.name, float(value))
+    return config
+
+
+# ----------------------------------------------------------------------------------------------- the study
+
+
+def open_study(spec: dict[str, Any], study_dir: Path, storage: str | None) -> optuna.Study:
+    """Create the study, or load it when it exists (so a rerun continues it)."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(study_dir / 'study.db').resolve()}"
+    engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    rdb = connect(url, engine_kwargs)
+    name = spec.get("name") or study_dir.resolve().name
+    study = optuna.create_study(
+        study_name=name, storage=rdb, sampler=make_sampler(spec), direction="maximize", load_if_exists=True
+    )
+    # grid point k must mean the same settings in every call and every worker
+    space = json.loads(json.dumps({"points": points_of(spec), "random": spec.get("random")}, default=str))
+    saved = study.user_attrs.get("search_space")
+    if saved is None:
+        study.set_user_attr("search_space", space)
+    elif saved != space:
+        raise ConfigError(
+            f"the study {name!r} in {url} was made from a different search space; "
+            "continue it with the same spec, or give another --out (or another name)"
+        )
+    return study
+
+
+def connect(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> RDBStorage:
+    """The storage, with heartbeats; retried because workers starting together race to create the tables."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=HEARTBEAT_S,
+                    grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                )
+        except sqlalchemy.exc.SQLAlchemyError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
+
+
+def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
+    if "random" not in spec:
+        # seed 0 in every worker: grid id k must mean the same point everywhere
+        return optuna.samplers.GridSampler({"point": list(range(len(points_of(spec))))}, seed=0)
+    if spec["random"].get("sampler", "tpe") == "random":
+        return optuna.samplers.RandomSampler()
+    return optuna.samplers.TPESampler()
+
+
+def requeue_dead_trials(study: optuna.Study) -> list[int]:
+    """Mark RUNNING trials left by a killed process on this host as FAIL and queue them again; their numbers."""
+    host = socket.gethostname()
+    dead = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker", "")
+        worker_host, _, pid = worker.rpartition(":")
+        if worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
+            dead.append(trial)
+    for trial in dead:
+        study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        frozen = study._storage.get_trial(trial._trial_id)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
+    return [t.number for t in dead]
+
+
+def pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def untaken_points(study: optuna.Study, n_points: int) -> set[int]:
+    """Grid ids that no trial holds (finished, running or queued)."""
+    taken = {t.system_attrs.get("grid_id") for t in study._storage.get_all_trials(study._study_id, deepcopy=False)}
+    return set(range(n_points)) - taken
+
+
+def queued(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+
+def system_attrs(trial: optuna.Trial) -> dict[str, Any]:
+    """A live trial's system attributes (grid id, retry history), read from the storage."""
+    return trial.storage.get_trial_system_attrs(trial._trial_id)
+
+
+class Objective:
+    """Train one trial's configuration(s) and return its score; see the module docstring."""
+
+    def __init__(self, spec: dict[str, Any], study_dir: Path, quiet: bool = True):
+        self.spec, self.study_dir, self.quiet = spec, study_dir, quiet
+        self.points = points_of(spec)
+        self.datasets: dict[tuple, Any] = {}
+
+    def params(self, trial: optuna.Trial) -> dict[str, Any]:
+        if "random" not in self.spec:
+            return dict(self.points[trial.suggest_categorical("point", list(range(len(self.points))))])
+        # random search: the grid points take turns (trial k searches point k mod N), the sampler draws the rest
+        number = system_attrs(trial).get("failed_trial", trial.number)
+        params = dict(self.points[number % len(self.points)]) if self.points else {}
+        for key, dist in self.spec["random"].get("params", {}).items():
+            if "choices" in dist:
+                # Optuna's choices must be scalars: lists (hidden_sizes, ...) travel as JSON text
+                options = [json.dumps(c) for c in dist["choices"]]
+                params[key] = json.loads(trial.suggest_categorical(key, options))
+            elif all(isinstance(dist[b], int) for b in ("low", "high")):
+                params[key] = trial.suggest_int(key, dist["low"], dist["high"], log=dist.get("log", False))
+            else:
+                params[key] = trial.suggest_float(key, dist["low"], dist["high"], log=dist.get("log", False))
+        return params
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", WORKER)
+        params = self.params(trial)
+        self.refuse_duplicate(trial)
+        trial.set_user_attr("params", params)
+        probe = trial_config(self.spec.get("base", {}), params, self.study_dir)
+        trial.set_user_attr("arch", probe.arch)
+        trial.set_user_attr("rule", probe.rule)
+        number = system_attrs(trial).get("failed_trial", trial.number)  # a retry continues the killed run
+        folder = self.study_dir / "runs" / str(number)
+        if "seed" in params or "random" not in self.spec:
+            runs = [(params, folder)]
+        else:
+            seeds = self.spec.get("seeds", [self.spec.get("base", {}).get("seed", 0)])
+            runs = [({**params, "seed": s}, folder / f"s{s}" if len(seeds) > 1 else folder) for s in seeds]
+        scores, statuses = [], []
+        for run_params, out in runs:
+            score, status = self.train(run_params, out)
+            scores.append(score)
+            statuses.append(status)
+        status = "diverged" if "diverged" in statuses else "ok"
+        trial.set_user_attr("status", status)
+        trial.set_user_attr("run", str(folder.relative_to(self.study_dir)))
+        return sum(scores) / len(scores)
+
+    def refuse_duplicate(self, trial: optuna.Trial) -> None:
+        """Prune a trial whose grid point another live or finished trial already holds.
+
+        Only a trial numbered past the grid (after a retry) can be handed a taken point, when two workers start
+        at the same instant; the earlier trial keeps the point.
+        """
+        attrs = system_attrs(trial)
+        grid_id = attrs.get("grid_id")
+        if grid_id is None or "failed_trial" in attrs:
+            return
+        for other in trial.study.get_trials(deepcopy=False):
+            same = other.system_attrs.get("grid_id") == grid_id and other.number < trial.number
+            if same and other.state in (TrialState.RUNNING, TrialState.WAITING, TrialState.COMPLETE):
+                raise optuna.TrialPruned(f"grid point {grid_id} is taken by trial {other.number}")
+
+    def train(self, params: dict[str, Any], out: Path) -> tuple[float, str]:
+        from ..engine import fit
+        from ..runs import read_json
+
+        config = trial_config(self.spec.get("base", {}), params, out)
+        path = fit(config, data=self.dataset(config), quiet=self.quiet)
+        summary = read_json(path / "summary.json")
+        return score(summary), summary["status"]
+
+    def dataset(self, config: TrainConfig):
+        from ..data import load_dataset
+
+        key = (config.dataset, config.data_dir, config.download)
+        if key not in self.datasets:
+            self.datasets[key] = load_dataset(config.dataset, config.data_dir, download=config.download)
+        return self.datasets[key]
+
+
+def score(summary: dict[str, Any]) -> float:
+    """Test accuracy at the best validation epoch if there was one, else the final one; chance when diverged."""
+    if summary.get("status") == "diverged":
+        return summary["test_accuracy"]
+    at_best_val = summary.get("test_accuracy_at_best_val")
+    value = at_best_val if at_best_val is not None else summary["test_accuracy"]
+    return value if value is not None and math.isfinite(value) else 0.0
+
+
+def run_sweep(
+    spec: str | Path | dict[str, Any],
+    study_dir: str | Path,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    quiet: bool = True,
+) -> optuna.Study:
+    """Run (or continue) a study; returns the Optuna study.
+
+    Args:
+        spec: a dict spec, a YAML path or a preset name; see the module docstring.
+        study_dir: the study folder: ``study.db`` (default storage), ``spec.yaml`` and ``runs/<trial number>``.
+        storage: an SQLAlchemy URL shared by many workers, e.g. ``postgresql://user@host/db``.
+        n_trials: run at most this many trials in this call (default: until the grid is done, or the random
+            search's ``n_trials`` trials exist).
+        quiet: no per-epoch lines.
+    """
+    spec = load_spec(spec)
+    study_dir = Path(study_dir)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial from report_trial instead
+    study = open_study(spec, study_dir, storage)
+    (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    requeue_dead_trials(study)
+    objective = Objective(spec, study_dir, quiet=quiet)
+    done = 0
+    while n_trials is None or done < n_trials:
+        if not (queued(study) or more_to_start(study, spec, len(objective.points))):
+            break
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False, callbacks=[report_trial])
+        done += 1
+    return study
+
+
+def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """One line per finished trial on stderr: its number, settings and score (or why it failed)."""
+    params = trial.user_attrs.get("params", trial.params)
+    settings = " ".join(f"{k}={v}" for k, v in params.items())
+    if trial.state == TrialState.COMPLETE:
+        outcome = f"{100 * trial.value:.2f} % ({trial.user_attrs.get('status', 'ok')})"
+    else:
+        outcome = trial.state.name.lower()
+    print(f"trial {trial.number}: {settings} -> {outcome}", file=sys.stderr)
+
+
+def more_to_start(study: optuna.Study, spec: dict[str, Any], n_points: int) -> bool:
+    if "random" not in spec:
+        return bool(untaken_points(study, n_points))
+    started = [t for t in study.get_trials(deepcopy=False) if "failed_trial" not in t.system_attrs]
+    return len(started) < spec["random"]["n_trials"] * max(1, n_points)
+
+
+# ----------------------------------------------------------------------------------------------- results
+
+
+def trial_results(study: optuna.Study) -> list[dict[str, Any]]:
+    """One dict per COMPLETE trial: number, arch, rule, accuracy, status, params (for the sensitivity analysis)."""
+    results = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        params = t.user_attrs.get("params", {})
+        results.append(
+            {
+                "number": t.number,
+                "arch": t.user_attrs.get("arch"),
+                "rule": t.user_attrs.get("rule"),
+                "accuracy": t.value,
+                "status": t.user_attrs.get("status", "ok"),
+                "params": params,
+                "run": t.user_attrs.get("run"),
+            }
+        )
+    return results
+
+
+def results_from_runs(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same records from run folders alone (``load_run`` dicts): a report needs no database."""
+    results = []
+    for run in runs:
+        config, summary = run["config"], run["summary"]
+        if summary.get("status") not in ("ok", "diverged"):
+            continue
+        results.append(
+            {
+                "arch": config.get("arch"),
+                "rule": config.get("rule"),
+                "accuracy": score(summary),
+                "status": summary["status"],
+                "params": {k: v for k, v in config.items() if k not in NOT_SETTINGS},
+                "run": run["path"],
+            }
+        )
+    return results

@@ -1,0 +1,338 @@
+"""Studies: Optuna sweeps (resume, killed trials, divergence, shared PostgreSQL), sensitivity, presets, reports."""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+
+from bioplausible.cli import main
+from bioplausible.errors import ConfigError
+from bioplausible.report.html import write_report
+from bioplausible.studies import (
+    available_spec,
+    curve_stats,
+    load_spec,
+    plot_sensitivity,
+    preset_spec,
+    run_sweep,
+    sensitivity_stats,
+    trial_results,
+)
+from bioplausible.studies.sweep import open_study, points_of
+
+BASE = {
+    "dataset": "synthetic",
+    "epochs": 1,
+    "arch": "mlp",
+    "arch_options": {"depth": 1, "width": 8},
+    "batch_size": 64,
+    "probe_batch_size": 32,
+}
+# 2 rules x 2 lrs; lr 1e6 makes Adam's first steps explode, so half the grid diverges
+WORKER = """
+import sys
+from bioplausible.studies import run_sweep
+run_sweep({spec!r}, sys.argv[1], storage=sys.argv[2] or None)
+"""
+SPEC = {"name": "tiny", "base": BASE, "grid": {"rule": ["bp", "fa"], "lr": [0.05, 1e6]}}
+
+
+def point(trial) -> tuple:
+    params = trial.user_attrs["params"]
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+def complete(study) -> list:
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+@pytest.fixture(scope="module")
+def tiny_study(tmp_path_factory):
+    """The tiny grid run in two calls: two trials, then the rest; summary mtimes taken in between."""
+    folder = tmp_path_factory.mktemp("study")
+    first = len(complete(run_sweep(SPEC, folder, n_trials=2)))
+    mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/summary.json")}
+    study = run_sweep(SPEC, folder)
+    return folder, first, mtimes, study
+
+
+def test_a_resumed_sweep_reruns_no_finished_trial_and_holds_every_point_once(tiny_study):
+    folder, first, mtimes, study = tiny_study
+    assert len(mtimes) == 2 and first == 2
+    for path, mtime in mtimes.items():
+        assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten: a finished trial ran again"
+    done = complete(study)
+    assert len(done) == len(study.trials) == 4
+    assert sorted(point(t) for t in done) == sorted({point(t) for t in done})
+    assert {(p["rule"], p["lr"]) for p in (t.user_attrs["params"] for t in done)} == {
+        (r, lr) for r in ("bp", "fa") for lr in (0.05, 1e6)
+    }
+    assert sorted(p.name for p in (folder / "runs").iterdir()) == ["0", "1", "2", "3"]
+    # a third call finds nothing left to do; a changed grid is refused rather than mixed in
+    assert len(run_sweep(SPEC, folder).trials) == 4
+    with pytest.raises(ConfigError, match="different search space"):
+        run_sweep({**SPEC, "grid": {"rule": ["bp"], "lr": [0.05, 1e6]}}, folder)
+
+
+def test_a_diverged_trial_is_a_result_at_chance_and_the_study_goes_on(tiny_study):
+    _, _, _, study = tiny_study
+    results = {(r["rule"], r["params"]["lr"]): r for r in trial_results(study)}
+    for rule in ("bp", "fa"):
+        assert results[(rule, 1e6)]["status"] == "diverged"
+        assert results[(rule, 1e6)]["accuracy"] == pytest.approx(0.25)  # 4 classes
+        assert results[(rule, 0.05)]["status"] == "ok"
+    assert results[("bp", 0.05)]["accuracy"] > 0.5
+
+
+def test_the_report_of_a_study_is_one_self_contained_html_page(tiny_study):
+    folder = tiny_study[0]
+    page = write_report(folder).read_text()
+    assert page.count('<img src="data:image/png;base64,') >= 3  # sensitivity, learning curves, probes
+    assert "<table>" in page and "<th>rule</th>" in page and "within 1 pt of best" in page
+    assert "<script" not in page and "http" not in page.split("<body>")[1]
+    md = (folder / "report.md").read_text()
+    assert "![Hyperparameter sensitivity](sensitivity.png)" in md and "| mlp" in md
+    assert (folder / "sensitivity.png").stat().st_size > 5_000
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_trial_left_running_by_a_killed_worker_is_run_again_and_a_failed_one_is_recorded(tmp_path):
+    spec = {
+        "base": BASE,
+        "grid": [{"rule": ["bp"], "lr": [0.01, 0.05]}, {"rule": ["fa"], "rule_options.no_such_option": [1]}],
+    }
+    run_sweep(spec, tmp_path, n_trials=1)
+    # a worker that died mid-trial: its trial stays RUNNING in the database, its run folder half written
+    study = open_study(load_spec(spec), tmp_path, None)
+    killed = study.ask()
+    study._storage.set_trial_user_attr(killed._trial_id, "worker", f"{socket.gethostname()}:{dead_pid()}")
+    study = run_sweep(spec, tmp_path)
+    states = {t.number: t.state for t in study.trials}
+    assert states[killed.number] == TrialState.FAIL
+    done = complete(study)
+    assert sorted(point(t) for t in done) == sorted({point(t) for t in done})
+    assert {t.user_attrs["params"]["lr"] for t in done} == {0.01, 0.05}
+    # the run with the unknown option failed, was recorded as FAIL, and did not stop the study
+    failed = [t for t in study.trials if t.state == TrialState.FAIL and t.number != killed.number]
+    assert len(failed) == 1 and failed[0].user_attrs["params"]["rule"] == "fa"
+    assert (tmp_path / "runs" / str(killed.number) / "summary.json").exists()  # the retry used the killed folder
+
+
+def test_a_sweep_killed_by_sigkill_continues_where_it_stopped(tmp_path):
+    spec = {"name": "killed", "base": {**BASE, "epochs": 300, "probe_every": 0}, "grid": {"lr": [0.01, 0.02]}}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER.format(spec=spec), str(tmp_path), ""])
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.05)  # kill it once one trial finished and the next has a checkpoint
+            if (tmp_path / "study.db").exists() and len(list(tmp_path.glob("runs/*/checkpoint.pt"))) == 2:
+                study = optuna.load_study(study_name="killed", storage=storage)
+                if len(complete(study)) == 1:
+                    break
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    finished = complete(optuna.load_study(study_name="killed", storage=storage))
+    assert len(finished) == 1, "the worker finished everything before it could be killed"
+    summary = next(tmp_path.glob("runs/*/summary.json"))
+    mtime = summary.stat().st_mtime_ns
+    study = run_sweep(spec, tmp_path)
+    done = complete(study)
+    assert len(done) == 2 and {t.user_attrs["params"]["lr"] for t in done} == {0.01, 0.02}
+    assert summary.stat().st_mtime_ns == mtime  # the finished trial did not run again
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["0", "1"]  # the retry continued runs/1
+
+
+def test_random_search_runs_n_trials_per_grid_point(tmp_path):
+    spec = {
+        "base": BASE,
+        "grid": {"rule": ["bp", "fa"]},
+        "random": {"n_trials": 2, "sampler": "random", "params": {"lr": {"low": 1e-3, "high": 1e-1, "log": True}}},
+    }
+    study = run_sweep(spec, tmp_path)
+    rules = sorted(t.user_attrs["params"]["rule"] for t in complete(study))
+    assert rules == ["bp", "bp", "fa", "fa"]
+    assert all(1e-3 <= t.params["lr"] <= 1e-1 for t in study.trials)
+
+
+def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
+    stats = curve_stats([0.95, 0.90, 0.945, 0.50])
+    assert stats["best"] == 0.95 and stats["median"] == pytest.approx(0.9225)
+    assert stats["within_1pt"] == 0.5  # 0.95 and 0.945
+    assert stats["auc"] == pytest.approx((0.95 + 0.90 + 0.945 + 0.50) / 4)
+    results = [
+        {"arch": "mlp", "rule": "fa", "accuracy": a, "params": {"lr": i}} for i, a in enumerate([0.9, 0.5, 0.2])
+    ] + [
+        # two seeds of one configuration count once, at their mean
+        {"arch": "dense-mlp", "rule": "fa", "accuracy": a, "params": {"lr": 1, "seed": s}}
+        for s, a in enumerate([0.8, 0.9])
+    ]
+    by_pair = sensitivity_stats(results)
+    assert by_pair[("mlp", "fa")]["n"] == 3 and by_pair[("dense-mlp", "fa")]["n"] == 1
+    assert by_pair[("dense-mlp", "fa")]["best"] == pytest.approx(0.85)
+    assert by_pair[("mlp", "fa")]["within_1pt"] == pytest.approx(1 / 3)
+    assert plot_sensitivity(results, tmp_path / "s.png").stat().st_size > 5_000
+
+
+def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():
+    for name in ("skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep"):
+        small, paper = preset_spec(name, "small"), preset_spec(name, "paper")
+        load_spec(small), load_spec(paper)
+        assert "SMALL budget" in small["notes"] and "PAPER budget" in paper["notes"]
+    skip = preset_spec("layer-skipping-ep")
+    ps = [p["arch_options.p"] for p in points_of(skip) if p["arch_options.topology"] == "skip"]
+    assert ps == [0.004, 0.016, 0.04, 0.1]
+    archs = {p["arch"] for p in points_of(preset_spec("skip-connections"))}
+    assert archs == {"mlp", "dense-mlp", "convnet", "dense-convnet"}
+
+
+def test_a_preset_with_an_unknown_rule_skips_it_with_a_message():
+    spec = preset_spec("skip-connections")
+    spec["grid"][0]["rule"] = ["bp", "not-a-rule"]
+    spec["grid"][1]["arch"] = ["no-such-net"]
+    kept, messages = available_spec(spec)
+    assert any("'not-a-rule' is not yet available" in m for m in messages)
+    assert any("'no-such-net' is not yet available" in m for m in messages)
+    assert len(kept["grid"]) == 1 and kept["grid"][0]["rule"] == ["bp"]
+    spec["grid"] = spec["grid"][1:]
+    assert available_spec(spec)[0] is None
+
+
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ("- just\n- a list\n", "must be a mapping"),
+        ("base: {dataset: [unclosed\n", "not valid YAML"),
+        ("base: {epochs: 1}\ngrid: {no_such_field: [1]}\n", "unknown field 'no_such_field'"),
+        ("base: {no_such_field: 1}\ngrid: {lr: [0.1]}\n", "unknown config field(s) no_such_field"),
+        ("base: {epochs: 1}\ngrid: {lr: []}\n", "non-empty list"),
+        ("base: {epochs: 1}\ngrid: []\n", "search space is empty"),
+        ("base: {epochs: 1}\n", "no search space"),
+        ("grids: {lr: [1]}\n", "unknown study spec key(s) grids"),
+        ("grid: {lr: [1]}\nrandom: {n_trials: 0}\n", "n_trials must be a positive integer"),
+    ],
+)
+def test_a_bad_spec_gets_an_error_naming_the_problem(tmp_path, spec, problem):
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec)
+    with pytest.raises(ConfigError, match=None) as err:
+        load_spec(path)
+    assert problem in str(err.value)
+
+
+def test_a_yaml_spec_reads_1e_minus_3_as_a_number(tmp_path):
+    path = tmp_path / "spec.yaml"
+    path.write_text("base: {epochs: 1}\ngrid: {lr: [1e-3, 3e-2, 0.1], rule_options.beta: [1E+0]}\nseeds: [0, 1]\n")
+    spec = load_spec(path)
+    assert spec["grid"]["lr"] == [1e-3, 3e-2, 0.1] and spec["grid"]["rule_options.beta"] == [1.0]
+    assert len(points_of(spec)) == 3 * 2
+
+
+def test_cli_sweep_and_report(tmp_path, capsys):
+    spec = {**SPEC, "grid": {"rule": ["bp"], "lr": [0.05]}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "s"), "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "1 complete" in out and "| mlp" in out
+    assert main(["report", str(tmp_path / "s")]) == 0
+    assert "data:image/png;base64," in (tmp_path / "s" / "report.html").read_text()
+    assert main(["sweep", "no-such-preset", "--out", str(tmp_path / "x")]) == 2
+    assert "neither a YAML file nor a preset" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------- shared PostgreSQL study
+
+PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+
+
+def postgres_skip_reason() -> str | None:
+    if not PG_BIN:
+        return "PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb, Debian's postgresql) are not installed"
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return "the psycopg2 driver SQLAlchemy needs for postgresql:// is not installed (pip install psycopg2-binary)"
+    if os.geteuid() == 0 and not (shutil.which("runuser") and user_exists("postgres")):
+        return "running as root, which PostgreSQL refuses, and there is no postgres user to run it as (runuser)"
+    return None
+
+
+def user_exists(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def postgres():
+    """A throw-away PostgreSQL server on loopback; yields its SQLAlchemy URL."""
+    reason = postgres_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    bin_dir = Path(PG_BIN[-1]).parent
+    tmp_path = Path(tempfile.mkdtemp(prefix="bioplausible-pg-"))  # outside pytest's root-only tmp tree
+    data, port = tmp_path / "pg", free_port()
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses root: run the server as the package's postgres user
+        shutil.chown(tmp_path, user="postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "study", "--auth=trust"], check=True,
+                   capture_output=True)  # fmt: skip
+    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={tmp_path}"
+    subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l",
+                    str(tmp_path / "pg.log"), "start"], check=True, capture_output=True)  # fmt: skip
+    try:
+        subprocess.run([*prefix, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "study",
+                        "sweeps"], check=True, capture_output=True)  # fmt: skip
+        yield f"postgresql+psycopg2://study@127.0.0.1:{port}/sweeps"
+    finally:
+        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_path):
+    """Two processes against one database: each grid point is trained exactly once (SQLite here stands in for a
+    shared file; PostgreSQL is the many-machines case and needs its server binaries and the psycopg2 driver)."""
+    storage = request.getfixturevalue("postgres") if backend == "postgresql" else f"sqlite:///{tmp_path}/shared.db"
+    spec = {"name": "shared", "base": BASE, "grid": {"rule": ["bp", "fa"], "lr": [0.01, 0.02, 0.05]}}
+    folder = tmp_path / "study"
+    code = WORKER.format(spec=spec)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(folder), storage], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    logs = [w.communicate(timeout=300)[1] for w in workers]
+    assert all(w.returncode == 0 for w in workers), logs
+    study = optuna.load_study(study_name="shared", storage=storage)
+    done = complete(study)
+    assert len(done) == 6 and len({point(t) for t in done}) == 6, [point(t) for t in done]
+    assert len({t.user_attrs["run"] for t in done}) == 6
