@@ -6,8 +6,13 @@ weights), and every non-input layer a bias b_l:
 
     E(s) = ½ Σ_l ‖s_l‖² − Σ_{(i,j)} ρ(s_i)ᵀ W_ij ρ(s_j) − Σ_l b_lᵀ ρ(s_l)
 
-The input enters the energy as given (ρ is not applied to it: datasets may be standardised). The free dynamics
-are gradient descent on E with step ε, inputs clamped:
+The input enters through ρ too (s_0 = ρ(x), as in Scellier & Bengio's energy; ``input_rho``). This matters for
+standardised datasets: MNIST standardised to mean 0 / std 1 has E[x²] = 1 instead of ≈ 0.11 for raw [0, 1]
+pixels, so with Glorot weights the input drive of the hidden layer is 3× larger (18 % of hidden units pinned at 1
+at initialisation instead of 0.6 %) and the input layer's effective learning rate (ΔW_01 ∝ x, its effect on the
+drive ∝ x again) ≈ 9× larger; at Scellier's 784-500-10 settings that stalled training near 86 % test accuracy
+(≈ 74.6 % vs 94 % after one epoch). ρ(x) maps any input back onto [0, 1]; ``--no-input-rho`` feeds x as given.
+The free dynamics are gradient descent on E with step ε, inputs clamped:
 
     s ← s − ε ∂E/∂s = (1 − ε) s + ε ρ'(s) ⊙ (Σ_j W ρ(s_j) + b)      (+ ε·(−β ∂C/∂s_L) on the output when nudged)
 
@@ -58,6 +63,7 @@ class EnergyNetConfig:
     tolerance: float = option(1e-4, "settling stops once the largest state change of a step is below this (0: never)")
     clip_states: bool = option(True, "project the states onto [0, 1] after each step (Scellier & Bengio's code)")
     rewire_seed: int = option(0, "seed of the skip rewiring (the run's --seed draws the weights)")
+    input_rho: bool = option(True, "feed the input through ρ (clamp to [0, 1]) as in Scellier & Bengio's energy")
 
     def validate(self) -> None:
         h = self.hidden_sizes
@@ -160,12 +166,14 @@ class EnergyNet(nn.Module):
         tolerance: float = 1e-4,
         clip_states: bool = True,
         rewire_seed: int = 0,
+        input_rho: bool = True,
     ):
         super().__init__()
         config = EnergyNetConfig(hidden_sizes, topology, p, a, epsilon, free_steps, nudged_steps, tolerance)
         config.validate()
         self.sizes = [math.prod(input_shape), *config.hidden_sizes, num_classes]
         self.epsilon, self.tolerance, self.clip_states = epsilon, tolerance, clip_states
+        self.input_rho = input_rho
         self.free_steps, self.nudged_steps = free_steps, nudged_steps
         self.offsets = [0]  # non-input layer l occupies columns offsets[l-1]:offsets[l] of the state
         for n in self.sizes[1:]:
@@ -218,9 +226,14 @@ class EnergyNet(nn.Module):
                 neighbours[c.lower - 1].append((c.upper, w.t()))
         return inputs, neighbours
 
+    def input_state(self, x: torch.Tensor) -> torch.Tensor:
+        """s_0 = ρ(x) flattened (N, n_0); x as given without ``input_rho``."""
+        x = x.flatten(1)
+        return x.clamp(0, 1) if self.input_rho else x
+
     def input_drive(self, x: torch.Tensor, inputs: list[list[torch.Tensor]]) -> list[torch.Tensor]:
         """b_l + Σ x W_0l per non-input layer [(N, n_l)]: constant while the input is clamped."""
-        x = x.flatten(1).to(self.biases[0].dtype)
+        x = self.input_state(x).to(self.biases[0].dtype)
         drive = []
         for b, ws in zip(self.biases, inputs):
             d = b.expand(len(x), -1)
@@ -235,7 +248,7 @@ class EnergyNet(nn.Module):
 
     def energy(self, state: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """E(s) per sample (N,), with s_0 = x; differentiable in the parameters (and in ``state``)."""
-        rho = [x.flatten(1), *(s.clamp(0, 1) for s in self.split(state))]
+        rho = [self.input_state(x), *(s.clamp(0, 1) for s in self.split(state))]
         e = 0.5 * state.pow(2).sum(1)
         for l, b in enumerate(self.biases, start=1):
             e = e - rho[l] @ b
