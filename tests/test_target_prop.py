@@ -322,6 +322,26 @@ def test_alternating_schedule_trains_inverses_then_forward_weights():
         assert (forward_same, inverse_same) == ((True, False) if trains == "inverses" else (False, True)), epoch
 
 
+def test_alternating_schedule_restarts_the_inverse_optimizer_each_inverse_epoch():
+    """Regression: Adam's moments kept from the last inverse epoch are stale after a forward epoch (small second
+    moments against new, large gradients), which made the first inverse steps up to √(1/(1−β₂))·(1−β₁) ≈ 3.2 times
+    inverse_lr and collapsed sdtp on MNIST. A fresh Adam's every step is at most inverse_lr per weight."""
+    lr = 1e-2
+    model, rule = prepared("sdtp", "mlp", schedule="alternating", inverse_lr=lr)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    x, y = batch((1, 8, 8), n=64)
+    for epoch, steps in [(0, 300), (1, 30), (2, 1)]:
+        rule.start_epoch(epoch)
+        before = copy.deepcopy(rule.inverses.state_dict())
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            rule.step(model, x, y)
+            optimizer.step()
+    assert all(s["step"] == 1 for s in rule.optimizer.state.values())
+    largest = max((rule.inverses.state_dict()[k] - v).abs().max().item() for k, v in before.items())
+    assert largest <= lr * (1 + 1e-4)
+
+
 def test_parallel_schedule_trains_both():
     model, rule = prepared("dtp", "mlp")
     rule.start_epoch(1)

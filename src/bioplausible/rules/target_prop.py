@@ -39,7 +39,8 @@ The inverses are not part of the model: the rule keeps them (and the auxiliary m
 trains them with its own optimizer (``inverse_optimizer``, ``inverse_lr``); they are in ``state_dict()``.
 Schedules (Bartunov et al.): ``parallel`` updates inverses and forward weights on every batch; ``alternating``
 spends one epoch on the inverses only (forward ``.grad`` stays None, so the optimizer leaves W alone), then one on
-the forward weights only, and so on, starting with the inverses.
+the forward weights only, and so on, starting with the inverses; each inverse epoch starts the inverses' optimizer
+afresh (its state from two epochs back is stale: see ``start_epoch``).
 
 Architectures: any model exposing the layered protocol (:mod:`bioplausible.archs.spec`), where layer l reads the
 concatenation x_l of earlier features, each through a fixed map ``pre`` (flatten, max-pool, average pool):
@@ -352,7 +353,15 @@ class TargetPropagation(Rule):
 
     def start_epoch(self, epoch: int) -> None:
         if self.config.schedule == "alternating":
-            self.phase = "inverse" if epoch % 2 == 0 else "forward"
+            phase = "inverse" if epoch % 2 == 0 else "forward"
+            if phase == "inverse" and self.phase != "inverse" and self.optimizer is not None:
+                # A fresh optimizer for each inverse epoch: Adam's moments from the last one describe the inverses
+                # of forward weights that a whole forward epoch has since moved. Its small second moments (the
+                # inverses had converged) divide the new, large gradients, so the first steps are many times
+                # inverse_lr, saturate the inverses' units and leave them stuck, and the targets they give the next
+                # forward epoch wreck the net (sdtp collapsed to chance on MNIST).
+                self.optimizer.state.clear()
+            self.phase = phase
 
     # ------------------------------------------------------------------------------------------- the rule
     def forward_layers(self, x: torch.Tensor, leaf_top: bool = False) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
