@@ -82,11 +82,26 @@ def plot_sensitivity(results: list[dict[str, Any]], path: str | Path, title: str
     """One line per (arch, rule): test accuracy (%) of every configuration against its rank, normalised to 0..1."""
     from ..report.plots import plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (arch, rule), curve in sorted_curves(results).items():
+    fig, ax = plt.subplots(figsize=(8, 5))
+    curves = sorted_curves(results)
+    # Colour says the rule, line style and marker the architecture: a dozen lines stay tellable apart.
+    rules = sorted({rule for _, rule in curves})
+    archs = sorted({arch for arch, _ in curves})
+    colours = {rule: f"C{i % 10}" for i, rule in enumerate(rules)}
+    styles = {arch: (["-", "--", ":", "-."][i % 4], "osd^v<>"[i % 7]) for i, arch in enumerate(archs)}
+    for (arch, rule), curve in curves.items():
         n = len(curve)
         ranks = [i / (n - 1) if n > 1 else 0.0 for i in range(n)]
-        ax.plot(ranks, [100 * a for a in curve], marker="o" if n <= 20 else None, ms=3, label=f"{arch} / {rule}")
+        style, marker = styles[arch]
+        ax.plot(
+            ranks,
+            [100 * a for a in curve],
+            style,
+            color=colours[rule],
+            marker=marker if n <= 20 else None,
+            ms=3,
+            label=f"{arch} / {rule}",
+        )
     ax.set(
         xlabel="configuration rank, best to worst (normalised 0..1)",
         ylabel="test accuracy (%)",
@@ -94,7 +109,7 @@ def plot_sensitivity(results: list[dict[str, Any]], path: str | Path, title: str
     )
     ax.set_xlim(-0.02, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=110)
