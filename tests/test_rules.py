@@ -259,3 +259,35 @@ def test_rule_on_model_without_layers_says_why():
 def test_bp_layers_unknown_name_lists_layers():
     with pytest.raises(ConfigError, match="hidden.0"):
         create_rule("fa", bp_layers=("nope",)).prepare(make())
+
+
+@pytest.mark.parametrize("rule_name", ["wm", "brsf", "dtp"])
+def test_alignment_probes_leave_model_and_rule_unchanged(rule_name):
+    """wm updates B, brsf redraws magnitudes, dtp trains its inverses inside step(): a probe must undo all that."""
+    from bioplausible.probes import alignment_probes
+
+    x, y = batch()
+    model = make("mlp", depth=2, width=16)
+    rule = create_rule(rule_name)
+    rule.prepare(model)
+    with torch.no_grad():
+        model(x[:2])  # builds state drawn on first use
+    before_model = copy.deepcopy(model.state_dict())
+    before_rule = copy.deepcopy(rule.state_dict())
+    metrics = alignment_probes(model, rule, x, y)
+    assert any(k.startswith("probe/grad_angle/") for k in metrics)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before_model[k]), k
+    assert all(p.grad is None for p in model.parameters())
+    assert same_state(rule.state_dict(), before_rule)
+
+
+def same_state(a, b) -> bool:
+    """Exact equality of nested state (dicts, lists, tensors, plain values)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(same_state(x, z) for x, z in zip(a, b))
+    return a == b

@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -71,19 +73,38 @@ def backprop_grads(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) 
     return grads
 
 
+@contextmanager
+def leaves_no_trace(model: nn.Module, rule):
+    """Restore the model's parameters and buffers and the rule's state on exit.
+
+    A probe runs ``rule.step``, which may change state besides ``.grad``: weight mirrors update B, target propagation
+    trains its inverses, a train-mode forward moves batch-norm statistics. Measuring must not train.
+    """
+    model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    rule_state = copy.deepcopy(rule.state_dict())
+    try:
+        yield
+    finally:
+        model.load_state_dict(model_state)
+        rule.load_state_dict(rule_state)
+        model.zero_grad(set_to_none=True)
+
+
 def alignment_probes(model: nn.Module, rule, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """All probes on one batch, as namespaced metrics ``probe/<kind>/<layer>``.
 
-    Runs one ``rule.step`` to get the rule's gradient, so the rule is measured exactly as it trains; the gradients
-    are cleared afterwards and no optimizer step is taken.
+    Runs one ``rule.step`` to get the rule's gradient, so the rule is measured exactly as it trains; the model and
+    the rule are left exactly as they were (no gradients, no optimizer step, no side effect of the step).
     """
-    model.zero_grad(set_to_none=True)
-    rule.step(model, x, y)
-    rule_grads = weight_grads(model)
-    bp_grads = backprop_grads(model, rule.loss_fn, x, y)
+    with leaves_no_trace(model, rule):
+        model.zero_grad(set_to_none=True)
+        rule.step(model, x, y)
+        rule_grads = weight_grads(model)
+        bp_grads = backprop_grads(model, rule.loss_fn, x, y)
+        angles = feedback_angles(model)
     metrics = {}
     for kind, values in (
-        ("feedback_angle", feedback_angles(model)),
+        ("feedback_angle", angles),
         ("grad_angle", gradient_angles(rule_grads, bp_grads)),
         ("grad_norm", gradient_norms(rule_grads)),
     ):

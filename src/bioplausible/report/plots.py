@@ -12,6 +12,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, path: str | Path, title: str = "", dpi: int = 110) -> Path:
+    """Title, lay out, write the PNG and free the figure (figures are many in a study: they must not pile up)."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def mean_probe(record: dict[str, Any], kind: str) -> float:
     """Mean over layers of the ``probe/<kind>/<layer>`` values in one metrics record (NaN if none)."""
     values = [v for k, v in record.items() if k.startswith(f"probe/{kind}/") and v is not None]
@@ -35,13 +46,7 @@ def plot_learning_curves(runs: list[dict[str, Any]], path: str | Path, title: st
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
             ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title)
 
 
 def layer_probe_names(runs: list[dict[str, Any]], kind: str) -> list[str]:
@@ -83,10 +88,4 @@ def plot_layer_probes(
         ax.legend(fontsize="x-small", title="layer", title_fontsize="x-small")
     for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, title, dpi=100)

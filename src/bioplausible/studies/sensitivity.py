@@ -80,7 +80,7 @@ def sensitivity_table(results: list[dict[str, Any]]) -> str:
 
 def plot_sensitivity(results: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """One line per (arch, rule): test accuracy (%) of every configuration against its rank, normalised to 0..1."""
-    from ..report.plots import plt
+    from ..report.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(8, 5))
     curves = sorted_curves(results)
@@ -110,8 +110,4 @@ def plot_sensitivity(results: list[dict[str, Any]], path: str | Path, title: str
     ax.set_xlim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", ncol=2)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
