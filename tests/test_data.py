@@ -402,3 +402,19 @@ def test_real_cifar10_subset():
     assert data.train_x.shape == (4000, 3, 32, 32) and data.test_x.shape == (1000, 3, 32, 32)
     assert data.classes[0] == "airplane"
     assert data.train_x.mean(dim=(0, 2, 3)).abs().max() < 0.05
+
+
+def test_train_batches_can_name_each_examples_index():
+    """Rules with per-example state (EP's persistent states) get each batch's dataset indices."""
+    data = load_dataset("digits")
+    plain = list(data.train_batches(100, torch.Generator().manual_seed(3)))
+    indexed = list(data.train_batches(100, torch.Generator().manual_seed(3), with_index=True))
+    assert len(plain) == len(indexed)
+    seen = []
+    for (x, y), (xi, yi, index) in zip(plain, indexed):
+        torch.testing.assert_close(xi, x)  # the same order either way
+        torch.testing.assert_close(data.train_x[index], x)
+        assert torch.equal(yi, y)
+        assert torch.equal(data.train_y[index], y)
+        seen.append(index)
+    assert torch.equal(torch.cat(seen).sort().values, torch.arange(data.num_train))

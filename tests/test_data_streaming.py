@@ -329,3 +329,14 @@ def test_imagenet_trains_through_the_engine(image_root, tiny_config, tmp_path):
     assert summary["status"] == "ok" and summary["epochs"] == 1
     with pytest.raises(ConfigError, match="val_fraction"):
         fit(dataclasses.replace(config, out=str(tmp_path / "run2"), val_fraction=0.2), data=data, quiet=True)
+
+
+def test_imagenet_batches_can_name_each_images_index(image_root):
+    data = load_small(image_root)
+    plain = epoch(data, 4)  # the same seed gives the same crops: the indices must not change the batches
+    indexed = list(data.train_batches(5, torch.Generator().manual_seed(4), with_index=True))
+    assert len(indexed) == len(plain)
+    for (x, y), (xi, yi, index) in zip(plain, indexed, strict=True):
+        torch.testing.assert_close(xi, x)
+        assert torch.equal(yi, y) and torch.equal(index // 4, y)  # 4 images per class, in folder order
+    assert sorted(torch.cat([b[2] for b in indexed]).tolist()) == list(range(data.num_train))

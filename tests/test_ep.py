@@ -1,6 +1,8 @@
 """Equilibrium propagation and the energy network: EP against backprop through time as β → 0, the bias orders of
 one-sided and symmetric nudging, Gammell's rewiring, energy descent, settling, and bad input."""
 
+import json
+
 import pytest
 import torch
 
@@ -88,6 +90,43 @@ def test_rewiring_keeps_count_and_only_adds_layer_skipping_connections():
     assert a.connections["1-3"].weight.abs().max() <= 0.01
     dense = small_net(hidden=(6, 6), topology="dense")
     assert set(dense.connections) == {"0-1", "0-2", "0-3", "1-2", "1-3", "2-3"}
+
+
+def test_rewiring_is_independent_of_the_weights():
+    """With the same seed for weights and rewiring (the defaults), the removed connections must not be the most
+    negative weights: the kept adjacent weights keep a mean of about zero (a replayed random stream gave
+    +0.1 × bound, and a net that settled with every unit on)."""
+    torch.manual_seed(0)
+    net = create_arch("energy-net", (64,), 10, hidden_sizes=(100,) * 3, topology="skip", p=0.1, rewire_seed=0)
+    for key in ("1-2", "2-3"):
+        c = net.connections[key]
+        kept = c.weight[c.mask == 1]
+        bound = (6 / 200) ** 0.5
+        assert abs(kept.mean().item()) < 0.02 * bound, kept.mean()
+        assert kept.min().item() < -0.95 * bound  # the negative tail is still there
+
+
+def test_persistent_states_restart_each_example_from_its_last_equilibrium():
+    net = small_net(hidden=(6, 5), tolerance=1e-10)
+    x, y = batch()
+    rule = create_rule("ep", beta=0.1, nudging="one-sided", persistent=True)
+    rule.prepare(net)
+    assert rule.wants_index
+    index = torch.arange(3, 3 + len(x))
+    free, _, _ = rule.equilibria(net, x, y, index)
+    assert free.steps > 10
+    assert rule.seen.sum() == len(x) and not rule.seen[:3].any()
+    torch.testing.assert_close(rule.memory[index], free.state)
+    again, _, _ = rule.equilibria(net, x, y, index)  # same weights: it starts at its fixed point
+    assert again.steps == 1
+    torch.testing.assert_close(again.state, free.state)
+    new = torch.tensor([0, 1, 2, 3])  # 0–2 unseen (from zeros), 3 seen: a mixed batch
+    mixed, _, _ = rule.equilibria(net, x[:4], y[:4], new)
+    torch.testing.assert_close(mixed.state, free.state[:4], atol=1e-8, rtol=0)
+    assert rule.seen.sum() == len(x) + 3
+    restored = create_rule("ep", beta=0.1, nudging="one-sided", persistent=True)
+    restored.load_state_dict(rule.state_dict())
+    torch.testing.assert_close(restored.memory, rule.memory)
 
 
 def test_rewiring_weights_get_gradient_only_where_connected():
@@ -234,3 +273,32 @@ def test_input_enters_through_rho_so_standardised_inputs_do_not_overdrive_the_ne
     torch.testing.assert_close(ep_grad(net, x, y, 0.1, "one-sided"), ep_grad(net, x.clamp(0, 1), y, 0.1, "one-sided"))
     raw = small_net(hidden=(6,), input_rho=False)
     assert not torch.allclose(raw.settle(x).state, raw.settle(x.clamp(0, 1)).state)
+
+
+def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_config, tmp_path):
+    """A persistent run through fit(): the rule remembers every example it trained on, in its checkpoint, and a
+    killed-and-resumed run continues from the same memory (the same metrics as an uninterrupted run)."""
+    from bioplausible.engine import fit
+
+    options = {
+        "rule": "ep",
+        "arch": "energy-net",
+        "dataset": "digits",
+        "loss": "mse",
+        "optimizer": "sgd",
+        "batch_size": 100,
+        "max_batches": 4,
+        "rule_options": {"persistent": True, "beta": 0.5},
+        "arch_options": {"hidden_sizes": [20, 20], "free_steps": 60, "nudged_steps": 8},
+    }
+    whole = fit(tiny_config(epochs=2, out=str(tmp_path / "whole"), **options), quiet=True)
+    memory = torch.load(whole / "checkpoint.pt", weights_only=False)["rule"]
+    assert 400 < int(memory["seen"].sum()) <= 2 * 4 * 100  # two epochs of 4 batches, reshuffled
+    fit(tiny_config(epochs=1, out=str(tmp_path / "split"), **options), quiet=True)
+    split = fit(tiny_config(epochs=2, out=str(tmp_path / "split"), resume=True, **options), quiet=True)
+    metrics = [
+        {k: v for k, v in json.loads(line).items() if not k.startswith("time/")}
+        for run in (whole, split)
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert metrics[:2] == metrics[2:]

@@ -203,15 +203,16 @@ def train_one_epoch(
     """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged."""
     sums: dict[str, torch.Tensor] = {}
     seen = 0
-    batches = data.train_batches(config.batch_size, generator, dist.rank, dist.world_size)
+    indexed = getattr(rule, "wants_index", False)  # rules with per-example state (EP's persistent states)
+    batches = data.train_batches(config.batch_size, generator, dist.rank, dist.world_size, with_index=indexed)
     total = math.ceil(data.num_train / config.batch_size)
     if config.max_batches:
         total = min(total, config.max_batches)
         batches = itertools.islice(batches, total)
     bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
-    for i, (x, y) in enumerate(bar):
+    for i, (x, y, *index) in enumerate(bar):
         optimizer.zero_grad(set_to_none=True)
-        metrics = rule.step(model, x, y)
+        metrics = rule.step(model, x, y, index=index[0]) if indexed else rule.step(model, x, y)
         dist.average_gradients(model)  # between rule.step and optimizer.step: every rule trains data-parallel
         optimizer.step()
         for k, v in metrics.items():

@@ -41,6 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -192,7 +193,12 @@ class EnergyNet(nn.Module):
             return {(i, j): None for i in layers for j in layers if j > i}
         if topology == "layered" or p == 0:
             return {(i, i + 1): None for i in layers[:-1]}
-        return rewire(self.sizes, p, torch.Generator().manual_seed(seed))
+        # Not manual_seed(seed) itself: with rewire_seed == --seed (both 0 by default) the mask generator would
+        # replay the weights' own random stream, so the removed connections would be exactly the most negative
+        # weights (u < p ⇔ w < −(1 − 2p)·bound): every kept pair matrix then has a positive mean and the net
+        # settles into all units on. A seed sequence keyed to the rewiring makes the two streams independent.
+        mixed = int(np.random.SeedSequence([seed, 0x726577]).generate_state(1)[0])
+        return rewire(self.sizes, p, torch.Generator().manual_seed(mixed))
 
     @property
     def num_layers(self) -> int:

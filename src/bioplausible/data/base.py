@@ -87,9 +87,10 @@ class Dataset:
         return len(self.train_y)
 
     def train_batches(
-        self, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One shuffled epoch of (x, y) batches, augmented if the dataset says so.
+        self, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1, with_index: bool = False
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """One shuffled epoch of (x, y) batches, augmented if the dataset says so; (x, y, index) with
+        ``with_index``, index being each example's position in the training set (for per-example state).
 
         ``generator`` (a CPU generator) fixes the order. With ``world_size`` > 1 every process draws the same
         permutation and takes its ``rank``-th share of each global batch of ``batch_size``, so N processes
@@ -99,7 +100,8 @@ class Dataset:
         for start in range(0, self.num_train, batch_size):
             idx = order[start : start + batch_size].tensor_split(world_size)[rank]
             x = self.train_x[idx]
-            yield (self.augment(x) if self.augment else x), self.train_y[idx]
+            x = self.augment(x) if self.augment else x
+            yield (x, self.train_y[idx], idx) if with_index else (x, self.train_y[idx])
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         for start in range(0, len(self.test_y), batch_size):

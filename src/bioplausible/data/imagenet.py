@@ -162,9 +162,10 @@ class StreamingImageDataset:
         return moved
 
     def train_batches(
-        self, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1
-    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """One shuffled epoch of normalised (x, y) batches, with the training transform unless ``augment`` is None.
+        self, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1, with_index: bool = False
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """One shuffled epoch of normalised (x, y) batches, with the training transform unless ``augment`` is None;
+        (x, y, index) with ``with_index``, index being each image's position in ``train/``.
 
         ``generator`` (a CPU generator) fixes the order and the random crops. With ``world_size`` > 1 every
         process draws the same permutation and takes its ``rank``-th share of each global batch of ``batch_size``,
@@ -182,7 +183,12 @@ class StreamingImageDataset:
             batches.append([(order[p], epoch_seed + p) for p in positions])
         transform = self.augment if self.augment is not None else self.eval_transform
         loader_seed = epoch_seed + 1 + rank  # worker seeds; different per rank, as the ranks load different images
-        yield from self._load(_ImageFiles(self._train, transform), batches, self.num_workers, loader_seed)
+        loaded = self._load(_ImageFiles(self._train, transform), batches, self.num_workers, loader_seed)
+        if not with_index:
+            yield from loaded
+            return
+        for (x, y), batch in zip(loaded, batches):
+            yield x, y, torch.tensor([i for i, _ in batch], device=x.device)
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The ``val/`` split in order (class folder, then file name), with the evaluation transform."""

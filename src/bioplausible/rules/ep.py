@@ -21,6 +21,12 @@ of a layered net); it scales the gradient of that layer's bias and of every weig
 SGD at lr the effective rate of layer l is lr · scale_l; Gammell's 0.128, 0.032, 0.008, 0.002 are lr = 0.128 with
 scales (1, 1/4, 1/16, 1/64).
 
+Persistent states (``persistent``, Gammell et al.): the free phase of a training example starts from the free
+equilibrium it reached the last time it was seen, instead of from zeros (or a feed-forward pass, ``warm_start``).
+The weights moved by one epoch since, so that state is near the new equilibrium and settling to the tolerance
+takes fewer steps. The engine passes each batch's dataset indices (``wants_index``); the memory (N_train × H) is
+part of the rule's state_dict, so checkpoints and resume keep it.
+
 The rule works on any model with the energy-network protocol (``settle``, ``energy``, ``connections``,
 ``parameter_layers``, ``layer_slice``, ``num_layers``, ``nudged_steps``); it imports no architecture.
 """
@@ -51,6 +57,9 @@ class EPConfig:
     cost: str = option("mse", "output cost C: ½‖s_L − onehot‖² or cross-entropy of softmax(s_L)", COSTS)
     layer_lr_scale: tuple[float, ...] = option((), "gradient multiplier per non-input layer (empty: all 1)")
     warm_start: bool = option(False, "start the free phase from a feed-forward pass instead of zeros")
+    persistent: bool = option(
+        False, "start each training example's free phase from its own last free equilibrium (Gammell et al.)"
+    )
 
     def validate(self) -> None:
         self.layer_lr_scale = tuple(float(v) for v in self.layer_lr_scale)
@@ -84,6 +93,18 @@ class EquilibriumPropagation(Rule):
     name = "ep"
     Config = EPConfig
 
+    def __init__(self, loss: str = "ce", **options):
+        super().__init__(loss=loss, **options)
+        # Persistent states: the last free equilibrium of every training example (rows by dataset index) and
+        # whether it has one yet. Grown on demand, kept in state_dict so a resumed run continues exactly.
+        self.memory: torch.Tensor | None = None
+        self.seen: torch.Tensor | None = None
+
+    @property
+    def wants_index(self) -> bool:
+        """The engine passes each batch's dataset indices to ``step`` when this is true."""
+        return self.config.persistent
+
     def prepare(self, model: nn.Module) -> nn.Module:
         missing = [name for name in PROTOCOL if not hasattr(model, name)]
         if missing:
@@ -108,10 +129,43 @@ class EquilibriumPropagation(Rule):
         return [beta]
 
     @torch.no_grad()
-    def equilibria(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
-        """Free equilibrium, then one nudged equilibrium per β, each settled from the free one."""
+    def initial_state(self, model: nn.Module, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor | None:
+        """Where the free phase starts: the example's stored equilibrium (persistent), else a feed-forward pass
+        (warm_start), else zeros (None)."""
         init = model.feedforward_state(x) if self.config.warm_start else None
-        free = model.settle(x, state=init)
+        if index is None or not self.config.persistent or self.memory is None:
+            return init
+        index = index.to(self.memory.device)
+        stored = index < len(self.seen)  # the memory grows with the largest index seen so far
+        stored[stored.clone()] = self.seen[index[stored]]
+        if not stored.any():
+            return init
+        init = torch.zeros(len(x), self.memory.shape[1], dtype=x.dtype, device=x.device) if init is None else init
+        init[stored.to(x.device)] = self.memory[index[stored]].to(x.device)
+        return init
+
+    @torch.no_grad()
+    def remember(self, index: torch.Tensor, state: torch.Tensor) -> None:
+        """Store the free equilibria of a batch under their dataset indices."""
+        needed = int(index.max()) + 1
+        if self.memory is None or needed > len(self.memory) or self.memory.shape[1] != state.shape[1]:
+            size = max(needed, 0 if self.memory is None else len(self.memory))
+            memory = state.new_zeros(size, state.shape[1])
+            seen = torch.zeros(size, dtype=torch.bool, device=state.device)
+            if self.memory is not None and self.memory.shape[1] == state.shape[1]:
+                memory[: len(self.memory)] = self.memory
+                seen[: len(self.seen)] = self.seen
+            self.memory, self.seen = memory, seen
+        index = index.to(self.memory.device)
+        self.memory[index] = state.to(self.memory.device)
+        self.seen[index] = True
+
+    @torch.no_grad()
+    def equilibria(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
+        """Free equilibrium, then one nudged equilibrium per β, each settled from the free one."""
+        free = model.settle(x, state=self.initial_state(model, x, index))
+        if index is not None and self.config.persistent:
+            self.remember(index, free.state)
         out = model.layer_slice(model.num_layers)
         target = F.one_hot(y, free.state.shape[1] - out.start).to(free.state.dtype)
         nudged = {}
@@ -120,9 +174,9 @@ class EquilibriumPropagation(Rule):
             nudged[beta] = model.settle(x, state=free.state, steps=model.nudged_steps, force=force)
         return free, nudged, target
 
-    def estimate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    def estimate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
         """The EP gradient of every parameter (scaled per layer) and the settlings it came from."""
-        free, nudged, target = self.equilibria(model, x, y)
+        free, nudged, target = self.equilibria(model, x, y, index)
         (b_a, s_a), *rest = nudged.items()
         b_b, s_b = rest[0] if rest else (0.0, free)
         surrogate = (model.energy(s_a.state, x).mean() - model.energy(s_b.state, x).mean()) / (b_a - b_b)
@@ -135,8 +189,11 @@ class EquilibriumPropagation(Rule):
             result[name] = g * scales[layers[name] - 1] if scales and name in layers else g
         return result, free, nudged, target
 
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        grads, free, nudged, target = self.estimate(model, x, y)
+    def step(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``index``: the batch's dataset indices, which persistent states need (the engine passes them)."""
+        grads, free, nudged, target = self.estimate(model, x, y, index)
         for name, p in model.named_parameters():
             if name in grads:
                 p.grad = grads[name] if p.grad is None else p.grad + grads[name]
@@ -149,6 +206,12 @@ class EquilibriumPropagation(Rule):
             "free_steps": torch.tensor(float(free.steps)),
             "nudged_steps": torch.tensor(float(nudged_steps)),
         }
+
+    def state_dict(self) -> dict:
+        return {} if self.memory is None else {"memory": self.memory, "seen": self.seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.memory, self.seen = state.get("memory"), state.get("seen")
 
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """‖ΔW‖ per connected layer pair (the vanishing-signal curves), free-phase steps and last residual."""
