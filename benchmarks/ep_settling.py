@@ -3,10 +3,13 @@
 Prints (1) one settling step against the bare matrix products of the same shapes (the per-pair products a
 layered step needs: each adjacent non-input pair in both directions; the input's drive is constant while clamped),
 (2) steps used with a tolerance against Gammell's fixed caps, (3) the time to train on 1,000 MNIST-sized samples
-with ep, settling to the tolerance and with the fixed caps.
+with ep, settling to the tolerance and with the fixed caps, (4) time to accuracy: ``--epochs`` passes over the
+samples with Gammell's fixed 1000 / 12 steps from zero, with the tolerance from zero, and with the tolerance from
+persistent states, test accuracy (on 1,000 test images) after each pass, and the time each needs to reach the
+fixed-cap run's final accuracy.
 
 python benchmarks/ep_settling.py                     # MNIST from $BIOPLAUSIBLE_DATA or ../shared/data if present
-python benchmarks/ep_settling.py --samples 200 --topology skip
+python benchmarks/ep_settling.py --samples 200 --topology skip --epochs 0
 """
 
 from __future__ import annotations
@@ -33,23 +36,32 @@ def best_time(fn, repeats: int = 5, number: int = 200) -> float:
     return best
 
 
-def mnist(data_dir: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+def mnist(data_dir: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """n training and 1,000 test images (flattened) with labels, and the data's name."""
     try:
         data = load_dataset("mnist", data_dir=data_dir, download=False)
-        return data.train_x[:n].flatten(1), data.train_y[:n], "MNIST"
+        return (
+            data.train_x[:n].flatten(1),
+            data.train_y[:n],
+            data.test_x[:1000].flatten(1),
+            data.test_y[:1000],
+            "MNIST",
+        )
     except BioplausibleError:
         g = torch.Generator().manual_seed(0)
-        return torch.rand(n, 784, generator=g), torch.randint(0, 10, (n,), generator=g), "random (no MNIST found)"
+        x, tx = torch.rand(n, 784, generator=g), torch.rand(1000, 784, generator=g)
+        return x, torch.randint(0, 10, (n,), generator=g), tx, torch.randint(0, 10, (1000,), generator=g), "random"
 
 
-def train_time(net, rule, x, y, batch_size: int) -> tuple[float, float, float]:
+def train_time(net, rule, x, y, batch_size: int, optimizer=None) -> tuple[float, float, float]:
     """Seconds for one pass of SGD over (x, y); mean free and nudged steps per batch."""
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.015)
+    optimizer = optimizer or torch.optim.SGD(net.parameters(), lr=0.015)
     free, nudged, batches = 0.0, 0.0, 0
     start = time.perf_counter()
     for i in range(0, len(x), batch_size):
         optimizer.zero_grad(set_to_none=True)
-        metrics = rule.step(net, x[i : i + batch_size], y[i : i + batch_size])
+        index = torch.arange(i, min(i + batch_size, len(x)))
+        metrics = rule.step(net, x[i : i + batch_size], y[i : i + batch_size], index=index)
         optimizer.step()
         free, nudged, batches = (
             free + metrics["free_steps"].item(),
@@ -67,13 +79,15 @@ def main() -> None:
     parser.add_argument("--topology", default="layered", choices=("layered", "skip", "dense"))
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=5, help="passes for the time-to-accuracy part (0: skip it)")
+    parser.add_argument("--p", type=float, default=0.04, help="rewiring probability of the skip topology")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
-    sizes = dict(hidden_sizes=(100,) * 5, topology=args.topology, free_steps=1000, nudged_steps=12)
+    sizes = dict(hidden_sizes=(100,) * 5, topology=args.topology, p=args.p, a=0.168, free_steps=1000, nudged_steps=12)
     net = create_arch("energy-net", (784,), 10, tolerance=args.tolerance, **sizes)
-    x, y, source = mnist(args.data_dir, args.samples)
+    x, y, test_x, test_y, source = mnist(args.data_dir, args.samples)
     xb = x[: args.batch_size]
     print(f"784-100x5-10 {args.topology}, batch {args.batch_size}, {torch.get_num_threads()} thread(s), data: {source}")
 
@@ -115,6 +129,44 @@ def main() -> None:
             f"train {len(x)} samples ({label}): {seconds:.1f} s, mean steps free {free_steps:.0f} / nudged "
             f"{nudged_steps:.1f} -> {seconds * 60000 / len(x) / 60:.1f} min per 60k-sample epoch"
         )
+
+    if args.epochs:
+        time_to_accuracy(args, sizes, x, y, test_x, test_y)
+
+
+def time_to_accuracy(args, sizes, x, y, test_x, test_y) -> None:
+    """(4): the same net and seed trained three ways; accuracy after each pass against cumulative train time."""
+    variants = {
+        "fixed 1000/12 from zero (Gammell)": (0.0, False),
+        f"tolerance {args.tolerance:g} from zero": (args.tolerance, False),
+        f"tolerance {args.tolerance:g}, persistent": (args.tolerance, True),
+    }
+    curves = {}
+    for label, (tolerance, persistent) in variants.items():
+        torch.manual_seed(0)
+        model = create_arch("energy-net", (784,), 10, tolerance=tolerance, **sizes)
+        rule = create_rule("ep", beta=1.0, nudging="random-sign", persistent=persistent)
+        rule.prepare(model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.015)
+        elapsed, curve = 0.0, []
+        for _ in range(args.epochs):
+            seconds, free_steps, _ = train_time(model, rule, x, y, args.batch_size, optimizer)
+            elapsed += seconds
+            with torch.no_grad():
+                model.tolerance = args.tolerance  # evaluate every variant the same way
+                accuracy = (model(test_x).argmax(1) == test_y).float().mean().item()
+                model.tolerance = tolerance
+            curve.append((elapsed, accuracy, free_steps))
+        curves[label] = curve
+        points = ", ".join(f"{a:.1%} @ {t:.0f} s ({f:.0f} free steps)" for t, a, f in curve)
+        print(f"{label}: {points}")
+    reference = curves[next(iter(variants))]
+    goal = reference[-1][1]
+    print(f"time to the fixed-cap run's final test accuracy {goal:.1%}:")
+    for label, curve in curves.items():
+        reached = next((t for t, a, _ in curve if a >= goal - 1e-9), None)
+        gain = "" if reached is None else f" ({reference[-1][0] / reached:.2f}x faster than fixed caps)"
+        print(f"  {label}: " + (f"{reached:.0f} s{gain}" if reached is not None else "not reached"))
 
 
 if __name__ == "__main__":

@@ -91,13 +91,18 @@ def test_benchmark_command(command, tmp_path):
     if "step_time" in args[0]:
         args = ["cpu" if a == "cuda" else "3,16,16" if a == "3,224,224" else a for a in args]
         args += ["--rounds", "1", "--steps", "1", "--width", "32", "--batch-size", "2"]
+    elif "tp_alternating" in args[0]:
+        args += ["--samples", "200", "--epochs", "2", "--every", "1"]
+    elif "ep_settling" in args[0]:
+        args += ["--samples", "40", "--epochs", "1"]
     else:
         args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
         [sys.executable, str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    assert "ratio to bp" in result.stdout or "saved for backward" in result.stdout
+    expected = ("ratio to bp", "saved for backward", "time to the fixed-cap run's final test accuracy", "epoch 1 fwd 1")
+    assert any(e in result.stdout for e in expected), result.stdout
 
 
 def test_python_example_runs():
