@@ -336,3 +336,29 @@ def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_pa
     done = complete(study)
     assert len(done) == 6 and len({point(t) for t in done}) == 6, [point(t) for t in done]
     assert len({t.user_attrs["run"] for t in done}) == 6
+
+
+def test_energy_runs_are_told_apart_by_topology_and_per_layer_rates():
+    """EP runs share arch and rule: the report labels them by topology and per-layer lr, keeps the best of each,
+    and prints Gammell's number beside the matching configuration only."""
+    from bioplausible.report.html import representative_runs
+    from bioplausible.report.papers import published_for
+    from bioplausible.report.summary import describe_arch, run_label
+
+    def config(topology, p=None, scale=None, lr=0.015):
+        arch = {"hidden_sizes": [100] * 5, "topology": topology, **({"p": p} if p is not None else {})}
+        rule = {"layer_lr_scale": scale} if scale else {}
+        return {"dataset": "mnist", "arch": "energy-net", "rule": "ep", "lr": lr, "epochs": 10,
+                "arch_options": arch, "rule_options": rule}  # fmt: skip
+
+    layered, skip, per_layer = config("layered"), config("skip", 0.04), config("layered", scale=[1, 0.25], lr=0.128)
+    assert describe_arch(skip) == "energy-net 100x5 skip p=0.04"
+    assert run_label(per_layer) == "ep (per-layer lr), layered" and run_label(layered) == "ep, layered"
+    runs = [
+        {"config": c, "summary": {"test_accuracy": a}, "metrics": [{"epoch": 1}]}
+        for c, a in ((layered, 0.5), (skip, 0.8), (per_layer, 0.6), (config("skip", 0.04), 0.7))
+    ]
+    kept = representative_runs(runs)
+    assert len(kept) == 3 and {r["summary"]["test_accuracy"] for r in kept} == {0.5, 0.8, 0.6}
+    assert published_for(layered).test_error == 31.1 and published_for(skip).test_error == 10.3
+    assert published_for(per_layer) is None and published_for(config("skip", 0.1)) is None

@@ -17,14 +17,19 @@ import yaml
 
 from ..errors import ConfigError
 from .plots import plot_layer_probes, plot_learning_curves
-from .summary import find_runs, results_table
+from .summary import describe_rule, find_runs, results_table, topology
 
 MAX_PANELS = 12  # per-layer probe figures show at most this many runs: the best of each (arch, rule)
 PROBES = [
     ("feedback_angle", "angle between B and Wᵀ (°)", False, "Feedback alignment: angle between B and Wᵀ per layer"),
     ("grad_angle", "angle to the backprop gradient (°)", False, "Angle between the rule's update and backprop's"),
     ("grad_norm", "‖update‖ per layer", True, "Learning-signal magnitude per layer (vanishing with depth?)"),
-    ("ep_update_norm", "‖ΔW‖ per connection", True, "EP weight-update magnitude per connection"),
+    (
+        "ep_update_norm",
+        "‖EP update‖ per adjacent layer pair",
+        True,
+        "EP weight-update magnitude per layer pair (vanishing learning signal?)",
+    ),
 ]
 
 
@@ -33,12 +38,13 @@ def is_study(folder: Path) -> bool:
 
 
 def representative_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The best finished run of each (arch, rule), by final test accuracy; at most MAX_PANELS of them."""
+    """The best finished run of each (arch, rule with its schedule, energy topology), by final test accuracy; at
+    most MAX_PANELS of them."""
     best: dict[tuple, dict[str, Any]] = {}
     for run in runs:
         if not run["metrics"]:
             continue
-        key = (run["config"].get("arch"), run["config"].get("rule"))
+        key = (run["config"].get("arch"), describe_rule(run["config"]), topology(run["config"]))
         accuracy = run["summary"].get("test_accuracy") or 0.0
         if key not in best or accuracy > (best[key]["summary"].get("test_accuracy") or 0.0):
             best[key] = run

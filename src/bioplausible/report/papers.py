@@ -53,6 +53,17 @@ PUBLISHED: list[Published] = [
 ]
 
 
+GAMMELL = "Gammell et al. 2020"
+GAMMELL_NET = {"dataset": "mnist", "arch": "energy-net", "hidden_sizes": [100] * 5, "lr": 0.015}
+PUBLISHED += [
+    Published(31.1, f"{GAMMELL}, p-sweep", {**GAMMELL_NET, "topology": "layered", "epochs": 10}, "p = 0, 10 epochs"),
+    Published(11.8, f"{GAMMELL}, p-sweep", {**GAMMELL_NET, "topology": "skip", "p": 0.016, "epochs": 10}, "p ≈ 0.016"),
+    Published(10.3, f"{GAMMELL}, p-sweep", {**GAMMELL_NET, "topology": "skip", "p": 0.04, "epochs": 10}, "p ≈ 0.042"),
+    Published(13.18, GAMMELL, {**GAMMELL_NET, "topology": "layered", "epochs": 100}, "1000 / 12 steps"),
+    Published(5.24, GAMMELL, {**GAMMELL_NET, "topology": "skip", "p": 0.1, "epochs": 100}, "a = 0.168"),
+]
+
+
 def flat_config(config: dict[str, Any]) -> dict[str, Any]:
     """A run's config with its rule and architecture options lifted to the top level, for matching."""
     return {**config, **config.get("rule_options", {}), **config.get("arch_options", {})}

@@ -11,6 +11,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from .summary import describe_arch, describe_rule, run_label  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, title: str = "", dpi: int = 110) -> Path:
     """Title, lay out, write the PNG and free the figure (figures are many in a study: they must not pile up)."""
@@ -38,15 +40,21 @@ def plot_learning_curves(runs: list[dict[str, Any]], path: str | Path, title: st
         top, bottom = axes[0][col], axes[1][col]
         for run in (r for r in runs if r["config"]["arch"] == arch):
             epochs = [m["epoch"] for m in run["metrics"]]
-            rule = run["config"]["rule"]
-            top.plot(epochs, [100 * m["test/accuracy"] for m in run["metrics"]], label=rule)
-            bottom.plot(epochs, [mean_probe(m, "grad_angle") for m in run["metrics"]], label=rule)
+            label = run_label(run["config"])
+            top.plot(epochs, [100 * m["test/accuracy"] for m in run["metrics"]], label=label)
+            bottom.plot(epochs, [mean_probe(m, "grad_angle") for m in run["metrics"]], label=label)
         top.set(title=arch, ylabel="test accuracy (%)")
         bottom.set(xlabel="epoch", ylabel="angle to backprop gradient (°, mean over layers)")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
             ax.legend()
     return save_figure(fig, path, title)
+
+
+def is_adjacent_pair(name: str) -> bool:
+    """True for an energy network's connection "i-j" between adjacent layers (j = i + 1)."""
+    lower, _, upper = name.partition("-")
+    return lower.isdigit() and upper.isdigit() and int(upper) == int(lower) + 1
 
 
 def layer_probe_names(runs: list[dict[str, Any]], kind: str) -> list[str]:
@@ -78,10 +86,12 @@ def plot_layer_probes(
     for ax, run in zip(axes.flat, runs):
         epochs = [m["epoch"] for m in run["metrics"]]
         for layer in layer_probe_names([run], kind):
+            if kind == "ep_update_norm" and not is_adjacent_pair(layer):
+                continue  # layer-skipping connections: the vanishing signal is read on the layered chain
             values = [m.get(f"probe/{kind}/{layer}") for m in run["metrics"]]
             ax.plot(epochs, [math.nan if v is None else v for v in values], marker=".", label=layer)
         config = run["config"]
-        ax.set(title=f"{config.get('arch')} / {config.get('rule')}", xlabel="epoch", ylabel=ylabel)
+        ax.set(title=f"{describe_arch(config)} / {describe_rule(config)}", xlabel="epoch", ylabel=ylabel)
         if log:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

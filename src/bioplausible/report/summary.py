@@ -16,16 +16,42 @@ def find_runs(root: str | Path) -> list[dict[str, Any]]:
 
 
 def describe_rule(config: dict[str, Any]) -> str:
-    """The rule's name, with its schedule when it has one (target propagation: parallel or alternating)."""
-    schedule = config.get("rule_options", {}).get("schedule")
-    return f"{config.get('rule')} ({schedule})" if schedule else str(config.get("rule"))
+    """The rule's name, with its schedule when it has one (target propagation: parallel or alternating) and
+    "per-layer lr" when its learning rates are scaled per layer (EP)."""
+    options = config.get("rule_options", {})
+    notes = [options["schedule"]] if options.get("schedule") else []
+    if options.get("layer_lr_scale"):
+        notes.append("per-layer lr")
+    return f"{config.get('rule')} ({', '.join(notes)})" if notes else str(config.get("rule"))
+
+
+def topology(config: dict[str, Any]) -> str:
+    """An energy network's connectivity ("layered", "skip p=0.04", "dense"); "" for other architectures."""
+    options = config.get("arch_options", {})
+    if config.get("arch") != "energy-net":
+        return ""
+    kind = options.get("topology", "layered")
+    return f"skip p={options.get('p', 0.1):g}" if kind == "skip" and options.get("p", 0.1) > 0 else kind
 
 
 def describe_arch(config: dict[str, Any]) -> str:
     options = config.get("arch_options", {})
     shape = f" {options['width']}x{options['depth']}" if {"width", "depth"} <= set(options) else ""
+    hidden = options.get("hidden_sizes")
+    if hidden and len(set(hidden)) == 1:
+        shape = f" {hidden[0]}x{len(hidden)}"
+    elif hidden:
+        shape = " " + "-".join(str(n) for n in hidden)
     act = f" {options['activation']}" if "activation" in options else ""
-    return f"{config.get('arch', '?')}{shape}{act}"
+    variant = f" {topology(config)}" if topology(config) else ""
+    return f"{config.get('arch', '?')}{shape}{act}{variant}"
+
+
+def run_label(config: dict[str, Any]) -> str:
+    """What tells runs of one architecture apart in a legend: the rule (with its schedule or per-layer lr) and an
+    energy network's topology."""
+    variant = topology(config)
+    return f"{describe_rule(config)}, {variant}" if variant else describe_rule(config)
 
 
 def results_table(runs: list[dict[str, Any]]) -> str:
