@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from .plots import plot_layer_probes, plot_learning_curves
+from .plots import plot_layer_probes, plot_learning_curves, plot_settling_steps
 from .summary import describe_rule, find_runs, results_table, topology
 
 MAX_PANELS = 12  # per-layer probe figures show at most this many runs: the best of each (arch, rule)
@@ -79,6 +79,9 @@ def write_report(folder: str | Path) -> Path:
         figure = plot_layer_probes(shown, kind, folder / f"{kind}.png", ylabel, log=log)
         if figure:
             sections.append((heading, None, figure))
+    figure = plot_settling_steps(shown, folder / "settling_steps.png")
+    if figure:
+        sections.append(("Equilibrium propagation: settling steps per batch", None, figure))
     (folder / "report.md").write_text(markdown(folder, sections))
     page = folder / "report.html"
     page.write_text(html_page(f"bioplausible report: {folder.resolve().name}", sections))

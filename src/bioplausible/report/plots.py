@@ -99,3 +99,24 @@ def plot_layer_probes(
     for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
     return save_figure(fig, path, title, dpi=100)
+
+
+def plot_settling_steps(runs: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """Mean settling steps per batch over epochs (free phase solid, nudged phase dashed), one colour per run;
+    None when no run settles (only energy networks log ``train/free_steps``)."""
+    runs = [r for r in runs if any("train/free_steps" in m for m in r["metrics"])]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for i, run in enumerate(runs):
+        epochs = [m["epoch"] for m in run["metrics"]]
+        colour = f"C{i % 10}"
+        label = f"{describe_arch(run['config'])} / {describe_rule(run['config'])}"
+        ax.plot(epochs, [m.get("train/free_steps", math.nan) for m in run["metrics"]], colour, marker=".", label=label)
+        nudged = [m.get("train/nudged_steps", math.nan) for m in run["metrics"]]
+        ax.plot(epochs, nudged, colour, linestyle="--", marker=".")
+    ax.set(xlabel="epoch", ylabel="settling steps per batch (free solid, nudged dashed)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+    return save_figure(fig, path, title, dpi=100)
