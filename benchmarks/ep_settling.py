@@ -111,6 +111,9 @@ def main() -> None:
     print(f"settling step {step * 1e3:.3f} ms (a 1-step settle incl. setup: {setup * 1e3:.3f} ms)")
     print(f"bare per-pair products ({2 * len(pairs)} matmuls) {products * 1e3:.3f} ms -> ratio {step / products:.2f}")
 
+    # (1b) cost against the connections present: skip pairs settled connection by connection vs as masked matrices
+    topology_costs(xb)
+
     # (2) steps used: tolerance vs the fixed cap
     with torch.no_grad():
         free = net.settle(xb)
@@ -135,6 +138,31 @@ def main() -> None:
         plot_residuals(args, sizes, xb)
     if args.epochs:
         time_to_accuracy(args, sizes, x, y, test_x, test_y)
+
+
+def topology_costs(xb: torch.Tensor, steps: int = 100, rounds: int = 5) -> None:
+    """Settling-step time of each topology, its layer-skipping pairs stored sparse (the default) and as masked
+    dense matrices, measured interleaved (best of ``rounds``)."""
+    print("settling step by topology (sparse skip pairs / as masked matrices):")
+    for topology, p in (("layered", 0.0), ("skip", 0.004), ("skip", 0.04), ("skip", 0.1), ("dense", 0.0)):
+        torch.manual_seed(0)
+        net = create_arch("energy-net", (784,), 10, hidden_sizes=(100,) * 5, topology=topology, p=p, a=0.168)
+        sparse = [c for c in net.connections.values() if c.sparse]
+        links = sum(c.count() for c in sparse)
+        with torch.no_grad():
+            state = net.settle(xb, steps=20, tolerance=0).state
+            best = {True: float("inf"), False: float("inf")}
+            for _ in range(rounds):
+                for flag in (True, False):
+                    for c in sparse:
+                        c.sparse = flag
+                    start = time.perf_counter()
+                    net.settle(xb, state, steps=steps, tolerance=0)
+                    best[flag] = min(best[flag], (time.perf_counter() - start) / steps)
+        name = f"skip p={p:g}" if topology == "skip" else topology
+        print(
+            f"  {name:<12} {links:>5} hidden skip connections: {best[True] * 1e3:.3f} ms / {best[False] * 1e3:.3f} ms"
+        )
 
 
 def plot_residuals(args, sizes, xb) -> None:

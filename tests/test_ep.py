@@ -302,3 +302,21 @@ def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_confi
         for line in (run / "metrics.jsonl").read_text().splitlines()
     ]
     assert metrics[:2] == metrics[2:]
+
+
+def test_sparse_layer_skipping_connections_settle_like_the_masked_matrices():
+    """Rewired skip pairs between hidden layers are settled connection by connection; the dynamics must equal
+    those of the same pairs as masked dense matrices, with and without autograd."""
+    net = small_net(hidden=(6, 5, 4), topology="skip", p=0.4)
+    sparse = [c for c in net.connections.values() if c.sparse]
+    assert sparse and all(c.upper - c.lower >= 2 and c.lower > 0 for c in sparse)
+    x, _ = batch()
+    with torch.no_grad():
+        fast = net.settle(x, steps=30, tolerance=0)
+    slow = net.settle(x, steps=30, tolerance=0)
+    for c in sparse:
+        c.sparse = False
+    with torch.no_grad():
+        dense = net.settle(x, steps=30, tolerance=0)
+    torch.testing.assert_close(fast.state, dense.state, rtol=0, atol=1e-12)
+    torch.testing.assert_close(slow.state.detach(), dense.state, rtol=0, atol=1e-12)

@@ -95,13 +95,20 @@ class Settling(NamedTuple):
 
 
 class Connection(nn.Module):
-    """Symmetric weights W (n_lower, n_upper) between two layers; ``mask`` marks the connections that exist."""
+    """Symmetric weights W (n_lower, n_upper) between two layers; ``mask`` marks the connections that exist.
 
-    def __init__(self, lower: int, upper: int, weight: torch.Tensor, mask: torch.Tensor | None = None):
+    ``sparse``: the few connections of a rewired layer-skipping pair; settling then touches only those (their
+    (row, column) positions are kept in ``where``) instead of multiplying by the mostly-zero matrix."""
+
+    def __init__(
+        self, lower: int, upper: int, weight: torch.Tensor, mask: torch.Tensor | None = None, sparse: bool = False
+    ):
         super().__init__()
         self.lower, self.upper = lower, upper
         self.weight = nn.Parameter(weight if mask is None else weight * mask)
         self.register_buffer("mask", mask)
+        self.sparse = sparse and mask is not None
+        self.register_buffer("where", mask.nonzero().t().contiguous() if self.sparse else None, persistent=False)
 
     def effective(self) -> torch.Tensor:
         """W with the missing connections zeroed (their gradient is then zero too)."""
@@ -184,7 +191,8 @@ class EnergyNet(nn.Module):
             n_i, n_j = self.sizes[i], self.sizes[j]
             bound = glorot_bound(n_i, n_j) if j == i + 1 or topology == "dense" or not a else a
             weight = torch.empty(n_i, n_j).uniform_(-bound, bound)
-            self.connections[f"{i}-{j}"] = Connection(i, j, weight, mask)
+            sparse = topology == "skip" and j >= i + 2 and i > 0  # the input's drive is computed once anyway
+            self.connections[f"{i}-{j}"] = Connection(i, j, weight, mask, sparse)
         self.biases = nn.ParameterList(nn.Parameter(torch.zeros(n)) for n in self.sizes[1:])
 
     def _masks(self, topology: str, p: float, seed: int) -> dict[tuple[int, int], torch.Tensor | None]:
@@ -218,19 +226,37 @@ class EnergyNet(nn.Module):
     def connection_count(self) -> int:
         return sum(c.count() for c in self.connections.values())
 
-    def couplings(self) -> tuple[list[list[torch.Tensor]], list[list[tuple[int, torch.Tensor]]]]:
+    def couplings(
+        self, sparse: bool = False
+    ) -> tuple[list[list[torch.Tensor]], list[list[tuple[int, torch.Tensor]]], tuple | None]:
         """Per non-input layer l (index l − 1): the input's matrices into it, and [(k, W (n_k, n_l))] for each
-        connected non-input layer k (W or Wᵀ views of the masked pair matrices, built once per settling)."""
+        connected non-input layer k (W or Wᵀ views of the masked pair matrices, built once per settling).
+
+        With ``sparse``, the sparse (layer-skipping) pairs are left out of those lists and returned as one list of
+        single connections over the concatenated state, both directions: (source columns, target columns,
+        weights), so that a step adds Σ w·ρ(s_source) to each target unit at a cost of one multiply-add per
+        connection; None when there are none."""
         inputs: list[list[torch.Tensor]] = [[] for _ in self.sizes[1:]]
         neighbours: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.sizes[1:]]
+        sources, targets, weights = [], [], []
         for c in self.connections.values():
+            if sparse and c.sparse:
+                rows, cols = c.where
+                lower = rows + self.offsets[c.lower - 1]
+                upper = cols + self.offsets[c.upper - 1]
+                w = c.weight[rows, cols]
+                sources += [lower, upper]
+                targets += [upper, lower]
+                weights += [w, w]
+                continue
             w = c.effective()  # (n_lower, n_upper)
             if c.lower == 0:
                 inputs[c.upper - 1].append(w)
             else:
                 neighbours[c.upper - 1].append((c.lower, w))
                 neighbours[c.lower - 1].append((c.upper, w.t()))
-        return inputs, neighbours
+        links = (torch.cat(sources), torch.cat(targets), torch.cat(weights)) if weights else None
+        return inputs, neighbours, links
 
     def input_state(self, x: torch.Tensor) -> torch.Tensor:
         """s_0 = ρ(x) flattened (N, n_0); x as given without ``input_rho``."""
@@ -264,7 +290,7 @@ class EnergyNet(nn.Module):
 
     def feedforward_state(self, x: torch.Tensor) -> torch.Tensor:
         """A bottom-up pass through the same weights (each layer driven by the layers below only): a warm start."""
-        inputs, neighbours = self.couplings()
+        inputs, neighbours, _ = self.couplings()
         layers = []
         for d, terms in zip(self.input_drive(x, inputs), neighbours):
             for k, w in terms:
@@ -291,22 +317,23 @@ class EnergyNet(nn.Module):
         Differentiable when autograd is on (backprop through time); the engine evaluates under no_grad.
         """
         torch.set_flush_denormal(True)  # states decaying toward 0 would otherwise turn denormal and slow 50×
-        inputs, neighbours = self.couplings()
+        inputs, neighbours, links = self.couplings(sparse=True)
         drive = self.input_drive(x, inputs)  # [(N, n_l)]
         s = drive[0].new_zeros(len(drive[0]), self.offsets[-1]) if state is None else state  # (N, H)
         steps = self.free_steps if steps is None else steps
         tolerance = self.tolerance if tolerance is None else tolerance
         fast = self.clip_states and not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
         run = self._steps_in_place if fast else self._steps
-        s, residuals = run(drive, neighbours, s, steps, force, tolerance)
+        s, residuals = run(drive, neighbours, links, s, steps, force, tolerance)
         return Settling(s, len(residuals), torch.stack(residuals))
 
-    def _steps(self, drive, neighbours, s, steps, force, tolerance) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _steps(self, drive, neighbours, links, s, steps, force, tolerance) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The dynamics, out of place (differentiable: backprop through time works through it)."""
         out, last, eps = self.layer_slice(self.num_layers), self.num_layers - 1, self.epsilon
         residuals = []
         for _ in range(steps):
-            rho = (s if self.clip_states else s.clamp(0, 1)).split(self.sizes[1:], 1)
+            rho_all = s if self.clip_states else s.clamp(0, 1)
+            rho = rho_all.split(self.sizes[1:], 1)
             g = []  # Σ_j W ρ(s_j) + b per layer: a chain of addmm, one per connected pair and direction
             for l, (d, terms) in enumerate(zip(drive, neighbours)):
                 for k, w in terms:
@@ -315,6 +342,9 @@ class EnergyNet(nn.Module):
                     d = d + force(s[:, out])
                 g.append(d)
             g = torch.cat(g, 1)  # (N, H)
+            if links is not None:
+                source, target, w = links
+                g = g.index_add(1, target, rho_all[:, source] * w)
             if self.clip_states:
                 new = torch.lerp(s, g, eps).clamp(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
             else:
@@ -327,7 +357,9 @@ class EnergyNet(nn.Module):
         return s, residuals
 
     @torch.no_grad()
-    def _steps_in_place(self, drive, neighbours, s, steps, force, tolerance) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _steps_in_place(
+        self, drive, neighbours, links, s, steps, force, tolerance
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The same projected dynamics without autograd, in preallocated buffers: per-operation overhead dominates
         small batches, so each step is the pair products (accumulated in place into views of one buffer) plus four
         elementwise operations."""
@@ -337,6 +369,9 @@ class EnergyNet(nn.Module):
         cols = [self.layer_slice(l) for l in range(1, len(self.sizes))]
         views = {id(t): [t[:, c] for c in cols] for t in (s, new, drive, g)}
         out, eps = cols[-1], self.epsilon
+        if links is not None:
+            source, target, link_w = (t.detach() for t in links)
+            picked = drive.new_empty(len(drive), len(link_w))  # ρ of each connection's source unit, then times w
         residuals = []
         for _ in range(steps):
             rho = views[id(s)]  # ρ(s) = s: the states stay in [0, 1]
@@ -349,6 +384,9 @@ class EnergyNet(nn.Module):
                         g_l.addmm_(rho[k - 1], w)
                 else:
                     g_l.copy_(views[id(drive)][l])
+            if links is not None:
+                torch.index_select(s, 1, source, out=picked).mul_(link_w)
+                g.index_add_(1, target, picked)
             if force is not None:
                 views[id(g)][-1].add_(force(s[:, out]))
             torch.lerp(s, g, eps, out=new).clamp_(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
