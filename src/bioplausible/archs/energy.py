@@ -29,8 +29,11 @@ missing connections are zeros of a fixed binary mask.
 
 Cost: the input's drive x·W_0l + b_l is constant while x is clamped and is computed once per settling; a step
 then does one ``addmm`` per connected non-input pair and direction, accumulated per layer, plus a few elementwise
-operations on the concatenated state (N, H). So it grows with the layer pairs present, never with a dense N × N
-matrix. (One fused product with a block matrix over all non-input units was measured slower: at 784-100×5-10,
+operations on the concatenated state (N, H). The rewired layer-skipping pairs between hidden layers hold a few
+percent of their matrix's entries, so they are not multiplied as matrices: their connections, both directions,
+form one list (source unit, target unit, w), and a step gathers ρ of the sources, multiplies by w and scatter-adds
+into the targets (``index_select``, ``mul_``, ``index_add_``): one multiply-add per connection present. So the
+cost grows with the adjacent pairs and the skip connections present, never with a dense N × N matrix. (One fused product with a block matrix over all non-input units was measured slower: at 784-100×5-10,
 batch 20, it does 3× the arithmetic, which outweighs the saved per-operation overhead.)
 """
 
