@@ -33,8 +33,9 @@ operations on the concatenated state (N, H). The rewired layer-skipping pairs be
 percent of their matrix's entries, so they are not multiplied as matrices: their connections, both directions,
 form one list (source unit, target unit, w), and a step gathers ρ of the sources, multiplies by w and scatter-adds
 into the targets (``index_select``, ``mul_``, ``index_add_``): one multiply-add per connection present. So the
-cost grows with the adjacent pairs and the skip connections present, never with a dense N × N matrix. (One fused product with a block matrix over all non-input units was measured slower: at 784-100×5-10,
-batch 20, it does 3× the arithmetic, which outweighs the saved per-operation overhead.)
+cost grows with the adjacent pairs and the skip connections present, never with a dense N × N matrix. (One fused
+product with a block matrix over all non-input units was measured slower: at 784-100×5-10, batch 20, it does 3×
+the arithmetic, which outweighs the saved per-operation overhead.)
 """
 
 from __future__ import annotations
