@@ -362,3 +362,22 @@ def test_energy_runs_are_told_apart_by_topology_and_per_layer_rates():
     assert len(kept) == 3 and {r["summary"]["test_accuracy"] for r in kept} == {0.5, 0.8, 0.6}
     assert published_for(layered).test_error == 31.1 and published_for(skip).test_error == 10.3
     assert published_for(per_layer) is None and published_for(config("skip", 0.1)) is None
+
+
+def test_layer_skipping_figures_plot_error_against_p_and_the_update_profile(tmp_path):
+    """The p-sweep figure needs skip nets at two p or more; the update profile reads the adjacent pairs only,
+    from the input up, scaled by each run's lr."""
+    from bioplausible.report.plots import plot_p_sweep, plot_update_profile
+
+    def run(topology, p, accuracy, norms, lr=0.015):
+        config = {"arch": "energy-net", "rule": "ep", "dataset": "mnist", "epochs": 10, "lr": lr,
+                  "arch_options": {"hidden_sizes": [100] * 5, "topology": topology, "p": p}}  # fmt: skip
+        metrics = [{"epoch": e, **{f"probe/ep_update_norm/{k}": v for k, v in norms.items()}} for e in (1, 2)]
+        return {"config": config, "summary": {"test_accuracy": accuracy}, "metrics": metrics}
+
+    layered = run("layered", 0.0, 0.5, {"0-1": 0.01, "1-2": 0.1})
+    skips = [run("skip", 0.016, 0.8, {"0-1": 0.05, "1-2": 0.1, "0-2": 9.0}), run("skip", 0.04, 0.9, {"0-1": 0.1})]
+    assert plot_p_sweep([layered, skips[0]], tmp_path / "one.png") is None
+    assert plot_p_sweep([layered, *skips], tmp_path / "p.png").stat().st_size > 10_000
+    assert plot_update_profile([layered, *skips], tmp_path / "profile.png").stat().st_size > 10_000
+    assert plot_update_profile([{**layered, "metrics": [{"epoch": 1}]}], tmp_path / "none.png") is None

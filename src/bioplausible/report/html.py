@@ -16,7 +16,13 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from .plots import plot_layer_probes, plot_learning_curves, plot_settling_steps
+from .plots import (
+    plot_layer_probes,
+    plot_learning_curves,
+    plot_p_sweep,
+    plot_settling_steps,
+    plot_update_profile,
+)
 from .summary import describe_rule, find_runs, results_table, topology
 
 MAX_PANELS = 12  # per-layer probe figures show at most this many runs: the best of each (arch, rule)
@@ -72,6 +78,9 @@ def write_report(folder: str | Path) -> Path:
         if results:
             figure = plot_sensitivity(results, folder / "sensitivity.png")
             sections.append(("Hyperparameter sensitivity", sensitivity_table(results), figure))
+    figure = plot_p_sweep(runs, folder / "p_sweep.png")
+    if figure:
+        sections.append(("Layer skipping: test error against the rewiring probability p", None, figure))
     if shown:
         title = "best run of each (arch, rule)" if study else ""
         sections.append(("Learning curves", None, plot_learning_curves(shown, folder / "learning_curves.png", title)))
@@ -79,6 +88,9 @@ def write_report(folder: str | Path) -> Path:
         figure = plot_layer_probes(shown, kind, folder / f"{kind}.png", ylabel, log=log)
         if figure:
             sections.append((heading, None, figure))
+    figure = plot_update_profile(shown, folder / "ep_update_profile.png")
+    if figure:
+        sections.append(("Equilibrium propagation: weight change per layer pair (vanishing signal?)", None, figure))
     figure = plot_settling_steps(shown, folder / "settling_steps.png")
     if figure:
         sections.append(("Equilibrium propagation: settling steps per batch", None, figure))

@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from .summary import describe_arch, describe_rule, run_label  # noqa: E402
+from .summary import describe_arch, describe_rule, run_label, topology  # noqa: E402
 
 
 def save_figure(fig, path: str | Path, title: str = "", dpi: int = 110) -> Path:
@@ -119,4 +119,59 @@ def plot_settling_steps(runs: list[dict[str, Any]], path: str | Path, title: str
     ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
+    return save_figure(fig, path, title, dpi=100)
+
+
+def plot_p_sweep(runs: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """Gammell et al.'s view of layer skipping: final test error against the rewiring probability p (skip energy
+    nets, one marker per run), the layered nets as horizontal lines, and the published numbers where they exist.
+    None unless the runs hold skip energy networks at two or more p."""
+    from .papers import published_for
+
+    energy = [r for r in runs if r["config"].get("arch") == "energy-net" and r["summary"].get("test_accuracy")]
+    skip = [r for r in energy if topology(r["config"]).startswith("skip")]
+    if len({r["config"]["arch_options"]["p"] for r in skip}) < 2:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    points = sorted((r["config"]["arch_options"]["p"], 100 * (1 - r["summary"]["test_accuracy"])) for r in skip)
+    ax.plot(*zip(*points), "o-", color="C0", label="skip (global lr), ours")
+    papers = [(r["config"]["arch_options"]["p"], published_for(r["config"])) for r in skip]
+    papers = sorted((p, entry.test_error) for p, entry in papers if entry)
+    if papers:
+        ax.plot(*zip(*papers), "s", color="C0", fillstyle="none", markersize=9, label="skip, published")
+    for i, run in enumerate(r for r in energy if topology(r["config"]) == "layered"):
+        error = 100 * (1 - run["summary"]["test_accuracy"])
+        ax.axhline(error, color=f"C{i + 1}", linestyle="--", label=f"layered, {describe_rule(run['config'])}, ours")
+        paper = published_for(run["config"])
+        if paper:
+            ax.axhline(paper.test_error, color=f"C{i + 1}", linestyle=":", label="layered, published")
+    ax.set_xscale("log")
+    ax.set(xlabel="rewiring probability p", ylabel="final test error (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
+    return save_figure(fig, path, title, dpi=100)
+
+
+def plot_update_profile(runs: list[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """The vanishing learning signal in one picture: the size of one SGD step's weight change, lr × ‖EP update‖
+    (per-layer scales included), for each adjacent layer pair from the input up, averaged over the epochs; one line
+    per run. None unless some run logged ``probe/ep_update_norm``."""
+    runs = [r for r in runs if layer_probe_names([r], "ep_update_norm")]
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for run in runs:
+        pairs = sorted((n for n in layer_probe_names([run], "ep_update_norm") if is_adjacent_pair(n)),
+                       key=lambda n: int(n.partition("-")[0]))  # fmt: skip
+        lr = run["config"].get("lr", 1.0)
+        sizes = []
+        for pair in pairs:
+            values = [m[f"probe/ep_update_norm/{pair}"] for m in run["metrics"] if f"probe/ep_update_norm/{pair}" in m]
+            sizes.append(lr * sum(values) / len(values))
+        ax.plot(range(1, len(pairs) + 1), sizes, marker="o", label=run_label(run["config"]))
+        ax.set_xticks(range(1, len(pairs) + 1), pairs)
+    ax.set_yscale("log")
+    ax.set(xlabel="layer pair (input at the left)", ylabel="lr × ‖EP update‖, mean over epochs")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
     return save_figure(fig, path, title, dpi=100)
