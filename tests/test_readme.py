@@ -52,7 +52,8 @@ def shortened(args: list[str], tmp_path: Path) -> list[str]:
     args = [str(SHARED_DATA) + a[len("../shared/data") :] if a.startswith("../shared/data") else a for a in args]
     args = ["cpu" if a == "cuda" else a for a in args]
     args[args.index("--out") + 1] = str(tmp_path / "run")
-    return [*args, "--epochs", "1", "--max-batches", "3", "--no-progress"]
+    # No per-epoch probes: they are tested on their own, and EP's BPTT reference would dominate the test's time.
+    return [*args, "--epochs", "1", "--max-batches", "3", "--no-progress", "--probe-every", "0"]
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("bioplausible ")])
@@ -73,7 +74,7 @@ def test_bioplausible_command(command, tmp_path):
     if training:
         assert result.stdout.startswith("ok:")
     if args[0] == "report":
-        assert "Bartunov" in result.stdout
+        assert "(Bartunov" in result.stdout or "(Gammell" in result.stdout  # the papers' numbers beside ours
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("torchrun ")])
