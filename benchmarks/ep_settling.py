@@ -6,7 +6,7 @@ layered step needs: each adjacent non-input pair in both directions; the input's
 with ep, settling to the tolerance and with the fixed caps, (4) time to accuracy: ``--epochs`` passes over the
 samples with Gammell's fixed 1000 / 12 steps from zero, with the tolerance from zero, and with the tolerance from
 persistent states, test accuracy (on 1,000 test images) after each pass, and the time each needs to reach the
-fixed-cap run's final accuracy.
+fixed-cap run's final accuracy (95 % of it).
 
 python benchmarks/ep_settling.py                     # MNIST from $BIOPLAUSIBLE_DATA or ../shared/data if present
 python benchmarks/ep_settling.py --samples 200 --topology skip --epochs 0
@@ -211,8 +211,8 @@ def time_to_accuracy(args, sizes, x, y, test_x, test_y) -> None:
         points = ", ".join(f"{a:.1%} @ {t:.0f} s ({f:.0f} free steps)" for t, a, f in curve)
         print(f"{label}: {points}")
     reference = curves[next(iter(variants))]
-    goal = reference[-1][1]
-    print(f"time to the fixed-cap run's final test accuracy {goal:.1%}:")
+    goal = 0.95 * reference[-1][1]  # 95 %: small test sets make single-point accuracies noisy
+    print(f"time to the fixed-cap run's final test accuracy (95 % of it, {goal:.1%}):")
     for label, curve in curves.items():
         reached = next((t for t, a, _ in curve if a >= goal - 1e-9), None)
         gain = "" if reached is None else f" ({reference[-1][0] / reached:.2f}x faster than fixed caps)"

@@ -20,6 +20,7 @@ def save_figure(fig, path: str | Path, title: str = "", dpi: int = 110) -> Path:
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
