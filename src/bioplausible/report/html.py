@@ -88,12 +88,18 @@ def write_report(folder: str | Path) -> Path:
         figure = plot_layer_probes(shown, kind, folder / f"{kind}.png", ylabel, log=log)
         if figure:
             sections.append((heading, None, figure))
-    figure = plot_update_profile(shown, folder / "ep_update_profile.png")
-    if figure:
-        sections.append(("Equilibrium propagation: weight change per layer pair (vanishing signal?)", None, figure))
-    figure = plot_settling_steps(shown, folder / "settling_steps.png")
-    if figure:
-        sections.append(("Equilibrium propagation: settling steps per batch", None, figure))
+    optional = [  # figures that exist only for some runs (None otherwise): energy networks
+        (
+            "Equilibrium propagation: weight change per layer pair (vanishing signal?)",
+            plot_update_profile,
+            "ep_update_profile",
+        ),
+        ("Equilibrium propagation: settling steps per batch", plot_settling_steps, "settling_steps"),
+    ]
+    for heading, plot, name in optional:
+        figure = plot(shown, folder / f"{name}.png")
+        if figure:
+            sections.append((heading, None, figure))
     (folder / "report.md").write_text(markdown(folder, sections))
     page = folder / "report.html"
     page.write_text(html_page(f"bioplausible report: {folder.resolve().name}", sections))

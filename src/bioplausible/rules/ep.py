@@ -23,9 +23,10 @@ scales (1, 1/4, 1/16, 1/64).
 
 Persistent states (``persistent``, Gammell et al.): the free phase of a training example starts from the free
 equilibrium it reached the last time it was seen, instead of from zeros (or a feed-forward pass, ``warm_start``).
-The weights moved by one epoch since, so that state is near the new equilibrium and settling to the tolerance
-takes fewer steps. The engine passes each batch's dataset indices (``wants_index``); the memory (N_train × H) is
-part of the rule's state_dict, so checkpoints and resume keep it.
+The weights moved by one epoch since; once they move little (skip nets on MNIST after a few epochs) that state is
+near the new equilibrium and settling to the tolerance takes fewer steps (523 → 217 per batch over 10 epochs at
+p = 0.04); a layered deep net keeps needing about as many. The engine passes each batch's dataset indices
+(``wants_index``); the memory (N_train × H) is part of the rule's state_dict, so checkpoints and resume keep it.
 
 The rule works on any model with the energy-network protocol (``settle``, ``energy``, ``connections``,
 ``parameter_layers``, ``layer_slice``, ``num_layers``, ``nudged_steps``); it imports no architecture.
@@ -132,29 +133,28 @@ class EquilibriumPropagation(Rule):
     def initial_state(self, model: nn.Module, x: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor | None:
         """Where the free phase starts: the example's stored equilibrium (persistent), else a feed-forward pass
         (warm_start), else zeros (None)."""
+        stored = None
+        if self.config.persistent and index is not None and self.memory is not None:
+            index = index.to(self.memory.device)
+            stored = torch.zeros_like(index, dtype=torch.bool)
+            known = index < len(self.seen)  # the memory is as long as the largest index stored so far
+            stored[known] = self.seen[index[known]]
         init = model.feedforward_state(x) if self.config.warm_start else None
-        if index is None or not self.config.persistent or self.memory is None:
+        if stored is None or not stored.any():
             return init
-        index = index.to(self.memory.device)
-        stored = index < len(self.seen)  # the memory grows with the largest index seen so far
-        stored[stored.clone()] = self.seen[index[stored]]
-        if not stored.any():
-            return init
-        init = torch.zeros(len(x), self.memory.shape[1], dtype=x.dtype, device=x.device) if init is None else init
+        init = x.new_zeros(len(x), self.memory.shape[1]) if init is None else init
         init[stored.to(x.device)] = self.memory[index[stored]].to(x.device)
         return init
 
     @torch.no_grad()
     def remember(self, index: torch.Tensor, state: torch.Tensor) -> None:
-        """Store the free equilibria of a batch under their dataset indices."""
+        """Store the free equilibria of a batch under their dataset indices, growing the memory as needed."""
         needed = int(index.max()) + 1
-        if self.memory is None or needed > len(self.memory) or self.memory.shape[1] != state.shape[1]:
-            size = max(needed, 0 if self.memory is None else len(self.memory))
-            memory = state.new_zeros(size, state.shape[1])
-            seen = torch.zeros(size, dtype=torch.bool, device=state.device)
-            if self.memory is not None and self.memory.shape[1] == state.shape[1]:
-                memory[: len(self.memory)] = self.memory
-                seen[: len(self.seen)] = self.seen
+        if self.memory is None or needed > len(self.memory):
+            memory = state.new_zeros(needed, state.shape[1])
+            seen = torch.zeros(needed, dtype=torch.bool, device=state.device)
+            if self.memory is not None:
+                memory[: len(self.memory)], seen[: len(self.seen)] = self.memory, self.seen
             self.memory, self.seen = memory, seen
         index = index.to(self.memory.device)
         self.memory[index] = state.to(self.memory.device)
