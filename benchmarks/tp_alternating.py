@@ -17,6 +17,7 @@ import argparse
 import torch
 
 from bioplausible.archs import create_arch
+from bioplausible.archs.init import INITS, initialize
 from bioplausible.data import load_dataset
 from bioplausible.engine import materialize, seed_everything
 from bioplausible.errors import BioplausibleError
@@ -71,6 +72,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--every", type=int, default=100, help="report every N steps of a forward epoch")
     parser.add_argument("--clamp", type=float, default=0.0, help="clamp hidden targets to ±CLAMP (0: off)")
+    parser.add_argument("--init", default="default", choices=INITS, help="weight initialisation (see --init of train)")
     parser.add_argument("--samples", type=int, default=0, help="train on the first N images only (0: all)")
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--threads", type=int, default=1)
@@ -79,6 +81,7 @@ def main() -> None:
     seed_everything(0)
     data, name = load(args.data_dir, args.samples)
     model = create_arch("mlp", data.input_shape, data.num_classes, depth=5, width=256, activation="tanh")
+    initialize(model, args.init)
     options = {"schedule": "alternating", "inverse_lr": args.inverse_lr, "noise": args.noise}
     rule = create_rule(args.rule, loss="ce", **options)
     if args.clamp:
@@ -88,7 +91,8 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(0)
     probe_x, probe_y = data.sample(500)
-    print(f"{args.rule} alternating on {name}: lr {args.lr:g}, inverse lr {args.inverse_lr:g}, noise {args.noise:g}")
+    settings = f"lr {args.lr:g}, inverse lr {args.inverse_lr:g}, noise {args.noise:g}, init {args.init}"
+    print(f"{args.rule} alternating on {name}: {settings}")
     print("columns: hidden layers 1..5; each inverse error is that of the inverse reconstructing that layer")
     for epoch in range(args.epochs):
         rule.start_epoch(epoch)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from bioplausible.archs import ARCHS, create_arch
+from bioplausible.archs.init import initialize
 from bioplausible.config import build_options
 from bioplausible.errors import ConfigError
 from bioplausible.layers.local import LocallyConnected2d
@@ -209,3 +210,59 @@ def test_alexnet_matches_torchvision_parameter_count():
 def test_bad_options_raise_config_error(name, shape, options, message):
     with pytest.raises(ConfigError, match=message):
         create_arch(name, shape, 10, **options)
+
+
+# ------------------------------------------------------------------------------------------------- --init
+
+
+def test_lecun_init_draws_unit_fan_in_variance_and_zero_biases():
+    torch.manual_seed(0)
+    model = initialize(create_arch("mlp", (1, 28, 28), 10, depth=2, width=512), "lecun")
+    first = model.hidden[0]
+    assert first.weight.std().item() == pytest.approx(1 / 784**0.5, rel=0.03)
+    assert first.weight.abs().max().item() <= 2 / 784**0.5 / 0.8796 + 1e-6  # truncated at two (pre-) std
+    assert all(m.bias.abs().max().item() == 0 for m in [*model.hidden, model.out])
+
+
+def test_orthogonal_and_xavier_inits():
+    torch.manual_seed(0)
+    model = initialize(create_arch("mlp", (64,), 10, depth=1, width=32), "orthogonal")
+    w = model.hidden[0].weight  # (32, 64): orthonormal rows
+    assert torch.allclose(w @ w.t(), torch.eye(32), atol=1e-5)
+    model = initialize(create_arch("mlp", (64,), 10, depth=1, width=32), "xavier")
+    assert model.hidden[0].weight.abs().max().item() <= (6 / (64 + 32)) ** 0.5
+
+
+def test_init_reaches_locally_connected_layers_per_position():
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(3, 64, (12, 12), 5)
+    initialize(nn.Sequential(layer), "lecun")
+    per_position = layer.weight.std(dim=(1, 2))  # fan-in 3·5·5 at every output position
+    assert torch.allclose(per_position, torch.full_like(per_position, 1 / 75**0.5), rtol=0.15)
+
+
+def test_lecun_init_keeps_a_deep_tanh_signal_that_the_default_shrinks():
+    """Why --init exists: PyTorch's default shrinks each tanh layer's spread by about √3 (see archs/init.py)."""
+    x = torch.randn(2000, 784)
+
+    def top_std(scheme: str) -> float:
+        torch.manual_seed(0)
+        model = initialize(create_arch("mlp", (784,), 10, depth=5, width=256), scheme)
+        h = x
+        for layer in model.hidden:
+            h = torch.tanh(layer(h))
+        return h.std().item()
+
+    assert top_std("default") < 0.1 < 0.2 < top_std("lecun")
+
+
+def test_init_is_seeded_and_refuses_what_it_cannot_draw():
+    def draw() -> torch.Tensor:
+        torch.manual_seed(3)
+        return initialize(create_arch("mlp", (16,), 4, depth=1, width=8), "lecun").hidden[0].weight
+
+    assert torch.equal(draw(), draw())
+    with pytest.raises(ConfigError, match="choose from"):
+        initialize(nn.Linear(2, 2), "he")
+    with pytest.raises(ConfigError, match="energy networks set their own"):
+        initialize(create_arch("energy-net", (16,), 4, hidden_sizes=(8,)), "lecun")

@@ -95,6 +95,16 @@ def test_fixed_seed_reproduces_metrics_and_other_seed_differs(tiny_config, tmp_p
     assert comparable(metrics_of(first)) != comparable(metrics_of(other))
 
 
+def test_init_is_applied_seeded_and_saved_with_the_run(tiny_config, tmp_path):
+    lecun = fit(tiny_config(init="lecun", out=str(tmp_path / "a")), quiet=True)
+    again = fit(tiny_config(init="lecun", out=str(tmp_path / "b")), quiet=True)
+    default = fit(tiny_config(out=str(tmp_path / "c")), quiet=True)
+
+    assert read_json(Path(lecun) / "config.json")["init"] == "lecun"
+    assert comparable(metrics_of(lecun)) == comparable(metrics_of(again))
+    assert comparable(metrics_of(lecun)) != comparable(metrics_of(default))
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_backprop_learns_synthetic(tiny_config, seed):
     path = fit(tiny_config(rule="bp", epochs=5, seed=seed, probe_every=0), quiet=True)

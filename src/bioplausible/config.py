@@ -57,6 +57,11 @@ class TrainConfig:
     loss: str = option(
         "ce", "output loss: cross-entropy or mean squared error on one-hot targets", choices=("ce", "mse")
     )
+    init: str = option(
+        "default",
+        "weight initialisation: the architecture's own (default), or re-drawn lecun / xavier / orthogonal",
+        choices=("default", "lecun", "xavier", "orthogonal"),
+    )
     seed: int = option(0, "random seed: fixes initialisation, feedback matrices and data order")
     device: str = option("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
     out: str | None = option(None, "run folder (default: runs/<dataset>-<arch>-<rule>-s<seed>-<time>)")

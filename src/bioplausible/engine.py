@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .archs import create_arch
+from .archs.init import initialize
 from .config import TrainConfig
 from .data import Dataset, load_dataset
 from .distributed import SINGLE, Distributed, init_distributed
@@ -260,7 +261,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         data, val = data.split_validation(config.val_fraction or 0.1, seed=config.seed)
         val = tuple(t.to(device) for t in val)
     data = data.to(device)
-    model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options).to(device)
+    model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options)
+    model = initialize(model, config.init).to(device)
     rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
     model = rule.prepare(model)
     materialize(model, data.sample(2)[0])
