@@ -381,3 +381,22 @@ def test_layer_skipping_figures_plot_error_against_p_and_the_update_profile(tmp_
     assert plot_p_sweep([layered, *skips], tmp_path / "p.png").stat().st_size > 10_000
     assert plot_update_profile([layered, *skips], tmp_path / "profile.png").stat().st_size > 10_000
     assert plot_update_profile([{**layered, "metrics": [{"epoch": 1}]}], tmp_path / "none.png") is None
+
+
+def test_the_results_table_tells_runs_of_one_label_apart_by_what_differs():
+    from bioplausible.report import results_table
+
+    def run(name: str, lr: float, seed: int, **rule_options) -> dict:
+        config = {"rule": "sdtp", "arch": "mlp", "dataset": "mnist", "lr": lr, "seed": seed, "threads": 1,
+                  "out": f"x/{name}", "rule_options": {"schedule": "alternating", **rule_options}}  # fmt: skip
+        summary = {"epochs": 3, "best_test_accuracy": 0.9, "test_accuracy": 0.8, "status": "ok"}
+        return {"path": f"x/{name}", "config": config, "summary": summary}
+
+    table = results_table([run("a", 1e-3, 0), run("b", 1e-3, 1, noise=0.2), run("c", 3e-4, 0)])
+    lines = table.splitlines()
+    assert "| run" in lines[0] and "settings" in lines[0]
+    assert "lr=0.001 noise=default seed=0" in lines[2]
+    assert "lr=0.001 noise=0.2 seed=1" in lines[3]
+    assert "threads" not in table and "out=" not in table  # how a run was executed is not a setting
+    single = results_table([run("a", 1e-3, 0)])
+    assert "settings" not in single.splitlines()[0]

@@ -54,23 +54,61 @@ def run_label(config: dict[str, Any]) -> str:
     return f"{describe_rule(config)}, {variant}" if variant else describe_rule(config)
 
 
+# fields that never tell two results apart: where and how a run was executed, not what it computed
+NOT_SETTINGS = {
+    "out", "data_dir", "download", "device", "device_used", "version", "world_size", "threads", "progress",
+    "resume", "probe_every", "probe_batch_size", "eval_batch_size",
+}  # fmt: skip
+
+
+def flat_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The config's settings as one flat mapping (``rule_options`` and ``arch_options`` folded in by name)."""
+    flat = {k: v for k, v in config.items() if k not in NOT_SETTINGS and not k.endswith("_options")}
+    for group in ("rule_options", "arch_options"):
+        flat.update(config.get(group, {}))
+    return flat
+
+
+def varying_settings(configs: list[dict[str, Any]]) -> list[str]:
+    """For runs that share a table row's label, the settings in which each differs from the others, e.g.
+    "lr=0.000237 init=lecun seed=1" (a hyperparameter search, or seeds of one configuration)."""
+    flats = [flat_settings(c) for c in configs]
+    keys = sorted({k for f in flats for k in f})
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+    return [" ".join(f"{k}={f.get(k, 'default')}" for k in varying) for f in flats]
+
+
 def results_table(runs: list[dict[str, Any]]) -> str:
-    """Markdown: rule, architecture, dataset, epochs, our best and final test error, the paper's, status."""
+    """Markdown: rule, architecture, dataset, epochs, our best and final test error, the paper's, status.
+
+    When several runs share a label (a search, or seeds), a ``run`` column names each folder and ``settings``
+    lists what differs between the runs of that label."""
+    labels = [
+        (describe_rule(r["config"]), describe_arch(r["config"]), r["config"].get("dataset"), r["summary"].get("epochs"))
+        for r in runs
+    ]
+    groups: dict[tuple, list[int]] = {}
+    for i, label in enumerate(labels):
+        groups.setdefault(label, []).append(i)
+    settings = [""] * len(runs)
+    for members in groups.values():
+        if len(members) > 1:
+            for i, text in zip(members, varying_settings([runs[i]["config"] for i in members])):
+                settings[i] = text
+    detailed = any(settings)
     rows = []
-    for run in runs:
+    for run, label, setting in zip(runs, labels, settings):
         config, summary = run["config"], run["summary"]
         paper = published_for(config)
         rows.append(
             [
-                describe_rule(config),
-                describe_arch(config),
-                config.get("dataset"),
-                summary.get("epochs"),
+                *label,
                 f"{100 * (1 - summary['best_test_accuracy']):.2f}",
                 f"{100 * (1 - summary['test_accuracy']):.2f}",
                 f"{paper.test_error:.2f} ({paper.source})" if paper else "–",
                 summary.get("status"),
                 f"{summary.get('wall_time_s', 0):.0f}",
+                *([Path(run["path"]).name, setting] if detailed else []),
             ]
         )
     headers = [
@@ -83,5 +121,6 @@ def results_table(runs: list[dict[str, Any]]) -> str:
         "paper test err %",
         "status",
         "time (s)",
+        *(["run", "settings"] if detailed else []),
     ]
     return markdown_table(headers, rows)
