@@ -173,6 +173,26 @@ def test_random_search_runs_n_trials_per_grid_point(tmp_path):
     assert all(1e-3 <= t.params["lr"] <= 1e-1 for t in study.trials)
 
 
+def test_a_seeded_random_search_draws_the_same_configurations_in_any_study(tmp_path):
+    """Trial k's values depend on (seed, k) alone: a rerun elsewhere draws them again, another seed does not."""
+    params = {
+        "lr": {"low": 1e-4, "high": 1e-1, "log": True},
+        "arch_options.depth": {"low": 1, "high": 4},
+        "rule_options.feedback_scale": {"choices": [0.5, 1.0, 2.0]},
+    }
+
+    def drawn(folder: str, seed: int) -> list[dict]:
+        spec = {"base": {**BASE, "epochs": 1}, "grid": {"rule": ["fa"]},
+                "random": {"n_trials": 3, "sampler": "random", "seed": seed, "params": params}}  # fmt: skip
+        study = run_sweep(spec, tmp_path / folder)
+        return [t.user_attrs["params"] for t in sorted(study.trials, key=lambda t: t.number)]
+
+    first, again, other = drawn("a", 7), drawn("b", 7), drawn("c", 8)
+    assert first == again and first != other
+    assert len({p["lr"] for p in first}) == 3  # distinct draws per trial, not one value repeated
+    assert all(1e-4 <= p["lr"] <= 1e-1 and p["arch_options.depth"] in (1, 2, 3, 4) for p in first)
+
+
 def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
     stats = curve_stats([0.95, 0.90, 0.945, 0.50])
     assert stats["best"] == 0.95 and stats["median"] == pytest.approx(0.9225)

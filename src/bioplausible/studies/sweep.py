@@ -17,6 +17,7 @@ A spec::
     random:                          # random search: n_trials samples per grid point (the points take turns)
       n_trials: 20
       sampler: tpe                   # tpe | random
+      seed: 0                        # random: trial k's values depend on (seed, k) alone, in any worker
       params:
         lr: {low: 1.0e-4, high: 0.1, log: true}
         arch_options.depth: {low: 2, high: 5}        # integers when both bounds are integers
@@ -50,10 +51,12 @@ import sys
 import time
 import typing
 import warnings
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import yaml
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -164,11 +167,13 @@ def check_key(key: str) -> None:
 
 def check_random(random: Any) -> None:
     if not isinstance(random, dict) or not isinstance(random.get("params", {}), dict):
-        raise ConfigError("random must be a mapping with n_trials, params and optionally sampler (tpe | random)")
+        raise ConfigError("random must be a mapping with n_trials, params and optionally sampler (tpe | random), seed")
     if not isinstance(random.get("n_trials"), int) or random["n_trials"] < 1:
         raise ConfigError(f"random.n_trials must be a positive integer; got {random.get('n_trials')!r}")
     if random.get("sampler", "tpe") not in ("tpe", "random"):
         raise ConfigError(f"random.sampler must be tpe or random; got {random['sampler']!r}")
+    if not isinstance(random.get("seed", 0), int):
+        raise ConfigError(f"random.seed must be an integer; got {random['seed']!r}")
     for key, dist in random.get("params", {}).items():
         check_key(key)
         ok_range = isinstance(dist, dict) and {"low", "high"} <= set(dist) and dist["low"] <= dist["high"]
@@ -266,13 +271,43 @@ def connect(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> RDBSt
     raise AssertionError("unreachable")
 
 
+class TrialSeededRandomSampler(optuna.samplers.BaseSampler):
+    """Random search that draws trial k's value of each parameter from a generator seeded by (seed, k, name).
+
+    Optuna's RandomSampler draws from one stream per process: two workers with the same seed draw the same
+    configurations, and unseeded ones cannot be rerun. Keyed to the trial number (unique in the storage), the
+    configurations depend on the spec alone, however many workers share the study and in whatever order they
+    finish."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+
+    def infer_relative_search_space(self, study, trial) -> dict[str, Any]:
+        return {}
+
+    def sample_relative(self, study, trial, search_space) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(self, study, trial, name: str, distribution) -> Any:
+        rng = np.random.default_rng([self.seed, trial.number, zlib.crc32(name.encode())])
+        if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+            return distribution.choices[int(rng.integers(len(distribution.choices)))]
+        low, high = distribution.low, distribution.high
+        scale = (math.log, math.exp) if distribution.log else (float, float)
+        value = scale[1](rng.uniform(scale[0](low), scale[0](high)))
+        if isinstance(distribution, optuna.distributions.IntDistribution):
+            return min(high, max(low, int(round(value))))
+        return min(high, max(low, value))
+
+
 def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
     if "random" not in spec:
         # seed 0 in every worker: grid id k must mean the same point everywhere
         return optuna.samplers.GridSampler({"point": list(range(len(points_of(spec))))}, seed=0)
+    seed = spec["random"].get("seed", 0)
     if spec["random"].get("sampler", "tpe") == "random":
-        return optuna.samplers.RandomSampler()
-    return optuna.samplers.TPESampler()
+        return TrialSeededRandomSampler(seed)
+    return optuna.samplers.TPESampler(seed=seed)  # adaptive: reproducible with one worker only
 
 
 def requeue_dead_trials(study: optuna.Study) -> list[int]:
