@@ -193,6 +193,16 @@ def test_a_seeded_random_search_draws_the_same_configurations_in_any_study(tmp_p
     assert all(1e-4 <= p["lr"] <= 1e-1 and p["arch_options.depth"] in (1, 2, 3, 4) for p in first)
 
 
+def test_a_random_rule_option_reaches_only_the_rules_that_have_it(tmp_path):
+    space = {"rule_options.inverse_lr": {"low": 1e-4, "high": 1e-2}}
+    spec = {"base": {**BASE, "epochs": 1}, "grid": {"rule": ["bp", "dtp"]},
+            "random": {"n_trials": 1, "sampler": "random", "params": space}}  # fmt: skip
+    study = run_sweep(spec, tmp_path)
+    params = {t.user_attrs["params"]["rule"]: t.user_attrs["params"] for t in complete(study)}
+    assert "rule_options.inverse_lr" not in params["bp"]  # bp has no inverses: dropped, not refused
+    assert 1e-4 <= params["dtp"]["rule_options.inverse_lr"] <= 1e-2
+
+
 def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
     stats = curve_stats([0.95, 0.90, 0.945, 0.50])
     assert stats["best"] == 0.95 and stats["median"] == pytest.approx(0.9225)

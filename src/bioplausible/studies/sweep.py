@@ -198,6 +198,26 @@ def points_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return points
 
 
+def applicable(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The drawn parameters without the rule and architecture options the trial's rule or architecture lacks.
+
+    One random space serves every grid point, so a search over, say, TP's ``rule_options.inverse_lr`` next to bp
+    draws a value for bp too; it is dropped here rather than refused by bp (a conditional search space)."""
+    from ..registry import ARCHS, RULES
+
+    defaults = TrainConfig()
+    accepts = {}
+    for group, registry, field in [("rule_options", RULES, "rule"), ("arch_options", ARCHS, "arch")]:
+        name = params.get(field, base.get(field, getattr(defaults, field)))
+        accepts[group] = {f.name for f in dataclasses.fields(registry.get(name).Config)}
+    kept = {}
+    for key, value in params.items():
+        group, _, option = key.partition(".")
+        if not option or group not in OPTION_GROUPS or option in accepts[group]:
+            kept[key] = value
+    return kept
+
+
 def trial_config(base: dict[str, Any], params: dict[str, Any], out: Path) -> TrainConfig:
     """The base settings with the trial's parameters (dotted keys go into the option dicts)."""
     data = json.loads(json.dumps(base))  # a deep copy
@@ -378,7 +398,7 @@ class Objective:
                 params[key] = trial.suggest_int(key, dist["low"], dist["high"], log=dist.get("log", False))
             else:
                 params[key] = trial.suggest_float(key, dist["low"], dist["high"], log=dist.get("log", False))
-        return params
+        return applicable(params, self.spec.get("base", {}))
 
     def __call__(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
