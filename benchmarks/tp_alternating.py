@@ -8,6 +8,7 @@ angle between the target step ĥ − h and −∂L/∂h (degrees), and the fract
 python benchmarks/tp_alternating.py                          # sdtp with Bartunov's SDTP hyperparameters
 python benchmarks/tp_alternating.py --rule dtp --lr 3.08e-4 --inverse-lr 4.593e-3 --noise 0.22
 python benchmarks/tp_alternating.py --clamp 0.95             # diagnostic: targets clamped inside tanh's range
+python benchmarks/tp_alternating.py --init lecun             # variance-preserving init (the README's runs)
 """
 
 from __future__ import annotations
