@@ -203,6 +203,24 @@ def test_a_random_rule_option_reaches_only_the_rules_that_have_it(tmp_path):
     assert 1e-4 <= params["dtp"]["rule_options.inverse_lr"] <= 1e-2
 
 
+def test_a_folder_of_seeds_gets_one_probe_panel_per_rule_its_best_run(tmp_path, monkeypatch):
+    import bioplausible.report.html as html
+    from bioplausible.config import TrainConfig
+    from bioplausible.engine import fit
+
+    for name, rule, seed in [("fa-0", "fa", 0), ("fa-1", "fa", 1), ("bp-0", "bp", 0)]:
+        config = TrainConfig(**{**BASE, "rule": rule, "seed": seed, "epochs": 1, "out": str(tmp_path / name)})
+        fit(config, quiet=True)
+    panels: list[list[str]] = []
+
+    def record(runs, kind, path, ylabel, log=False):
+        panels.append(sorted(Path(r["path"]).name for r in runs))
+
+    monkeypatch.setattr(html, "plot_layer_probes", record)
+    write_report(tmp_path)
+    assert panels and all(len(p) == 2 and "bp-0" in p for p in panels)  # bp and the better fa seed, not both
+
+
 def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
     stats = curve_stats([0.95, 0.90, 0.945, 0.50])
     assert stats["best"] == 0.95 and stats["median"] == pytest.approx(0.9225)

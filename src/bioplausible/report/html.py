@@ -43,6 +43,11 @@ def is_study(folder: Path) -> bool:
     return (folder / "spec.yaml").exists() or (folder / "study.db").exists()
 
 
+def figure_key(run: dict[str, Any]) -> tuple:
+    """What a figure tells runs apart by: arch, rule with its schedule, energy topology."""
+    return run["config"].get("arch"), describe_rule(run["config"]), topology(run["config"])
+
+
 def representative_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The best finished run of each (arch, rule with its schedule, energy topology), by final test accuracy; at
     most MAX_PANELS of them."""
@@ -50,7 +55,7 @@ def representative_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for run in runs:
         if not run["metrics"]:
             continue
-        key = (run["config"].get("arch"), describe_rule(run["config"]), topology(run["config"]))
+        key = figure_key(run)
         accuracy = run["summary"].get("test_accuracy") or 0.0
         if key not in best or accuracy > (best[key]["summary"].get("test_accuracy") or 0.0):
             best[key] = run
@@ -67,7 +72,9 @@ def write_report(folder: str | Path) -> Path:
     if not runs:
         raise ConfigError(f"no run folders (with summary.json) under {folder}")
     study = is_study(folder)
-    shown = representative_runs(runs) if study else [r for r in runs if r["metrics"]]
+    # a study, or a folder of searches and seeds: one figure line or panel per (arch, rule), its best run
+    pick_best = study or len({figure_key(r) for r in runs}) < len(runs)
+    shown = representative_runs(runs) if pick_best else [r for r in runs if r["metrics"]]
     sections: list[tuple[str, str | None, Path | None]] = []  # (heading, markdown text, figure)
     notes = study_notes(folder)
     if notes:
@@ -82,7 +89,7 @@ def write_report(folder: str | Path) -> Path:
     if figure:
         sections.append(("Layer skipping: test error against the rewiring probability p", None, figure))
     if shown:
-        title = "best run of each (arch, rule)" if study else ""
+        title = "best run of each (arch, rule)" if pick_best else ""
         sections.append(("Learning curves", None, plot_learning_curves(shown, folder / "learning_curves.png", title)))
     for kind, ylabel, log, heading in PROBES:
         figure = plot_layer_probes(shown, kind, folder / f"{kind}.png", ylabel, log=log)
