@@ -31,6 +31,14 @@ def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
     return obj
 
 
+# Config fields (and run facts) that say where and how a run was executed, not what it computed: two runs that
+# differ only in these are the same experiment (reports and study results leave them out).
+NOT_SETTINGS = frozenset({
+    "out", "resume", "progress", "device", "threads", "data_dir", "download", "version", "device_used",
+    "world_size", "eval_batch_size", "probe_every", "probe_batch_size",
+})  # fmt: skip
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; saved as ``config.json`` in the run folder."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..config import NOT_SETTINGS
 from ..runs import load_run
 from .papers import published_for
 from .tables import markdown_table
@@ -52,13 +53,6 @@ def run_label(config: dict[str, Any]) -> str:
     energy network's topology."""
     variant = topology(config)
     return f"{describe_rule(config)}, {variant}" if variant else describe_rule(config)
-
-
-# fields that never tell two results apart: where and how a run was executed, not what it computed
-NOT_SETTINGS = {
-    "out", "data_dir", "download", "device", "device_used", "version", "world_size", "threads", "progress",
-    "resume", "probe_every", "probe_batch_size", "eval_batch_size",
-}  # fmt: skip
 
 
 def flat_settings(config: dict[str, Any]) -> dict[str, Any]:

@@ -62,7 +62,7 @@ import yaml
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from ..config import TrainConfig
+from ..config import NOT_SETTINGS, TrainConfig
 from ..errors import ConfigError
 
 SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study"}
@@ -70,8 +70,6 @@ OPTION_GROUPS = ("rule_options", "arch_options")
 HEARTBEAT_S = 30  # Optuna marks a RUNNING trial whose worker stopped beating for GRACE_S as failed
 GRACE_S = 120
 # config.json keys that do not make a configuration different from another: where and how it ran
-NOT_SETTINGS = {"out", "resume", "progress", "device", "threads", "data_dir", "download", "version", "device_used",
-                "world_size", "eval_batch_size"}  # fmt: skip
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
