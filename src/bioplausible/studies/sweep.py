@@ -69,7 +69,6 @@ SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study"}
 OPTION_GROUPS = ("rule_options", "arch_options")
 HEARTBEAT_S = 30  # Optuna marks a RUNNING trial whose worker stopped beating for GRACE_S as failed
 GRACE_S = 120
-# config.json keys that do not make a configuration different from another: where and how it ran
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
