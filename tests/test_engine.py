@@ -322,3 +322,24 @@ def test_fit_validates_before_touching_the_run_folder(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="epochs"):
         fit(tiny_config(epochs=0), quiet=True)
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------- step budgets
+
+
+def test_step_evaluations_equal_separate_shorter_runs(tiny_config, tmp_path):
+    """The iteration axis of a study is exact: the test accuracy recorded at step k of a long run is the one a
+    separate run of k steps (same seed) ends with, for steps inside and at the end of an epoch."""
+    steps_per_epoch = 256 // 32  # synthetic: 256 training examples
+    checkpoints = (3, steps_per_epoch, steps_per_epoch + 5)
+    long = fit(tiny_config(max_steps=20, eval_steps=checkpoints, lr_schedule="constant"), quiet=True)
+    evals = {r["step"]: r for r in metrics_of(long) if r.get("eval") == "step"}
+    assert sorted(evals) == list(checkpoints)
+    assert summary_of(long)["steps"] == 20 and summary_of(long)["epochs"] == 3
+    for k in checkpoints:
+        short = fit(tiny_config(max_steps=k, out=str(tmp_path / f"short{k}")), quiet=True)
+        final = [r for r in metrics_of(short) if r.get("eval") != "step"][-1]
+        assert final["step"] == k
+        assert evals[k]["test/accuracy"] == final["test/accuracy"]
+        assert evals[k]["test/loss"] == final["test/loss"]
+        assert summary_of(long)["step_test_accuracy"][str(k)] == final["test/accuracy"]

@@ -77,6 +77,12 @@ class TrainConfig:
     val_fraction: float = option(0.0, "fraction of the training set held out for validation (0: none)")
     patience: int = option(0, "early stopping: epochs without validation improvement before stopping (0: off)")
     max_batches: int = option(0, "train on at most this many batches per epoch (0: all), for quick checks")
+    max_steps: int = option(
+        0, "train for this many optimizer steps in all (0: off); sets the number of epochs to what they need"
+    )
+    eval_steps: tuple[int, ...] = option(
+        (), "also evaluate on the test set after these global steps (mid-epoch), e.g. early-stopping points"
+    )
     probe_every: int = option(1, "log alignment and gradient-norm probes every N epochs (0: never)")
     probe_batch_size: int = option(256, "batch size the probes use")
     diverge_factor: float = option(100.0, "the run diverged when the loss exceeds this times its initial value")
@@ -95,6 +101,8 @@ class TrainConfig:
             (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1) (got {self.val_fraction})"),
             (self.patience >= 0, f"patience must be >= 0 (got {self.patience})"),
             (self.max_batches >= 0, f"max_batches must be >= 0 (got {self.max_batches})"),
+            (self.max_steps >= 0, f"max_steps must be >= 0 (got {self.max_steps})"),
+            (all(s >= 1 for s in self.eval_steps), f"eval_steps must be >= 1 (got {self.eval_steps})"),
             (self.probe_every >= 0, f"probe_every must be >= 0 (got {self.probe_every})"),
             (self.diverge_factor > 1, f"diverge_factor must be > 1 (got {self.diverge_factor})"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})"),

@@ -200,15 +200,22 @@ def train_one_epoch(
     generator: torch.Generator,
     desc: str,
     dist: Distributed = SINGLE,
+    step_evals: dict[int, dict[str, float] | None] | None = None,
 ) -> dict[str, float]:
-    """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged."""
+    """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged.
+
+    ``step_evals`` maps global steps to None; at each of them reached in this epoch the test metrics are
+    evaluated (no random stream is touched, so the run continues exactly as without them) and stored there.
+    """
+    step_evals = {} if step_evals is None else step_evals
     sums: dict[str, torch.Tensor] = {}
     seen = 0
     indexed = getattr(rule, "wants_index", False)  # rules with per-example state (EP's persistent states)
     batches = data.train_batches(config.batch_size, generator, dist.rank, dist.world_size, with_index=indexed)
-    total = math.ceil(data.num_train / config.batch_size)
-    if config.max_batches:
-        total = min(total, config.max_batches)
+    total = batches_per_epoch(data, config)
+    if config.max_steps:  # the last epoch of a step budget stops where the budget ends
+        total = min(total, config.max_steps - state["step"])
+    if total < math.ceil(data.num_train / config.batch_size):
         batches = itertools.islice(batches, total)
     bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
     for i, (x, y, *index) in enumerate(bar):
@@ -221,6 +228,8 @@ def train_one_epoch(
         seen += len(y)
         state["step"] += 1
         state["samples"] += len(y) * dist.world_size
+        if state["step"] in step_evals:
+            step_evals[state["step"]] = evaluate(model, rule.loss_fn, data.test_batches(config.eval_batch_size))
         if i % CHECK_EVERY == 0 or i == total - 1:
             loss = dist.mean(metrics["loss"]).item()  # all processes agree on divergence
             state["initial_loss"] = state["initial_loss"] or loss
@@ -231,6 +240,19 @@ def train_one_epoch(
     if not math.isfinite(means["train/loss"]):
         raise Diverged(f"mean train loss {means['train/loss']} in epoch")
     return means
+
+
+def batches_per_epoch(data: Dataset, config: TrainConfig) -> int:
+    """Optimizer steps in one full epoch (fewer with ``max_batches``)."""
+    total = math.ceil(data.num_train / config.batch_size)
+    return min(total, config.max_batches) if config.max_batches else total
+
+
+def planned_epochs(data: Dataset, config: TrainConfig) -> int:
+    """The number of epochs to train: ``epochs``, or as many as a ``max_steps`` budget needs."""
+    if config.max_steps:
+        return math.ceil(config.max_steps / batches_per_epoch(data, config))
+    return config.epochs
 
 
 def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -> Path:
@@ -255,6 +277,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     if not config.augment and getattr(data, "augment", None) is not None:
         data = copy.copy(data)  # the caller's dataset keeps its augmentation
         data.augment = None
+    if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
+        config = config_replace(config, epochs=planned_epochs(data, config))
     seed_everything(config.seed)
     val = None
     if config.val_fraction > 0 or config.patience > 0:
@@ -307,6 +331,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         for epoch in range(state["epoch"], config.epochs):
             if state["stopped_early"]:  # a resumed run that had already stopped
                 break
+            step_evals = {s: None for s in config.eval_steps if s > state["step"]}
             rule.start_epoch(epoch)
             lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
             model.train()
@@ -322,6 +347,7 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
                     generator,
                     desc=f"epoch {epoch + 1}/{config.epochs}",
                     dist=dist,
+                    step_evals=step_evals,
                 )
             except Diverged as err:
                 status, reason = "diverged", str(err)
@@ -331,6 +357,11 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
             if scheduler is not None:
                 scheduler.step()
             state["epoch"] = epoch + 1
+            records += [
+                {"epoch": epoch + 1, "step": step, "eval": "step", "test/loss": m["loss"], "test/accuracy": m["accuracy"]}
+                for step, m in sorted(step_evals.items())
+                if m is not None
+            ]
             record = {"epoch": epoch + 1, "step": state["step"], "train/lr": lr, **record}
             record.update(evaluate_epoch(model, rule, data, val, config, state))
             if config.probe_every and (epoch + 1) % config.probe_every == 0:
@@ -380,7 +411,8 @@ def summarize(
     wall_time_s: float,
 ) -> dict[str, Any]:
     """The summary.json contract; a diverged run scores chance accuracy, so a study can rank it."""
-    last = records[-1] if records else {}
+    epochs = [r for r in records if r.get("eval") != "step"]
+    last = epochs[-1] if epochs else {}
     chance = 1.0 / data.num_classes
     return {
         "status": status,
@@ -396,6 +428,7 @@ def summarize(
         "steps": state["step"],
         "wall_time_s": wall_time_s,
         "samples_per_s": state["samples"] / state["train_time_s"] if state["train_time_s"] else None,
+        "step_test_accuracy": {str(r["step"]): r["test/accuracy"] for r in records if r.get("eval") == "step"},
         "rule": config.rule,
         "arch": config.arch,
         "dataset": config.dataset,

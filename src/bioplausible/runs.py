@@ -1,7 +1,8 @@
 """Run folders: plain files that reports, sweeps and people read.
 
     config.json      every setting, the seed and the package version
-    metrics.jsonl    one JSON object per evaluation (epoch, step, train/..., test/..., probe/...)
+    metrics.jsonl    one JSON object per evaluation (epoch, step, train/..., test/..., probe/...); evaluations
+                     at the ``eval_steps`` of a step budget carry ``"eval": "step"`` and only test/...
     summary.json     status (ok | diverged | failed), accuracies, epochs, wall time, throughput
     checkpoint.pt    model, optimizer, rule and RNG state after the last finished epoch
 
@@ -94,9 +95,11 @@ class RunFolder:
 def load_run(path: str | Path) -> dict[str, Any]:
     """Config, metrics and summary of a run folder, as plain Python objects (for reports and notebooks)."""
     run = RunFolder(path)
+    records = run.read_metrics()
     return {
         "path": str(run.path),
         "config": read_json(run.config) if run.config.exists() else {},
-        "metrics": run.read_metrics(),
+        "metrics": [r for r in records if r.get("eval") != "step"],  # one per epoch
+        "step_metrics": [r for r in records if r.get("eval") == "step"],  # the evaluations at ``eval_steps``
         "summary": read_json(run.summary) if run.summary.exists() else {},
     }
