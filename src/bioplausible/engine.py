@@ -358,8 +358,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
                 scheduler.step()
             state["epoch"] = epoch + 1
             records += [
-                {"epoch": epoch + 1, "step": step, "eval": "step", "test/loss": m["loss"], "test/accuracy": m["accuracy"]}
-                for step, m in sorted(step_evals.items())
+                {"epoch": epoch + 1, "step": k, "eval": "step", "test/loss": m["loss"], "test/accuracy": m["accuracy"]}
+                for k, m in sorted(step_evals.items())
                 if m is not None
             ]
             record = {"epoch": epoch + 1, "step": state["step"], "train/lr": lr, **record}
