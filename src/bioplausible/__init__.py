@@ -1,11 +1,28 @@
-"""bioplausible: train and compare biologically plausible learning rules on architectures with and without
-skip connections, and see why they work or fail."""
+"""bioplausible: train and compare biologically plausible learning rules on architectures with and without skip
+connections, and see why they work or fail.
 
-__version__ = "0.1.0"
+Importing the package is cheap: torch and the rules load on first use (``bioplausible.convert``, ``RULES.get``).
+"""
 
-from . import archs, data, rules  # noqa: E402  (importing registers every rule, architecture and dataset)
-from .convert import convert  # noqa: E402
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.2.0"
+
 from .errors import BioplausibleError  # noqa: E402
 from .registry import ARCHS, DATASETS, RULES  # noqa: E402
+
+_LAZY = {"convert": ("convert", "convert"), "archs": ("archs", None), "data": ("data", None), "rules": ("rules", None)}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'bioplausible' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(f".{module}", __name__)
+    return getattr(value, attr) if attr else value
+
 
 __all__ = ["ARCHS", "DATASETS", "RULES", "BioplausibleError", "__version__", "archs", "convert", "data", "rules"]

@@ -1,12 +1,12 @@
 """Step-time benchmark: each rule's training step relative to backprop's, on the same model and batch.
 
 Ratios measured in one process, with the rules interleaved round by round, hold on a noisy machine where absolute
-times do not. A step is what the engine does per batch: ``zero_grad``, ``rule.step``, ``optimizer.step``.
+times do not. A step is what the engine does per batch (``build`` makes the same model, rule and optimizer as a
+run): ``zero_grad``, ``rule.step`` under the run's precision, ``optimizer.step``.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
@@ -15,66 +15,59 @@ from pathlib import Path
 
 import torch
 
-from .archs import create_arch
-from .engine import materialize
+from .build import build, precision_context, resolve_config
+from .config import TrainConfig
+from .data import Dataset
 from .registry import ARCHS, RULES
 from .report import markdown_table
-from .rules import create_rule
 
 
-def make_trainer(
-    rule_name: str, arch: str, input_shape: tuple[int, ...], classes: int, arch_options: dict, device: torch.device
-):
-    torch.manual_seed(0)
-    model = create_arch(arch, input_shape, classes, **arch_options).to(device)
-    rule = create_rule(rule_name)
-    rule.prepare(model)
-    materialize(model, torch.zeros(2, *input_shape, device=device))
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+def random_data(input_shape: tuple[int, ...], classes: int, batch_size: int, device) -> Dataset:
+    """A batch of Gaussian inputs and labels, as a dataset ``build`` can size a model from."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch_size, *input_shape, generator=g).to(device)
+    y = torch.randint(0, classes, (batch_size,), generator=g).to(device)
+    return Dataset("random", x, y, x, y, classes)
 
-    def step(x, y):
-        optimizer.zero_grad(set_to_none=True)
-        rule.step(model, x, y)
-        optimizer.step()
+
+def make_trainer(config: TrainConfig, data: Dataset, device: torch.device):
+    """One training step of ``config`` on ``data``'s batch, as the engine does it."""
+    state = build(resolve_config(config), data, device)
+    x, y = data.train_x, data.train_y
+    if config.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def step():
+        state.optimizer.zero_grad(set_to_none=True)
+        with precision_context(config, device):
+            state.rule.step(state.model, x, y)
+        state.optimizer.step()
 
     return step
 
 
-def time_steps(step, x, y, n: int, device: torch.device) -> float:
+def time_steps(step, n: int, device: torch.device) -> float:
     """Seconds per step, averaged over ``n`` steps."""
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(n):
-        step(x, y)
+        step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - t0) / n
 
 
-def step_times(
-    rules,
-    arch="mlp",
-    input_shape=(784,),
-    classes=10,
-    arch_options=None,
-    batch_size=128,
-    rounds=7,
-    steps=20,
-    device="cpu",
-) -> dict[str, list[float]]:
-    """Per rule, the seconds per step of each round (rules interleaved within every round)."""
+def step_times(configs: dict[str, TrainConfig], data: Dataset, rounds=7, steps=20, device="cpu"):
+    """Per label, the seconds per step of each round (configurations interleaved within every round)."""
     device = torch.device(device)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch_size, *input_shape, generator=g).to(device)
-    y = torch.randint(0, classes, (batch_size,), generator=g).to(device)
-    trainers = {r: make_trainer(r, arch, input_shape, classes, arch_options or {}, device) for r in rules}
-    for step in trainers.values():  # warm-up: allocator, kernels, Adam state
-        time_steps(step, x, y, 3, device)
-    times: dict[str, list[float]] = {r: [] for r in rules}
+    trainers = {label: make_trainer(c, data, device) for label, c in configs.items()}
+    for step in trainers.values():  # warm-up: allocator, kernels, optimizer state
+        time_steps(step, 3, device)
+    times: dict[str, list[float]] = {label: [] for label in configs}
     for _ in range(rounds):
-        for rule, step in trainers.items():
-            times[rule].append(time_steps(step, x, y, steps, device))
+        for label, step in trainers.items():
+            times[label].append(time_steps(step, steps, device))
     return times
 
 
@@ -85,28 +78,9 @@ def ratio_table(times: dict[str, list[float]], batch_size: int, reference: str =
     return markdown_table(["rule", "ms / step (median)", "samples / s", f"ratio to {reference}"], rows), ratios
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="bioplausible bench", description=__doc__.splitlines()[0])
-    p.add_argument("--rules", default="bp,fa,usf,frsf,brsf,dfa", help="comma-separated rules (bp is the reference)")
-    p.add_argument("--arch", default="mlp")
-    p.add_argument("--input-shape", default="784", help="one sample's shape, e.g. 784 or 3,224,224")
-    p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--depth", type=int, default=3, help="for archs with a depth option")
-    p.add_argument("--width", type=int, default=1000, help="for archs with a width option")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--rounds", type=int, default=60, help="interleaved rounds; the median is reported")
-    p.add_argument(
-        "--steps",
-        type=int,
-        default=3,
-        help="steps timed per rule per round (few: rules then see the same machine state)",
-    )
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--json", help="also write the times and ratios to this JSON file")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run_bench(args) -> int:
+    """``bioplausible bench``: see ``bioplausible bench --help``."""
+    torch.set_num_threads(args.threads or torch.get_num_threads())
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     for r in rules:
         RULES.get(r)  # an unknown rule fails before any timing
@@ -117,15 +91,21 @@ def main(argv: list[str] | None = None) -> int:
     arch_options = {k: getattr(args, k) for k in ("depth", "width") if k in fields}
     if "activation" in fields:
         arch_options["activation"] = "tanh"
+    arch_options.update(json.loads(args.arch_options))
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
-    times = step_times(
-        rules, args.arch, input_shape, args.classes, arch_options, args.batch_size, args.rounds, args.steps, args.device
-    )
+    base = TrainConfig(
+        arch=args.arch, arch_options=arch_options, optimizer=args.optimizer, lr=1e-4, precision=args.precision,
+        channels_last=args.channels_last, device=args.device,
+    )  # fmt: skip
+    configs = {r: dataclasses.replace(base, rule=r) for r in rules}
+    data = random_data(input_shape, args.classes, args.batch_size, args.device)
+    times = step_times(configs, data, args.rounds, args.steps, args.device)
     table, ratios = ratio_table(times, args.batch_size)
     shape = f"{args.arch} {args.input_shape} -> {args.classes}, options {arch_options}"
     print(
-        f"{shape}, batch {args.batch_size}, Adam, device {args.device}, torch {torch.__version__}, "
+        f"{shape}, batch {args.batch_size}, {args.optimizer}, {args.precision}"
+        f"{', channels-last' if args.channels_last else ''}, device {args.device}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; median of {args.rounds} rounds x {args.steps} steps\n"
     )
     print(table)

@@ -1,7 +1,10 @@
 """Command line: thin. It parses, builds a ``TrainConfig`` and dispatches; the work lives in the library.
 
-The ``train`` flags are generated from the config dataclasses (``TrainConfig`` and every registered rule's and
-architecture's ``Config``), so a new field or a new rule's option is on the command line with its help text.
+The ``train`` flags are generated from the config dataclasses: ``TrainConfig``'s fields, and the options of the
+chosen rule, architecture and dataset, each scoped to its owner. An option has a qualified flag
+(``--rule.beta``, ``--arch.epsilon``, ``--data.n-train``) and, when no other chosen owner (nor the core) has an
+option of that name, the short one (``--beta``). So two rules, or a rule and an architecture, may share a name.
+Torch is imported only by commands that compute: ``--help`` and ``list`` start in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -15,16 +18,20 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import TrainConfig
+from .config import FACTS, TrainConfig
 from .errors import BioplausibleError, ConfigError
 from .registry import ARCHS, DATASETS, RULES
-from .runs import RUN_FACTS
 
 KINDS = {"rules": RULES, "archs": ARCHS, "datasets": DATASETS}
+SCOPES = {"rule": ("rule_options", RULES), "arch": ("arch_options", ARCHS), "data": ("dataset_options", DATASETS)}
+NOT_FLAGS = {"rule_options", "arch_options", "dataset_options"} | set(FACTS)
 
 
-def _load_registries() -> None:
-    from . import archs, data, rules  # noqa: F401  (importing registers everything)
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem, and where the help is (not 50 lines of usage)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
 
 
 def _flag(name: str) -> str:
@@ -47,11 +54,11 @@ def _list_parser(item: type):
     return parse
 
 
-def _arg_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
+def _arg_spec(f: dataclasses.Field, hint: Any, default: Any) -> dict[str, Any]:
     """argparse keyword arguments for one dataclass field, from its type hint and metadata."""
     base = [a for a in typing.get_args(hint) if a is not type(None)]
     kind = base[0] if base and typing.get_origin(hint) in (typing.Union, __import__("types").UnionType) else hint
-    spec: dict[str, Any] = {"help": f.metadata.get("help", "")}
+    spec: dict[str, Any] = {"help": f.metadata.get("help", ""), "default": argparse.SUPPRESS}
     if f.metadata.get("choices"):
         spec["choices"] = f.metadata["choices"]
     if kind is bool:
@@ -59,100 +66,135 @@ def _arg_spec(f: dataclasses.Field, hint: Any) -> dict[str, Any]:
     elif typing.get_origin(kind) in (tuple, list):
         item = next((a for a in typing.get_args(kind) if a is not Ellipsis), str)
         spec.update(type=_list_parser(item), metavar="A,B,...")
+    elif kind is dict:
+        spec.update(type=json.loads, metavar="JSON")
     else:
         spec["type"] = kind
+    if default is not None and kind is not bool:
+        spec["help"] += f" (default: {default})"
     return spec
 
 
-def _add_fields(group, cls: type) -> list[str]:
-    """One flag per field; only flags actually given land in the namespace, so they can override --config."""
+def _fields(cls: type) -> list[tuple[dataclasses.Field, Any, Any]]:
     hints = typing.get_type_hints(cls)
-    names = []
+    out = []
     for f in dataclasses.fields(cls):
-        if hints[f.name] is dict or typing.get_origin(hints[f.name]) is dict:
-            continue
-        spec = _arg_spec(f, hints[f.name])
-        spec["default"] = argparse.SUPPRESS
-        if f.default is not None:
-            spec["help"] += f" (default: {f.default})"
-        group.add_argument(_flag(f.name), **spec)
-        names.append(f.name)
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out.append((f, hints[f.name], default))
+    return out
+
+
+def _dataset_fields(name: str) -> list[tuple[str, Any, Any]]:
+    """(option, type, default) of a dataset builder's keyword-only options."""
+    import inspect
+
+    builder = DATASETS.get(name)
+    hints = typing.get_type_hints(builder)
+    params = inspect.signature(builder).parameters.values()
+    return [(p.name, hints.get(p.name, str), p.default) for p in params if p.kind is p.KEYWORD_ONLY]
+
+
+def _owner_options(scope: str, name: str) -> list[tuple[str, dict[str, Any]]]:
+    """(option name, argparse spec) for the options of the rule / architecture / dataset ``name``."""
+    if scope == "data":
+        specs = []
+        for option, hint, default in _dataset_fields(name):
+            field = dataclasses.field(metadata={"help": f"option of dataset {name}"})
+            field.name = option
+            specs.append((option, _arg_spec(field, hint, default)))
+        return specs
+    cls = SCOPES[scope][1].get(name).Config
+    return [(f.name, _arg_spec(f, hint, default)) for f, hint, default in _fields(cls)]
+
+
+def add_train_arguments(p: argparse.ArgumentParser, rule: str, arch: str, dataset: str) -> dict[str, list[str]]:
+    """Every TrainConfig field, and the options of the chosen rule, architecture and dataset (see module doc)."""
+    p.add_argument("--config", help="JSON file of settings (e.g. a run's config.json) used as defaults")
+    core = p.add_argument_group("training")
+    names: dict[str, list[str]] = {"core": []}
+    for f, hint, default in _fields(TrainConfig):
+        if f.name not in NOT_FLAGS:
+            core.add_argument(_flag(f.name), **_arg_spec(f, hint, default))
+            names["core"].append(f.name)
+    owners = {"rule": rule, "arch": arch, "data": dataset}
+    options = {scope: _owner_options(scope, owner) for scope, owner in owners.items()}
+    counts: dict[str, int] = {}
+    for name in [o for opts in options.values() for o, _ in opts] + names["core"]:
+        counts[name] = counts.get(name, 0) + 1
+    for scope, opts in options.items():
+        kind = {"rule": "rule", "arch": "architecture", "data": "dataset"}[scope]
+        group = p.add_argument_group(f"options of {kind} {owners[scope]}")
+        names[scope] = []
+        for option, spec in opts:
+            flags = [f"--{scope}.{option.replace('_', '-')}"]
+            if counts[option] == 1:
+                flags.insert(0, _flag(option))
+            else:
+                spec["help"] += f" (the name is shared with another owner: use {flags[-1]})"
+            if "metavar" not in spec and "choices" not in spec and spec.get("type") is not None:
+                spec["metavar"] = option.upper()
+            group.add_argument(*flags, dest=f"{scope}.{option}", **spec)
+            names[scope].append(option)
     return names
 
 
-def _option_owners(registry) -> dict[str, list[tuple[str, dataclasses.Field, Any]]]:
-    """option name -> [(entry name, field, type hint)] for every rule or architecture that has the option."""
-    owners: dict[str, list] = {}
-    for name in registry:
-        cls = registry.get(name).Config
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            owners.setdefault(f.name, []).append((name, f, hints[f.name]))
-    return owners
-
-
-def _defaults_text(owners: list[tuple[str, dataclasses.Field, Any]]) -> str:
-    """'default: 3' when all owners agree, else 'default: 3 for mlp, dense-mlp; 4 for convnet'."""
-    by_default: dict[str, list[str]] = {}
-    for name, f, _ in owners:
-        by_default.setdefault(repr(f.default) if isinstance(f.default, str) else str(f.default), []).append(name)
-    if len(by_default) == 1:
-        return f"default: {next(iter(by_default))}; for: {', '.join(n for n, _, _ in owners)}"
-    return "default: " + "; ".join(f"{d} for {', '.join(names)}" for d, names in by_default.items())
-
-
-def _add_options(parser, registry, title: str) -> list[str]:
-    group = parser.add_argument_group(title)
-    names = []
-    for option, owners in sorted(_option_owners(registry).items()):
-        _, f, hint = owners[0]
-        spec = _arg_spec(f, hint)
-        choices = {c for _, g, _ in owners for c in (g.metadata.get("choices") or ())}
-        if "choices" in spec:
-            spec["choices"] = sorted(choices)
-        spec["default"] = argparse.SUPPRESS
-        spec["help"] += f" ({_defaults_text(owners)})"
-        group.add_argument(_flag(option), **spec)
-        names.append(option)
-    return names
-
-
-def add_train_arguments(parser: argparse.ArgumentParser) -> tuple[list[str], list[str], list[str]]:
-    """Add every TrainConfig field, rule option and architecture option to ``parser``."""
-    parser.add_argument("--config", help="JSON file of settings (e.g. a run's config.json) used as defaults")
-    core = _add_fields(parser.add_argument_group("training"), TrainConfig)
-    rule_opts = _add_options(parser, RULES, "rule options")
-    arch_opts = _add_options(parser, ARCHS, "architecture options")
-    clash = set(rule_opts) & set(arch_opts)
-    assert not clash, f"an option name is both a rule and an architecture option: {clash}"
-    return core, rule_opts, arch_opts
-
-
-def config_from_args(
-    ns: argparse.Namespace, names: tuple[list[str], list[str], list[str]], base: dict[str, Any] | None = None
-) -> TrainConfig:
-    """Build the TrainConfig: field defaults, then ``base`` settings (from --config), then the flags given."""
-    core, rule_opts, arch_opts = names
-    data = {**(base or {}), **{k: getattr(ns, k) for k in core if hasattr(ns, k)}}
-    data["rule_options"] = {
-        **(base or {}).get("rule_options", {}),
-        **{k: getattr(ns, k) for k in rule_opts if hasattr(ns, k)},
-    }
-    data["arch_options"] = {
-        **(base or {}).get("arch_options", {}),
-        **{k: getattr(ns, k) for k in arch_opts if hasattr(ns, k)},
-    }
-    return TrainConfig.from_dict(data)
-
-
-def _read_config_file(path: str) -> dict[str, Any]:
+def _read_config_file(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot read --config {path}: {err}") from None
-    for fact in RUN_FACTS:
-        data.pop(fact, None)
-    return data
+        raise ConfigError(f"cannot read config {path}: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} is not a JSON object of settings")
+    return {k: v for k, v in data.items() if k not in FACTS}
+
+
+def _base_settings(argv: list[str]) -> tuple[dict[str, Any], argparse.Namespace]:
+    """Phase one: the settings the command line starts from (a --config file, or the run being resumed), and
+    the chosen rule / architecture / dataset, which decide the flags of phase two."""
+    pre = Parser(add_help=False)
+    for name in ("--rule", "--arch", "--dataset", "--config", "--out"):
+        pre.add_argument(name)
+    pre.add_argument("--resume", action="store_true")
+    known, _ = pre.parse_known_args(argv)
+    base: dict[str, Any] = {}
+    if known.config:
+        base = _read_config_file(known.config)
+    elif known.resume and known.out and (Path(known.out) / "config.json").exists():
+        base = _read_config_file(Path(known.out) / "config.json")  # --resume needs only --out
+    for key, default in (("rule", "bp"), ("arch", "mlp"), ("dataset", "digits")):
+        setattr(known, key, getattr(known, key) or base.get(key) or default)
+    return base, known
+
+
+def train_parser(argv: list[str]) -> tuple[Parser, dict[str, list[str]], dict[str, Any]]:
+    base, chosen = _base_settings(argv)
+    p = Parser(
+        prog="bioplausible train",
+        description="Train one rule on one architecture and dataset; every setting is a flag.",
+        epilog=(
+            f"The options shown are those of rule {chosen.rule}, architecture {chosen.arch} and dataset "
+            f"{chosen.dataset}; another choice shows its own: `bioplausible train --rule ep --arch energy-net "
+            "--help`. An option is also reachable as --rule.NAME, --arch.NAME or --data.NAME."
+        ),
+    )
+    names = add_train_arguments(p, chosen.rule, chosen.arch, chosen.dataset)
+    return p, names, base
+
+
+OWNER_FIELD = {"rule": "rule", "arch": "arch", "data": "dataset"}
+
+
+def config_from_args(ns: argparse.Namespace, names: dict[str, list[str]], base: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig: field defaults, then ``base`` settings (--config or the resumed run), then the flags
+    given. The base's options of a rule/architecture/dataset carry over only if that owner is unchanged."""
+    data = {k: v for k, v in base.items() if k not in NOT_FLAGS}
+    data.update({k: getattr(ns, k) for k in names["core"] if hasattr(ns, k)})
+    for scope, (field, _) in SCOPES.items():
+        owner = OWNER_FIELD[scope]
+        kept = base.get(field, {}) if base.get(owner) == data.get(owner) else {}
+        given = {k: getattr(ns, f"{scope}.{k}") for k in names[scope] if hasattr(ns, f"{scope}.{k}")}
+        data[field] = {**kept, **given}
+    return TrainConfig.from_dict(data)
 
 
 def cmd_list(args) -> int:
@@ -161,21 +203,22 @@ def cmd_list(args) -> int:
         registry = KINDS[kind]
         print(f"{kind}:")
         for name in registry.list(args.pattern):
-            doc = (registry.get(name).__doc__ or "").strip().splitlines()
-            print(f"  {name:<16} {doc[0] if doc else ''}")
+            print(f"  {name:<16} {registry.doc(name)}")
     return 0
 
 
-def cmd_train(args, names) -> int:
-    from .engine import fit
+def cmd_train(argv: list[str]) -> int:
+    p, names, base = train_parser(argv)
+    ns = p.parse_args(argv)
+    config = config_from_args(ns, names, base)
+    from .engine import fit  # torch loads here, not for --help
     from .runs import read_json
 
-    base = _read_config_file(args.config) if args.config else None
-    config = config_from_args(args, names, base)
     path = fit(config)
     summary = read_json(path / "summary.json")
+    reason = f" ({summary['reason']})" if summary.get("reason") else ""
     print(
-        f"{summary['status']}: test accuracy {summary['test_accuracy']:.2%} "
+        f"{summary['status']}{reason}: test accuracy {summary['test_accuracy']:.2%} "
         f"(best {summary['best_test_accuracy']:.2%}, epoch {summary['best_epoch']}) "
         f"in {summary['wall_time_s']:.1f} s -> {path}"
     )
@@ -193,6 +236,7 @@ def cmd_demo(args) -> int:
         out=args.out,
         data_dir=args.data_dir,
         device=args.device,
+        threads=args.threads,
     )
     return 0
 
@@ -206,15 +250,13 @@ def cmd_report(args) -> int:
         raise ConfigError(f"no run folders (with summary.json) under {args.dir}")
     page = write_report(args.dir)
     print(results_table(runs))
-    out = Path(args.dir)
-    figures = ", ".join(sorted(p.name for p in out.glob("*.png")))
-    print(f"\nwrote {out / 'report.md'}, {page} and {figures}")
+    print(f"\nwrote {page} and the report's figures in {args.dir}")
     return 0
 
 
 def _apply_overrides(spec: dict[str, Any], args) -> dict[str, Any]:
-    """--epochs / --data-dir / --device from the command line replace the spec's base settings."""
-    for name in ("epochs", "data_dir", "device"):
+    """--epochs / --data-dir / --device / --threads from the command line replace the spec's base settings."""
+    for name in ("epochs", "data_dir", "device", "threads"):
         value = getattr(args, name, None)
         if value is not None:
             spec.setdefault("base", {})[name] = value
@@ -257,9 +299,9 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import main as bench_main
+    from .bench import run_bench
 
-    return bench_main(args.bench_args)
+    return run_bench(args)
 
 
 def _add_study_arguments(p: argparse.ArgumentParser, out_required: bool) -> None:
@@ -270,24 +312,23 @@ def _add_study_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
     p.add_argument("--epochs", type=int, default=None, help="override the spec's epochs (e.g. for a quick check)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, default=None, help="CPU threads per trial (default: auto, see train)")
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
-    _load_registries()
-    parser = argparse.ArgumentParser(prog="bioplausible", description=__doc__.splitlines()[0])
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="bioplausible",
+        description="Train and compare biologically plausible learning rules (FA, DFA, sign symmetry, KP, weight "
+        "mirrors, target propagation, equilibrium propagation) and see why they work or fail.",
+    )
     parser.add_argument("--version", action="version", version=f"bioplausible {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     p = sub.add_parser("list", help="list registered rules, architectures and datasets")
     p.add_argument("kind", nargs="?", choices=list(KINDS))
     p.add_argument("--pattern", default="*", help="shell-style wildcard, e.g. '*sf'")
 
-    p = sub.add_parser(
-        "train",
-        help="train one rule on one architecture and dataset",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter if False else argparse.HelpFormatter,
-    )
-    names = add_train_arguments(p)
+    sub.add_parser("train", help="train one rule on one architecture and dataset (`train --help`)", add_help=False)
 
     p = sub.add_parser("demo", help="quickstart: compare bp, fa, dfa and usf on mlp and dense-mlp (digits)")
     p.add_argument("--rules", type=_parse_list, default=("bp", "fa", "dfa", "usf"), metavar="A,B,...")
@@ -296,6 +337,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads per run (0: auto)")
     p.add_argument("--out", default="runs/demo", help="folder for the runs, the table and the PNG")
 
     p = sub.add_parser(
@@ -307,44 +349,40 @@ def build_parser() -> tuple[argparse.ArgumentParser, tuple]:
     p.add_argument("spec", help="a YAML study spec, or a preset name (see `bioplausible reproduce --help`)")
     _add_study_arguments(p, out_required=True)
 
-    from .studies import BUDGETS, PRESETS
+    from .studies.presets import BUDGETS, PRESETS  # data only: no optuna, no torch
 
     p = sub.add_parser("reproduce", help="run one of the seed studies: " + ", ".join(PRESETS))
     p.add_argument("study", choices=list(PRESETS))
     p.add_argument("--budget", choices=BUDGETS, default="small", help="small: 2 CPU cores in ~1 h; paper: published")
     _add_study_arguments(p, out_required=False)
 
-    p = sub.add_parser("bench", help="time each rule's training step relative to bp", add_help=False)
-    p.add_argument("bench_args", nargs=argparse.REMAINDER)
-    return parser, names
+    from .bench_args import add_bench_arguments
+
+    p = sub.add_parser("bench", help="time each rule's training step relative to bp (ratios in one process)")
+    add_bench_arguments(p)
+    return parser
+
+
+def dispatch(argv: list[str]) -> int:
+    if argv[:1] == ["train"]:
+        return cmd_train(argv[1:])
+    args = build_parser().parse_args(argv)
+    commands = {"list": cmd_list, "demo": cmd_demo, "report": cmd_report, "sweep": cmd_sweep}
+    commands.update(reproduce=cmd_reproduce, bench=cmd_bench)
+    return commands[args.command](args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, names = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if args.command == "list":
-            return cmd_list(args)
-        if args.command == "train":
-            return cmd_train(args, names)
-        if args.command == "demo":
-            return cmd_demo(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "sweep":
-            return cmd_sweep(args)
-        if args.command == "reproduce":
-            return cmd_reproduce(args)
-        if args.command == "bench":
-            return cmd_bench(args)
+        return dispatch(argv)
     except BioplausibleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: the run folder keeps its last checkpoint; continue with --resume", file=sys.stderr)
+        print("interrupted: a run folder keeps its last checkpoint; continue with the same command and --resume "
+              "(a study continues when run again)", file=sys.stderr)  # fmt: skip
         return 130
-    parser.error(f"unknown command {args.command}")
-    return 2
 
 
 if __name__ == "__main__":

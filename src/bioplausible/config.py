@@ -1,129 +1,245 @@
-"""Typed configuration. Each field's ``help`` becomes the CLI help; ``TrainConfig`` is saved with every run."""
+"""Typed configuration: every option is a dataclass field whose metadata says all the library needs to know.
+
+    option(default, help, choices=..., min=..., above=..., role=..., resumable=...)
+
+* ``help`` becomes the CLI help; ``choices`` and the bounds (``min``/``max`` inclusive, ``above``/``below``
+  exclusive) are checked by :func:`check_fields` for every options class alike, so no class writes range checks
+  by hand (a ``validate`` method is left only for rules that relate two fields);
+* ``role`` says what a field is: ``setting`` (what the run computes; the default), ``location`` (where and how it
+  runs: folders, device, threads, progress bars: never part of an experiment's identity), or ``fact`` (recorded by
+  the engine, never set: package version, device used, dataset read);
+* ``resumable`` marks the settings that may change when a run is resumed (more epochs); every other setting must
+  match the saved run.
+
+``TrainConfig`` is saved whole in ``config.json``: its own fields and the rule's, architecture's and dataset's
+options with every default filled in (see :func:`bioplausible.build.resolve_config`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
 
+ROLES = ("setting", "location", "fact")
 
-def option(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A dataclass field with CLI help (and optional choices) attached as metadata."""
-    meta = {"help": help, "choices": choices}
+
+def option(
+    default: Any,
+    help: str,
+    choices: tuple | None = None,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    below: float | None = None,
+    role: str = "setting",
+    resumable: bool = False,
+) -> Any:
+    """A dataclass field with its CLI help, valid values and role attached as metadata."""
+    assert role in ROLES, role
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below}
+    meta.update(role=role, resumable=resumable or role == "location")
     if isinstance(default, (list, dict)):  # a mutable default needs a factory
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
+def _bound_errors(name: str, value: Any, meta: dict[str, Any]) -> list[str]:
+    values = value if isinstance(value, (tuple, list)) else (value,)
+    checks = [
+        ("min", ">=", lambda v, b: v >= b),
+        ("max", "<=", lambda v, b: v <= b),
+        ("above", ">", lambda v, b: v > b),
+        ("below", "<", lambda v, b: v < b),
+    ]
+    errors = []
+    for key, sign, ok in checks:
+        bound = meta.get(key)
+        if bound is not None and any(isinstance(v, (int, float)) and not ok(v, bound) for v in values):
+            errors.append(f"{name} must be {sign} {bound} (got {value!r})")
+    return errors
+
+
+def check_fields(obj: Any, what: str) -> None:
+    """ConfigError naming the first field of ``obj`` outside its declared choices or bounds."""
+    for f in dataclasses.fields(obj):
+        value, meta = getattr(obj, f.name), f.metadata
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{what}: {f.name} must be one of {', '.join(map(str, choices))} (got {value!r})")
+        errors = _bound_errors(f.name, value, meta)
+        if errors:
+            raise ConfigError(f"{what}: {errors[0]}")
+
+
+def _coerce(cls: type, options: dict[str, Any]) -> dict[str, Any]:
+    """JSON gives lists where the fields are tuples: convert them back."""
+    hints = typing.get_type_hints(cls)
+    out = {}
+    for key, value in options.items():
+        origin = typing.get_origin(hints.get(key))
+        out[key] = tuple(value) if origin is tuple and isinstance(value, list) else value
+    return out
+
+
 def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
-    """Instantiate the options dataclass ``cls`` from a dict; an unknown key lists the valid ones."""
+    """Instantiate the options dataclass ``cls`` from a dict, checked; an unknown key lists the valid ones."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - names)
     if unknown:
         valid = ", ".join(sorted(names)) or "(none)"
         raise ConfigError(f"{what} has no option {', '.join(unknown)}; its options are: {valid}")
-    obj = cls(**options)
-    check = getattr(obj, "validate", None)
-    if check:
-        check()
+    obj = cls(**_coerce(cls, options))
+    check_fields(obj, what)
+    relate = getattr(obj, "validate", None)  # checks that relate two fields
+    if relate:
+        relate()
     return obj
 
 
-# Config fields (and run facts) that say where and how a run was executed, not what it computed: two runs that
-# differ only in these are the same experiment (reports and study results leave them out).
-NOT_SETTINGS = frozenset({
-    "out", "resume", "progress", "device", "threads", "data_dir", "download", "version", "device_used",
-    "world_size", "eval_batch_size", "probe_every", "probe_batch_size",
-})  # fmt: skip
+def resolved(obj: Any) -> dict[str, Any]:
+    """Every field of an options object, defaults included, as plain values."""
+    return dataclasses.asdict(obj)
+
+
+def fields_with(cls: type, role: str) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("role", "setting") == role]
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved as ``config.json`` in the run folder."""
+    """Everything that defines a training run; saved whole (resolved) as ``config.json`` in the run folder."""
 
     rule: str = option("bp", "learning rule (see `bioplausible list rules`)")
     arch: str = option("mlp", "architecture (see `bioplausible list archs`)")
     dataset: str = option("digits", "dataset (see `bioplausible list datasets`); digits needs no download")
-    data_dir: str | None = option(None, "where datasets live (default: $BIOPLAUSIBLE_DATA, else ~/.cache/bioplausible)")
-    download: bool = option(True, "download a missing dataset from its official source")
-    epochs: int = option(10, "number of passes over the training set")
-    batch_size: int = option(64, "training mini-batch size")
-    eval_batch_size: int = option(1000, "batch size for evaluation")
-    lr: float = option(1e-3, "learning rate of the forward weights")
+    data_dir: str | None = option(
+        None, "where datasets live (default: $BIOPLAUSIBLE_DATA, else ~/.cache/bioplausible)", role="location"
+    )
+    download: bool = option(True, "download a missing dataset from its official source", role="location")
+    epochs: int = option(10, "number of passes over the training set", min=1, resumable=True)
+    batch_size: int = option(64, "training mini-batch size (the global size under torchrun)", min=1)
+    eval_batch_size: int = option(1000, "batch size for evaluation", min=1, role="location")
+    lr: float = option(1e-3, "learning rate of the forward weights", above=0)
     optimizer: str = option("adam", "optimizer applied to the gradients the rule leaves", choices=("adam", "sgd"))
     lr_schedule: str = option(
-        "constant", "learning-rate schedule over epochs: constant, or cosine decay to 0", choices=("constant", "cosine")
+        "constant",
+        "learning-rate schedule over epochs: constant, cosine decay to 0, or step decay (×0.1 at lr_milestones)",
+        choices=("constant", "cosine", "step"),
     )
-    momentum: float = option(0.0, "SGD momentum")
-    weight_decay: float = option(0.0, "L2 weight decay (added by the optimizer)")
-    adam_beta1: float = option(0.9, "Adam beta1")
-    adam_beta2: float = option(0.999, "Adam beta2")
-    adam_eps: float = option(1e-8, "Adam epsilon")
+    lr_milestones: tuple[int, ...] = option(
+        (), "epochs after which the step schedule multiplies the rate by 0.1 (e.g. 100,150)", min=1
+    )
+    momentum: float = option(0.0, "SGD momentum", min=0, below=1)
+    weight_decay: float = option(0.0, "L2 weight decay (added by the optimizer)", min=0)
+    adam_beta1: float = option(0.9, "Adam beta1", min=0, below=1)
+    adam_beta2: float = option(0.999, "Adam beta2", min=0, below=1)
+    adam_eps: float = option(1e-8, "Adam epsilon", above=0)
     augment: bool = option(True, "use the dataset's standard training augmentation, if it has one (cifar10, imagenet)")
     loss: str = option(
-        "ce", "output loss: cross-entropy or mean squared error on one-hot targets", choices=("ce", "mse")
+        "ce",
+        "the training loss of feed-forward rules and the test loss of every run: cross-entropy or squared error "
+        "to one-hot targets (energy-based rules train on their own cost: see their --cost)",
+        choices=("ce", "mse"),
     )
     init: str = option(
         "default",
         "weight initialisation: the architecture's own (default), or re-drawn lecun / xavier / orthogonal",
         choices=("default", "lecun", "xavier", "orthogonal"),
     )
+    precision: str = option(
+        "fp32",
+        "fp32, or the forward and every rule's backward under torch.autocast in bf16, or fp16 (CUDA only, with a "
+        "loss scaler)",
+        choices=("fp32", "bf16", "fp16"),
+    )
+    channels_last: bool = option(False, "store image batches and conv weights channels-last (faster convs on some CPUs)")
+    tf32: bool = option(False, "allow TF32 matmuls and convolutions on CUDA (off: full fp32)")
     seed: int = option(0, "random seed: fixes initialisation, feedback matrices and data order")
-    device: str = option("auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"))
-    out: str | None = option(None, "run folder (default: runs/<dataset>-<arch>-<rule>-s<seed>-<time>)")
-    resume: bool = option(False, "continue the run in --out from its last checkpoint")
-    val_fraction: float = option(0.0, "fraction of the training set held out for validation (0: none)")
-    patience: int = option(0, "early stopping: epochs without validation improvement before stopping (0: off)")
-    max_batches: int = option(0, "train on at most this many batches per epoch (0: all), for quick checks")
+    device: str = option(
+        "auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"), role="location"
+    )
+    out: str | None = option(
+        None, "run folder (default: runs/<dataset>-<arch>-<rule>-s<seed>-<time>)", role="location"
+    )
+    resume: bool = option(
+        False, "continue the run in --out from its last checkpoint (its saved settings are used)", role="location"
+    )
+    val_fraction: float = option(0.0, "fraction of the training set held out for validation (0: none)", min=0, below=1)
+    patience: int = option(
+        0, "early stopping: epochs without validation improvement before stopping (0: off)", min=0
+    )
+    max_batches: int = option(0, "train on at most this many batches per epoch (0: all), for quick checks", min=0)
     max_steps: int = option(
-        0, "train for this many optimizer steps in all (0: off); sets the number of epochs to what they need"
+        0,
+        "train for this many optimizer steps in all (0: off); sets the number of epochs to what they need",
+        min=0,
+        resumable=True,
     )
     eval_steps: tuple[int, ...] = option(
-        (), "also evaluate on the test set after these global steps (mid-epoch), e.g. early-stopping points"
+        (),
+        "also evaluate on the test set after these global steps (mid-epoch), e.g. early-stopping points",
+        min=1,
+        resumable=True,
     )
-    probe_every: int = option(1, "log alignment and gradient-norm probes every N epochs (0: never)")
-    probe_batch_size: int = option(256, "batch size the probes use")
-    diverge_factor: float = option(100.0, "the run diverged when the loss exceeds this times its initial value")
-    threads: int = option(0, "CPU threads for torch (0: torch's default)")
-    progress: bool = option(True, "show a progress bar on a terminal")
-    rule_options: dict = option({}, "options of the rule (see `bioplausible train --help`)")
-    arch_options: dict = option({}, "options of the architecture (depth, width, activation, ...)")
+    probe_every: int = option(
+        1, "log alignment and gradient-norm probes every N epochs (0: never)", min=0, role="location"
+    )
+    probe_batch_size: int = option(256, "batch size the probes use", min=1, role="location")
+    diverge_factor: float = option(
+        100.0, "the run diverged when the loss exceeds this times the chance-level loss (or becomes NaN/inf)", above=1
+    )
+    threads: int = option(
+        0,
+        "CPU threads for torch (0: auto: one for small models or a busy machine, else the idle cores)",
+        min=0,
+        role="location",
+    )
+    progress: bool = option(True, "show a progress bar on a terminal", role="location")
+    rule_options: dict = option({}, "options of the rule (see `bioplausible train --rule NAME --help`)")
+    arch_options: dict = option({}, "options of the architecture (see `bioplausible train --arch NAME --help`)")
+    dataset_options: dict = option({}, "options of the dataset (see `bioplausible train --dataset NAME --help`)")
+    # facts: written by the engine into config.json, never set by a user (dropped when a config is reused)
+    version: str | None = option(None, "bioplausible version that wrote the run", role="fact")
+    torch_version: str | None = option(None, "torch version that ran it", role="fact")
+    device_used: str | None = option(None, "the device it ran on", role="fact")
+    world_size: int | None = option(None, "number of data-parallel processes", role="fact")
+    threads_used: int | None = option(None, "CPU threads torch used", role="fact")
+    backends: dict | None = option(None, "matmul / cuDNN TF32 flags and memory format in effect", role="fact")
+    data_source: dict | None = option(None, "what the dataset loader read (layout, folder, description)", role="fact")
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting out of range, naming the setting and the valid range."""
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1 (got {self.epochs})"),
-            (self.lr > 0, f"lr must be > 0 (got {self.lr})"),
-            (self.batch_size >= 1, f"batch_size must be >= 1 (got {self.batch_size})"),
-            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1 (got {self.eval_batch_size})"),
-            (0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1) (got {self.val_fraction})"),
-            (self.patience >= 0, f"patience must be >= 0 (got {self.patience})"),
-            (self.max_batches >= 0, f"max_batches must be >= 0 (got {self.max_batches})"),
-            (self.max_steps >= 0, f"max_steps must be >= 0 (got {self.max_steps})"),
-            (all(s >= 1 for s in self.eval_steps), f"eval_steps must be >= 1 (got {self.eval_steps})"),
-            (self.probe_every >= 0, f"probe_every must be >= 0 (got {self.probe_every})"),
-            (self.diverge_factor > 1, f"diverge_factor must be > 1 (got {self.diverge_factor})"),
-            (self.weight_decay >= 0, f"weight_decay must be >= 0 (got {self.weight_decay})"),
-        ]
-        for f in dataclasses.fields(self):
-            choices = f.metadata.get("choices")
-            value = getattr(self, f.name)
-            checks.append(
-                (not choices or value in choices, f"{f.name} must be one of {', '.join(choices or ())} (got {value!r})")
-            )
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        """Raise ConfigError for a setting out of range or not among its choices, naming the setting."""
+        check_fields(self, "config")
+        if self.lr_schedule == "step" and not self.lr_milestones:
+            raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def settings(self) -> dict[str, Any]:
+        """The fields that define the experiment (role ``setting``), options dicts included."""
+        return {k: v for k, v in self.to_dict().items() if k in SETTINGS}
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any], drop_facts: bool = False) -> TrainConfig:
+        """A config from ``config.json``-style data; ``drop_facts`` forgets what a previous run recorded."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        return cls(**data)
+        if drop_facts:
+            data = {k: v for k, v in data.items() if k not in FACTS}
+        return cls(**_coerce(cls, data))
+
+
+SETTINGS = frozenset(fields_with(TrainConfig, "setting"))
+FACTS = frozenset(fields_with(TrainConfig, "fact"))
+RESUMABLE = frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["resumable"])
+# Fields (and run facts) that say where and how a run was executed, not what it computed: two runs that differ only
+# in these are the same experiment (reports and study results leave them out).
+NOT_SETTINGS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - SETTINGS

@@ -2,42 +2,50 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+import torch
 from torch import nn
 
 from .rules import Rule, create_rule
 
-log = logging.getLogger(__name__)
 
+def convert(
+    model: nn.Module,
+    rule: str | Rule,
+    example_input: torch.Tensor | None = None,
+    loss: str = "ce",
+    **options: Any,
+) -> tuple[nn.Module, Rule]:
+    """Swap the supported layers of ``model`` (Linear, Conv2d, locally connected — anywhere, residual blocks
+    included) for the rule's versions, in place and keeping their weights, and build the rule's state.
 
-def convert(model: nn.Module, rule: str | Rule, loss: str = "ce", **options: Any) -> tuple[nn.Module, Rule]:
-    """Swap the supported layers of ``model`` (Linear, Conv2d, LocallyConnected2d — anywhere, residual blocks
-    included) for the rule's versions, in place and keeping their weights.
-
-    Batch norm, pooling and every other module keep their true gradient. The layers left unchanged are logged
-    and listed in ``rule.unchanged`` (the swapped ones in ``rule.layers``).
+    Batch norm, pooling and every other module keep their true gradient; the layers left unchanged are listed in
+    ``rule.unchanged`` (the swapped ones in ``rule.layers``), and modules with weights that the rule cannot train
+    (e.g. ``nn.MultiheadAttention``) are named in a ``KeptOnBackpropWarning``.
 
     Args:
-        model: any ``nn.Module``.
+        model: any ``nn.Module`` (a bare layer too: use the returned model).
         rule: a registered rule name (``bioplausible list rules``) or a Rule instance.
+        example_input: a batch of inputs (``x[:1]`` suffices). Needed by rules with shape-dependent state (dfa on
+            convolutions, target propagation) and to find the output layer (``bp_layers=("last",)``); the model
+            runs on it once in eval mode, leaving every random stream as it was.
         loss: ``ce`` or ``mse``, the loss ``rule.step`` trains with.
         **options: the rule's options, e.g. ``feedback_scale=0.5, bp_layers=("fc",)``; unknown ones are listed.
 
     Returns:
-        (model, rule): train with ``rule.step(model, x, y)`` then any ``optimizer.step()``.
+        (model, rule): train with ``rule.step(model, x, y)`` then any ``optimizer.step()``, or with a plain
+        ``loss.backward()`` (the feedback rules do their per-batch work inside the layers).
 
     Raises:
-        IncompatibleError: the model has no layer the rule can train.
-        ConfigError: an option the rule does not have, or out of range.
+        IncompatibleError: the model has no layer the rule can train, or not the structure the rule needs.
+        ConfigError: an option the rule does not have, or out of range; a missing example input the rule needs.
     """
     if isinstance(rule, str):
         rule = create_rule(rule, loss=loss, **options)
     elif options:
         raise TypeError("pass options when giving a rule name; a Rule instance already has its config")
-    rule.prepare(model)
-    unchanged = getattr(rule, "unchanged", [])
-    if unchanged:
-        log.info("convert(%s): kept the true gradient of %s", rule.name, ", ".join(unchanged))
+    if example_input is not None:
+        example_input = example_input.to(next(model.parameters(), example_input).device)
+    model = rule.prepare(model, example_input)
     return model, rule

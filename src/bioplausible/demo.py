@@ -26,6 +26,7 @@ def run_demo(
     out="runs/demo",
     data_dir=None,
     device="auto",
+    threads=0,
 ) -> str:
     """Train every (rule, arch) pair; returns the table it printed."""
     out = Path(out)
@@ -40,6 +41,7 @@ def run_demo(
                 data_dir=data_dir,
                 epochs=epochs,
                 device=device,
+                threads=threads,
                 out=str(out / f"{arch}-{rule}"),
                 resume=True,
                 arch_options=dict(DEMO_ARCH),

@@ -1,45 +1,62 @@
 """Data-parallel training with ``torch.distributed``, for every rule alike.
 
-Launch with ``torchrun --nproc_per_node N -m bioplausible.cli train ...`` (gloo on CPUs, NCCL on GPUs). Each
-process takes its share of every global batch (``--batch-size`` is the global size); after ``rule.step`` has
-filled ``.grad`` on its share, the gradients are averaged across processes, then every process applies the same
-``optimizer.step``. Because the rule contract ends at ``.grad``, no rule needs to know it runs in parallel.
+Launch with ``torchrun --nproc_per_node N -m bioplausible train ...`` (gloo on CPUs, NCCL on GPUs). Each process
+takes its share of every global batch (``--batch-size`` is the global size); after ``rule.step`` has filled
+``.grad`` on its share, the gradients are averaged across processes, then every process applies the same
+``optimizer.step``. Because the rule contract ends at ``.grad``, no rule needs to know it runs in parallel, with
+three exceptions the rule asks this object for, so that N processes compute exactly what one process on the whole
+batch computes:
+
+* a rule that trains state of its own (target propagation's inverses) averages those gradients before its own
+  optimizer step (``average``);
+* per-example state (EP's persistent states) is gathered from every process, so every copy holds all of it
+  (``gather``);
+* per-example random numbers (TP's noise) are drawn for the whole global batch in every process, each keeping its
+  rows (``share``), so the random streams stay identical across processes and equal to one process's.
+
 With a mean-reduced loss and equal shares, the averaged gradient is exactly the gradient of the whole batch.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as torch_dist
 from torch import nn
 
 
-@dataclass(frozen=True)
+@dataclass
 class Distributed:
     """This process's place in the job; ``world_size`` 1 means a plain single-process run."""
 
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    global_batch: int = field(default=0, compare=False)  # rows of the current global batch (set by the engine)
 
     @property
     def is_main(self) -> bool:
         """Only the main process writes the run folder and prints."""
         return self.rank == 0
 
-    def average_gradients(self, model: nn.Module) -> None:
-        """All-reduce every ``.grad`` as one flat buffer (one collective per step), divided by the world size."""
+    def average(self, params: nn.Module | Iterable[torch.Tensor]) -> None:
+        """All-reduce every ``.grad`` as one flat buffer (one collective), divided by the world size."""
         if self.world_size == 1:
             return
-        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        params = params.parameters() if isinstance(params, nn.Module) else params
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
         flat = torch.cat([g.reshape(-1) for g in grads])
         torch_dist.all_reduce(flat)
         flat /= self.world_size
         for g, part in zip(grads, flat.split([g.numel() for g in grads])):
             g.copy_(part.view_as(g))
+
+    average_gradients = average  # the engine's name for it
 
     def mean(self, value: torch.Tensor) -> torch.Tensor:
         """The mean of a tensor over all processes (every process gets it)."""
@@ -48,6 +65,34 @@ class Distributed:
         value = value.detach().clone()
         torch_dist.all_reduce(value)
         return value / self.world_size
+
+    def shares(self, rows: int) -> list[int]:
+        """How many rows of a global batch of ``rows`` each process takes (``tensor_split``'s sizes)."""
+        base, extra = divmod(rows, self.world_size)
+        return [base + (r < extra) for r in range(self.world_size)]
+
+    def share(self, tensor: torch.Tensor) -> torch.Tensor:
+        """This process's rows of a tensor built for the whole global batch."""
+        if self.world_size == 1:
+            return tensor
+        sizes = self.shares(len(tensor))
+        start = sum(sizes[: self.rank])
+        return tensor[start : start + sizes[self.rank]]
+
+    def global_rows(self, local_rows: int) -> int:
+        """Rows of the global batch this process's ``local_rows`` belong to."""
+        return self.global_batch if self.world_size > 1 and self.global_batch else local_rows
+
+    def gather(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Every process's rows of ``tensor`` (shares of one global batch), concatenated in rank order."""
+        if self.world_size == 1:
+            return tensor
+        sizes = self.shares(self.global_rows(len(tensor)))
+        padded = tensor.new_zeros(max(sizes), *tensor.shape[1:])
+        padded[: len(tensor)] = tensor
+        parts = [torch.empty_like(padded) for _ in range(self.world_size)]
+        torch_dist.all_gather(parts, padded)
+        return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
     def barrier(self) -> None:
         if self.world_size > 1:

@@ -1,8 +1,8 @@
 """The training loop: ``fit(config) -> run folder``.
 
 One explicit loop, no callbacks: for each epoch, train (``rule.step`` fills ``.grad``, the optimizer applies it),
-evaluate, probe, log, checkpoint. Divergence ends the run as a result (``status: diverged``), not a crash; a
-killed run resumes from its last checkpoint and ends exactly where an uninterrupted one would.
+evaluate, probe, log, checkpoint. Divergence ends the run as a result (``status: diverged``, with the reason),
+not a crash; a killed run resumes from its last checkpoint and ends exactly where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -12,60 +12,40 @@ import dataclasses
 import itertools
 import json
 import math
-import random
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from . import __version__
-from .archs import create_arch
-from .archs.init import initialize
-from .config import TrainConfig
+from .build import (
+    TrainState,
+    auto_threads,
+    build,
+    lr_factor,
+    precision_context,
+    resolve_config,
+    resolve_device,
+    set_backends,
+)
+from .config import RESUMABLE, SETTINGS, TrainConfig
 from .data import Dataset, load_dataset
 from .distributed import SINGLE, Distributed, init_distributed
 from .errors import ConfigError
-from .probes import alignment_probes
-from .rules import Rule, create_rule
+from .probes import ALIGNMENT_PROBES, alignment_probes, same_random_streams
+from .rules import Rule
 from .runs import RunFolder, read_json, write_json
 
-# Fields that may change when a run is resumed: where and how fast it runs, not what it computes.
-RESUMABLE_CHANGES = {
-    "resume",
-    "out",
-    "device",
-    "epochs",
-    "progress",
-    "threads",
-    "data_dir",
-    "download",
-    "eval_batch_size",
-}
 CHECK_EVERY = 25  # steps between divergence checks (each check waits for the device)
 
 
 class Diverged(Exception):
-    """The training loss became NaN/inf or exploded."""
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """cpu, or this process's GPU (``local_rank`` under torchrun); auto picks cuda when there is one."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda, but PyTorch sees no CUDA device; use --device cpu (or auto)")
-    return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+    """The training loss (or a rule's own dynamics) became NaN/inf or exploded."""
 
 
 def default_out(config: TrainConfig) -> Path:
@@ -73,96 +53,58 @@ def default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.dataset}-{config.arch}-{config.rule}-s{config.seed}-{stamp}"
 
 
-def open_run_folder(config: TrainConfig) -> tuple[RunFolder, bool]:
-    """The run folder, and whether we resume in it; refuses to overwrite a run or resume a different one."""
+def resume_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
+    """The settings in which ``config`` differs from a saved run's (resolved) config, resumable ones aside."""
+    mine = json.loads(json.dumps(config.to_dict()))  # as JSON sees it: tuples become lists
+    return [k for k in sorted(SETTINGS - RESUMABLE) if k in saved and saved[k] != mine[k]]
+
+
+def open_run_folder(config: TrainConfig, dist: Distributed) -> tuple[RunFolder, dict[str, Any] | None]:
+    """The locked run folder, and the saved config when resuming; refuses to overwrite a run, to resume a different
+    one, or to share a folder with another process."""
     if config.resume and not config.out:
         raise ConfigError("--resume needs --out: the folder of the run to continue")
     run = RunFolder(config.out or default_out(config))
-    if not run.holds_run():
-        run.create()
-        return run, False
-    if not config.resume:
+    if run.path.exists() and not run.path.is_dir():
+        raise ConfigError(f"--out {run.path} is a file; give a folder for the run")
+    if not run.holds_run():  # --resume on a folder without a run starts it: "run or continue"
+        saved = None
+    elif not config.resume:
         raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
-    saved = read_json(run.config)
-    mine = json.loads(json.dumps(config.to_dict()))  # as JSON sees it: tuples become lists
-    differ = [k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k]]
+    else:
+        saved = read_json(run.config)
+    if dist.is_main:
+        run.lock()  # a second writer is refused here, with one line
+    return run, saved
+
+
+def check_resume(saved: dict[str, Any], config: TrainConfig, log) -> None:
+    """Refuse a resume that changes a setting other than the resumable ones; say what a changed length does."""
+    differ = resume_differences(saved, config)
     if differ:
-        details = "; ".join(f"{k}: saved {saved.get(k)!r}, given {mine[k]!r}" for k in differ)
-        raise ConfigError(f"cannot resume {run.path} with different settings ({details})")
-    return run, run.checkpoint.exists()
+        details = "; ".join(f"{k}: saved {saved[k]!r}, given {getattr(config, k)!r}" for k in differ)
+        raise ConfigError(
+            f"cannot resume {config.out} with different settings ({details}); only the number of epochs or steps, "
+            "the evaluation steps, and where and how it runs may change"
+        )
+    if saved.get("epochs") != config.epochs and config.lr_schedule != "constant":
+        log(
+            f"epochs {saved.get('epochs')} -> {config.epochs}: the {config.lr_schedule} learning-rate schedule is "
+            f"re-planned over {config.epochs} epochs from the next epoch on"
+        )
 
 
 @torch.no_grad()
-def materialize(model: nn.Module, x: torch.Tensor) -> None:
-    """One forward pass in eval mode, so state drawn on first use (DFA's B for convolutions) exists before a
-    checkpoint is loaded into it or an optimizer is built."""
-    was_training = model.training
-    model.eval()
-    model(x)
-    model.train(was_training)
-
-
-def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(
-        params,
-        lr=config.lr,
-        betas=(config.adam_beta1, config.adam_beta2),
-        eps=config.adam_eps,
-        weight_decay=config.weight_decay,
-    )
-
-
-def save_checkpoint(run: RunFolder, model, optimizer, rule, scheduler, state, generator, device) -> None:
-    """Everything needed to continue bit-for-bit: weights, optimizer and rule state, and every RNG stream."""
-    run.save_checkpoint(
-        {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "rule": rule.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else None,
-            "state": state,
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "shuffle": generator.get_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            },
-        }
-    )
-
-
-def restore_checkpoint(run: RunFolder, model, optimizer, rule, scheduler, generator, device) -> dict[str, Any]:
-    """Load what ``save_checkpoint`` wrote into the live objects; returns the loop state."""
-    ckpt = run.load_checkpoint(map_location=device)
-    model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    rule.load_state_dict(ckpt["rule"])
-    if scheduler is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    torch.set_rng_state(ckpt["rng"]["torch"])
-    generator.set_state(ckpt["rng"]["shuffle"])
-    if device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
-    return ckpt["state"]
-
-
-def make_scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
-    """Stepped once per epoch, so its state is whole at every checkpoint; None for a constant rate."""
-    if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    return None
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loss_fn, batches) -> dict[str, float]:
-    """Mean loss and accuracy of ``model`` over (x, y) batches, in eval mode."""
+def evaluate(model: nn.Module, loss_fn, batches, context=nullcontext) -> dict[str, float]:
+    """Mean loss and accuracy of ``model`` over (x, y) batches, in eval mode (each forward inside ``context()``,
+    e.g. the run's autocast)."""
     was_training = model.training
     model.eval()
     loss = correct = count = 0.0
     for x, y in batches:
-        out = model(x)
+        with context():
+            out = model(x)
+        out = out.float()
         loss += loss_fn(out, y).item() * len(y)
         correct += (out.argmax(-1) == y).sum().item()
         count += len(y)
@@ -170,76 +112,25 @@ def evaluate(model: nn.Module, loss_fn, batches) -> dict[str, float]:
     return {"loss": loss / count, "accuracy": correct / count}
 
 
-def evaluate_epoch(model, rule, data: Dataset, val, config: TrainConfig, state: dict[str, Any]) -> dict[str, float]:
+def evaluate_epoch(state: TrainState, data: Dataset, val, config: TrainConfig, context) -> dict[str, float]:
     """Test (and validation) metrics after an epoch; updates the best-so-far and early-stopping bookkeeping."""
-    test = evaluate(model, rule.loss_fn, data.test_batches(config.eval_batch_size))
+    loop, loss_fn = state.loop, state.rule.loss_fn
+    test = evaluate(state.model, loss_fn, data.test_batches(config.eval_batch_size), context)
     record = {"test/loss": test["loss"], "test/accuracy": test["accuracy"]}
-    if test["accuracy"] > state["best_test_accuracy"]:
-        state["best_test_accuracy"], state["best_epoch"] = test["accuracy"], state["epoch"]
+    if test["accuracy"] > loop["best_test_accuracy"]:
+        loop["best_test_accuracy"], loop["best_epoch"] = test["accuracy"], loop["epoch"]
     if val is not None:
-        v = evaluate(model, rule.loss_fn, tensor_batches(*val, config.eval_batch_size))
+        v = evaluate(state.model, loss_fn, tensor_batches(*val, config.eval_batch_size), context)
         record.update({"val/loss": v["loss"], "val/accuracy": v["accuracy"]})
-        if v["accuracy"] > state["best_val_accuracy"]:
-            state.update(best_val_accuracy=v["accuracy"], test_at_best_val=test["accuracy"], bad_epochs=0)
+        if v["accuracy"] > loop["best_val_accuracy"]:
+            loop.update(best_val_accuracy=v["accuracy"], test_at_best_val=test["accuracy"], bad_epochs=0)
         else:
-            state["bad_epochs"] += 1
+            loop["bad_epochs"] += 1
     return record
 
 
 def tensor_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int):
     return ((x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(y), batch_size))
-
-
-def train_one_epoch(
-    model: nn.Module,
-    rule: Rule,
-    optimizer: torch.optim.Optimizer,
-    data: Dataset,
-    config: TrainConfig,
-    state: dict[str, Any],
-    generator: torch.Generator,
-    desc: str,
-    dist: Distributed = SINGLE,
-    step_evals: dict[int, dict[str, float] | None] | None = None,
-) -> dict[str, float]:
-    """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged.
-
-    ``step_evals`` maps global steps to None; at each of them reached in this epoch the test metrics are
-    evaluated (no random stream is touched, so the run continues exactly as without them) and stored there.
-    """
-    step_evals = {} if step_evals is None else step_evals
-    sums: dict[str, torch.Tensor] = {}
-    seen = 0
-    indexed = getattr(rule, "wants_index", False)  # rules with per-example state (EP's persistent states)
-    batches = data.train_batches(config.batch_size, generator, dist.rank, dist.world_size, with_index=indexed)
-    total = batches_per_epoch(data, config)
-    if config.max_steps:  # the last epoch of a step budget stops where the budget ends
-        total = min(total, config.max_steps - state["step"])
-    if total < math.ceil(data.num_train / config.batch_size):
-        batches = itertools.islice(batches, total)
-    bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
-    for i, (x, y, *index) in enumerate(bar):
-        optimizer.zero_grad(set_to_none=True)
-        metrics = rule.step(model, x, y, index=index[0]) if indexed else rule.step(model, x, y)
-        dist.average_gradients(model)  # between rule.step and optimizer.step: every rule trains data-parallel
-        optimizer.step()
-        for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + v.detach() * len(y)
-        seen += len(y)
-        state["step"] += 1
-        state["samples"] += len(y) * dist.world_size
-        if state["step"] in step_evals:
-            step_evals[state["step"]] = evaluate(model, rule.loss_fn, data.test_batches(config.eval_batch_size))
-        if i % CHECK_EVERY == 0 or i == total - 1:
-            loss = dist.mean(metrics["loss"]).item()  # all processes agree on divergence
-            state["initial_loss"] = state["initial_loss"] or loss
-            if not math.isfinite(loss) or loss > config.diverge_factor * max(state["initial_loss"], 1e-3):
-                raise Diverged(f"loss {loss:.4g} at step {state['step']} (initial {state['initial_loss']:.4g})")
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-    means = {f"train/{k}": dist.mean(v / seen).item() for k, v in sums.items()}
-    if not math.isfinite(means["train/loss"]):
-        raise Diverged(f"mean train loss {means['train/loss']} in epoch")
-    return means
 
 
 def batches_per_epoch(data: Dataset, config: TrainConfig) -> int:
@@ -255,49 +146,84 @@ def planned_epochs(data: Dataset, config: TrainConfig) -> int:
     return config.epochs
 
 
-def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -> Path:
-    """Train ``config.rule`` on ``config.arch`` and ``config.dataset``; returns the run folder.
+def check_divergence(loss: float, metrics: dict[str, float], reference: float, config: TrainConfig, rule: Rule, step):
+    """Raise Diverged when the loss or any metric is not finite, the loss exceeds ``diverge_factor`` times the
+    chance-level loss (so a run huge from its first step is caught too), or the rule's own check fails."""
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise Diverged(f"{', '.join(bad)} became {metrics[bad[0]]} at step {step}")
+    if loss > config.diverge_factor * reference:
+        raise Diverged(
+            f"loss {loss:.4g} at step {step} is over {config.diverge_factor:g}× the chance-level loss {reference:.4g}"
+        )
+    reason = rule.diverged(metrics)
+    if reason:
+        raise Diverged(f"{reason} at step {step}")
 
-    Args:
-        config: every setting of the run (see ``TrainConfig``).
-        data: an already loaded dataset (saves reloading it for many runs); default: load ``config.dataset``.
-        quiet: print no per-epoch line.
+
+def train_one_epoch(
+    state: TrainState,
+    data: Dataset,
+    config: TrainConfig,
+    desc: str,
+    dist: Distributed = SINGLE,
+    step_evals: dict[int, dict[str, float] | None] | None = None,
+    reference_loss: float = math.inf,
+) -> dict[str, float]:
+    """One pass over the shuffled training set; returns the epoch's mean train metrics. Raises Diverged.
+
+    ``step_evals`` maps global steps to None; at each of them reached in this epoch the test metrics are
+    evaluated (no random stream is touched, so the run continues exactly as without them) and stored there.
     """
-    config.validate()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dist = init_distributed(config.device)
-    device = resolve_device(config.device, dist.local_rank)
-    run, resuming = open_run_folder(config)
-    dist.barrier()  # every process has looked at the folder before the main one writes to it
-    quiet = quiet or not dist.is_main
-    log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    model, rule, optimizer, loop = state.model, state.rule, state.optimizer, state.loop
+    step_evals = {} if step_evals is None else step_evals
+    context = lambda: precision_context(config, state.device)  # noqa: E731
+    sums: dict[str, torch.Tensor] = {}
+    seen = 0
+    indexed = rule.per_example_state
+    batches = data.train_batches(config.batch_size, state.generator, dist.rank, dist.world_size, with_index=indexed)
+    total = batches_per_epoch(data, config)
+    if config.max_steps:  # the last epoch of a step budget stops where the budget ends
+        total = min(total, config.max_steps - loop["step"])
+    if total < math.ceil(data.num_train / config.batch_size):
+        batches = itertools.islice(batches, total)
+    bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
+    for i, (x, y, *index) in enumerate(bar):
+        dist.global_batch = min(config.batch_size, data.num_train - i * config.batch_size)
+        if config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        optimizer.zero_grad(set_to_none=True)
+        with context():
+            metrics = rule.step(model, x, y, index=index[0] if indexed else None)
+        dist.average(model)  # between rule.step and optimizer.step: every rule trains data-parallel
+        if state.scaler is not None:
+            state.scaler.step(optimizer)
+            state.scaler.update()
+        else:
+            optimizer.step()
+        for k, v in metrics.items():
+            sums[k] = sums.get(k, 0.0) + v.detach().float() * len(y)
+        seen += len(y)
+        loop["step"] += 1
+        loop["samples"] += len(y) * dist.world_size
+        if loop["step"] in step_evals:
+            batches_ = data.test_batches(config.eval_batch_size)
+            step_evals[loop["step"]] = evaluate(model, rule.loss_fn, batches_, context)
+        if i % CHECK_EVERY == 0 or i == total - 1:
+            values = {k: dist.mean(v.detach().float()).item() for k, v in metrics.items()}  # all processes agree
+            check_divergence(values["loss"], values, reference_loss, config, rule, loop["step"])
+            bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
+    means = {f"train/{k}": dist.mean(v / seen).item() for k, v in sums.items()}
+    if not math.isfinite(means["train/loss"]):
+        raise Diverged(f"mean train loss {means['train/loss']} in epoch")
+    return means
 
-    data = data if data is not None else load_dataset(config.dataset, config.data_dir, download=config.download)
-    if not config.augment and getattr(data, "augment", None) is not None:
-        data = copy.copy(data)  # the caller's dataset keeps its augmentation
-        data.augment = None
-    if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
-        config = config_replace(config, epochs=planned_epochs(data, config))
-    seed_everything(config.seed)
-    val = None
-    if config.val_fraction > 0 or config.patience > 0:
-        data, val = data.split_validation(config.val_fraction or 0.1, seed=config.seed)
-        val = tuple(t.to(device) for t in val)
-    data = data.to(device)
-    model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options)
-    model = initialize(model, config.init).to(device)
-    rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
-    model = rule.prepare(model)
-    materialize(model, data.sample(2)[0])
-    optimizer = make_optimizer(config, model)
-    scheduler = make_scheduler(config, optimizer)
-    generator = torch.Generator().manual_seed(config.seed)
-    state = {
+
+def fresh_loop() -> dict[str, Any]:
+    return {
         "epoch": 0,
         "step": 0,
         "samples": 0,
-        "initial_loss": None,
         "train_time_s": 0.0,
         "wall_time_s": 0.0,
         "best_test_accuracy": 0.0,
@@ -307,108 +233,165 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         "bad_epochs": 0,
         "stopped_early": False,
     }
-    records: list[dict[str, Any]] = []
-    if resuming:
-        state = restore_checkpoint(run, model, optimizer, rule, scheduler, generator, device)
-        records = [r for r in run.read_metrics() if r["epoch"] <= state["epoch"]]
-        log(f"resuming {run.path} after epoch {state['epoch']}")
-    if dist.is_main:
-        write_json(
-            run.config,
-            {
-                **config.to_dict(),
-                "version": __version__,
-                "device_used": str(device),
-                "world_size": dist.world_size,
-                "out": str(run.path),
-            },
-        )
 
-    probe_x, probe_y = data.sample(min(config.probe_batch_size, data.num_train))
-    status, reason = "ok", None
-    started = time.perf_counter() - state["wall_time_s"]
+
+def probe_specs(rule: Rule) -> list[dict[str, Any]]:
+    """The probes this run logs, as the report reads them from ``probes.json``."""
+    return [spec.to_dict() for spec in (*ALIGNMENT_PROBES, *type(rule).probes)]
+
+
+def run_probes(state: TrainState, x: torch.Tensor, y: torch.Tensor, context) -> dict[str, float]:
+    """The generic alignment probes and the rule's own, on the fixed probe batch; no state or random stream of the
+    run changes (a run with probes trains exactly as one without)."""
+    with context():
+        record = alignment_probes(state.model, state.rule, x, y)
+        with same_random_streams(state.model):
+            record.update(state.rule.probe(state.model, x, y))
+    return record
+
+
+def load_data(config: TrainConfig) -> Dataset:
+    return load_dataset(config.dataset, config.data_dir, download=config.download, **config.dataset_options)
+
+
+def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -> Path:
+    """Train ``config.rule`` on ``config.arch`` and ``config.dataset``; returns the run folder.
+
+    Args:
+        config: every setting of the run (see ``TrainConfig``); defaults of the rule's, architecture's and
+            dataset's options are filled in and saved.
+        data: an already loaded dataset (saves reloading it for many runs); default: load ``config.dataset``.
+        quiet: print no per-epoch line.
+    """
+    config = resolve_config(config)
+    dist = init_distributed(config.device)
+    device = resolve_device(config.device, dist.local_rank)
+    run, saved = open_run_folder(config, dist)
+    dist.barrier()  # every process has looked at the folder before the main one writes to it
+    quiet = quiet or not dist.is_main
+    log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     try:
-        for epoch in range(state["epoch"], config.epochs):
-            if state["stopped_early"]:  # a resumed run that had already stopped
+        return train(config, data, dist, device, run, saved, log)
+    finally:
+        if dist.is_main:
+            run.unlock()
+
+
+def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
+    """The body of :func:`fit`, once the run folder is held."""
+    if saved is not None:
+        check_resume(saved, config, log)
+    data = data if data is not None else load_data(config)
+    if not config.augment and getattr(data, "augment", None) is not None:
+        data = copy.copy(data)  # the caller's dataset keeps its augmentation
+        data.augment = None
+    if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
+        config = dataclasses.replace(config, epochs=planned_epochs(data, config))
+    val = None
+    if config.val_fraction > 0 or config.patience > 0:
+        data, val = data.split_validation(config.val_fraction or 0.1, seed=config.seed)
+        val = tuple(t.to(device) for t in val)
+    data = data.to(device)
+    backends = set_backends(config)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    state = build(config, data, device, dist)
+    if not config.threads and device.type == "cpu":
+        torch.set_num_threads(auto_threads(state.model, data.sample(1)[0], dist.world_size))
+    if state.scaler is not None:
+        if not type(state.rule).loss_scaling:
+            raise ConfigError(f"rule {config.rule!r} cannot train with --precision fp16 (no loss to scale); use bf16")
+        state.rule.scaler = state.scaler
+    state.loop = fresh_loop()
+    records: list[dict[str, Any]] = []
+    if saved is not None and run.checkpoint.exists():
+        state.load_state_dict(run.load_checkpoint(map_location=device))
+        records = [r for r in run.read_metrics() if r["epoch"] <= state.loop["epoch"]]
+        log(f"resuming {run.path} after epoch {state.loop['epoch']}")
+    facts = {
+        "version": __version__,
+        "torch_version": torch.__version__,
+        "device_used": str(device),
+        "world_size": dist.world_size,
+        "threads_used": torch.get_num_threads(),
+        "backends": backends,
+        "data_source": getattr(data, "source", None),
+        "out": str(run.path),
+    }
+    config = dataclasses.replace(config, **facts)
+    if dist.is_main:
+        write_json(run.config, config.to_dict())
+        write_json(run.probes, probe_specs(state.rule))
+    status, reason = epochs_loop(state, data, val, config, dist, run, records, log)
+    if dist.is_main:
+        write_json(run.summary, summarize(config, data, records, state.loop, status, reason))
+    dist.barrier()  # no process returns before the summary exists
+    return run.path
+
+
+def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: RunFolder, records, log):
+    """Train epoch after epoch until done, stopped early or diverged; returns (status, reason)."""
+    loop, optimizer, rule = state.loop, state.optimizer, state.rule
+    context = lambda: precision_context(config, state.device)  # noqa: E731
+    probe_x, probe_y = data.sample(min(config.probe_batch_size, data.num_train))
+    reference = rule.reference_loss(data.num_classes)
+    started = time.perf_counter() - loop["wall_time_s"]
+    status, reason = "ok", None
+    try:
+        for epoch in range(loop["epoch"], config.epochs):
+            if loop["stopped_early"]:  # a resumed run that had already stopped
                 break
-            step_evals = {s: None for s in config.eval_steps if s > state["step"]}
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(config, epoch)
+            lr = optimizer.param_groups[0]["lr"]
+            step_evals = {s: None for s in config.eval_steps if s > loop["step"]}
             rule.start_epoch(epoch)
-            lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trains with
-            model.train()
+            state.model.train()
             t0 = time.perf_counter()
             try:
-                record = train_one_epoch(
-                    model,
-                    rule,
-                    optimizer,
-                    data,
-                    config,
-                    state,
-                    generator,
-                    desc=f"epoch {epoch + 1}/{config.epochs}",
-                    dist=dist,
-                    step_evals=step_evals,
-                )
+                desc = f"epoch {epoch + 1}/{config.epochs}"
+                record = train_one_epoch(state, data, config, desc, dist, step_evals, reference)
             except Diverged as err:
                 status, reason = "diverged", str(err)
                 log(f"diverged in epoch {epoch + 1}: {err}")
                 break
-            state["train_time_s"] += time.perf_counter() - t0
-            if scheduler is not None:
-                scheduler.step()
-            state["epoch"] = epoch + 1
+            loop["train_time_s"] += time.perf_counter() - t0
+            loop["epoch"] = epoch + 1
             records += [
                 {"epoch": epoch + 1, "step": k, "eval": "step", "test/loss": m["loss"], "test/accuracy": m["accuracy"]}
                 for k, m in sorted(step_evals.items())
                 if m is not None
             ]
-            record = {"epoch": epoch + 1, "step": state["step"], "train/lr": lr, **record}
-            record.update(evaluate_epoch(model, rule, data, val, config, state))
+            record = {"epoch": epoch + 1, "step": loop["step"], "train/lr": lr, **record}
+            record.update(evaluate_epoch(state, data, val, config, context))
             if config.probe_every and (epoch + 1) % config.probe_every == 0:
-                record.update(alignment_probes(model, rule, probe_x, probe_y))
-                record.update(rule.probe(model, probe_x, probe_y))
-            state["wall_time_s"] = time.perf_counter() - started
+                record.update(run_probes(state, probe_x, probe_y, context))
+            loop["wall_time_s"] = time.perf_counter() - started
             record["time/epoch_s"] = time.perf_counter() - t0
             records.append(record)
-            state["stopped_early"] = bool(config.patience and state["bad_epochs"] >= config.patience)
+            loop["stopped_early"] = bool(config.patience and loop["bad_epochs"] >= config.patience)
             if dist.is_main:
                 run.write_metrics(records)
-                save_checkpoint(run, model, optimizer, rule, scheduler, state, generator, device)
+                run.save_checkpoint(state.state_dict())
             log(
                 f"epoch {epoch + 1}/{config.epochs}  train loss {record['train/loss']:.4f} "
                 f"acc {record['train/accuracy']:.2%}  test acc {record['test/accuracy']:.2%}  "
                 f"({record['time/epoch_s']:.1f} s)"
             )
-            if state["stopped_early"]:
+            if loop["stopped_early"] and epoch + 1 < config.epochs:
                 log(f"early stop: no validation improvement in {config.patience} epochs")
                 break
     except Exception as err:
-        if not dist.is_main:
-            raise
-        write_json(
-            run.summary,
-            {
-                "status": "failed",
-                "error": f"{type(err).__name__}: {err}",
-                "epochs": state["epoch"],
-                "version": __version__,
-            },
-        )
+        if dist.is_main:
+            failure = {"status": "failed", "error": f"{type(err).__name__}: {err}", "epochs": loop["epoch"]}
+            write_json(run.summary, {**failure, "version": __version__})
         raise
-    if dist.is_main:
-        write_json(run.summary, summarize(config, data, records, state, status, reason, time.perf_counter() - started))
-    dist.barrier()  # no process returns before the summary exists
-    return run.path
+    loop["wall_time_s"] = time.perf_counter() - started
+    return status, reason
 
 
 def summarize(
-    config: TrainConfig,
-    data: Dataset,
-    records: list[dict],
-    state: dict,
-    status: str,
-    reason: str | None,
-    wall_time_s: float,
+    config: TrainConfig, data: Dataset, records: list[dict], loop: dict, status: str, reason: str | None
 ) -> dict[str, Any]:
     """The summary.json contract; a diverged run scores chance accuracy, so a study can rank it."""
     epochs = [r for r in records if r.get("eval") != "step"]
@@ -418,20 +401,21 @@ def summarize(
         "status": status,
         "reason": reason,
         "test_accuracy": chance if status == "diverged" else last.get("test/accuracy", chance),
-        "best_test_accuracy": state["best_test_accuracy"] if records else chance,
-        "best_epoch": state["best_epoch"],
+        "best_test_accuracy": loop["best_test_accuracy"] if records else chance,
+        "best_epoch": loop["best_epoch"],
         "train_accuracy": last.get("train/accuracy"),
         "val_accuracy": last.get("val/accuracy"),
-        "test_accuracy_at_best_val": state["test_at_best_val"],
-        "stopped_early": state["stopped_early"],
-        "epochs": state["epoch"],
-        "steps": state["step"],
-        "wall_time_s": wall_time_s,
-        "samples_per_s": state["samples"] / state["train_time_s"] if state["train_time_s"] else None,
+        "test_accuracy_at_best_val": loop["test_at_best_val"],
+        "stopped_early": loop["stopped_early"],
+        "epochs": loop["epoch"],
+        "steps": loop["step"],
+        "wall_time_s": loop["wall_time_s"],
+        "samples_per_s": loop["samples"] / loop["train_time_s"] if loop["train_time_s"] else None,
         "step_test_accuracy": {str(r["step"]): r["test/accuracy"] for r in records if r.get("eval") == "step"},
         "rule": config.rule,
         "arch": config.arch,
         "dataset": config.dataset,
+        "data": (config.data_source or {}).get("description"),
         "seed": config.seed,
         "version": __version__,
     }
@@ -440,5 +424,9 @@ def summarize(
 def config_replace(config: TrainConfig, **changes: Any) -> TrainConfig:
     """A copy of ``config`` with some fields changed (option dicts are copied, not shared)."""
     return dataclasses.replace(
-        config, rule_options=dict(config.rule_options), arch_options=dict(config.arch_options), **changes
+        config,
+        rule_options=dict(config.rule_options),
+        arch_options=dict(config.arch_options),
+        dataset_options=dict(config.dataset_options),
+        **changes,
     )

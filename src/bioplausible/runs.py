@@ -5,6 +5,8 @@
                      at the ``eval_steps`` of a step budget carry ``"eval": "step"`` and only test/...
     summary.json     status (ok | diverged | failed), accuracies, epochs, wall time, throughput
     checkpoint.pt    model, optimizer, rule and RNG state after the last finished epoch
+    probes.json      the probes the run logs (kind, label, unit, scale), as the report draws them
+    .lock            held while a process writes the folder: a second writer is refused
 
 Every write goes to a temporary file that is then renamed over the old one, so a run killed at any instant
 leaves a folder whose files are each complete: the last checkpoint, and the metrics up to it.
@@ -20,15 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
-# Keys config.json holds besides the TrainConfig fields: facts about the run, not settings.
-RUN_FACTS = ("version", "device_used", "world_size")
+from .errors import ConfigError
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it to ``path``."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file is an ordinary, readable result
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -68,6 +75,36 @@ class RunFolder:
         self.metrics = self.path / "metrics.jsonl"
         self.summary = self.path / "summary.json"
         self.checkpoint = self.path / "checkpoint.pt"
+        self.probes = self.path / "probes.json"
+        self._lock: FileLock | None = None
+        self._created = False
+
+    def lock(self) -> None:
+        """Create the folder if needed and hold its lock; ConfigError if another process holds it."""
+        self._created = not self.path.exists()
+        self.path.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.path / ".lock", thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            self._remove_if_empty()
+            raise ConfigError(
+                f"{self.path} is in use by another process (a run or report writing it); wait for it to finish, "
+                "or choose another --out"
+            ) from None
+        self._lock = lock
+
+    def unlock(self) -> None:
+        """Release the lock; a folder this process created and left without any run file is removed."""
+        if self._lock is not None:
+            self._lock.release()  # the file stays: deleting it could race a process acquiring it
+            self._lock = None
+        self._remove_if_empty()
+
+    def _remove_if_empty(self) -> None:
+        if self._created and self.path.is_dir() and {p.name for p in self.path.iterdir()} <= {".lock"}:
+            (self.path / ".lock").unlink(missing_ok=True)
+            self.path.rmdir()
 
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -96,10 +133,12 @@ def load_run(path: str | Path) -> dict[str, Any]:
     """Config, metrics and summary of a run folder, as plain Python objects (for reports and notebooks)."""
     run = RunFolder(path)
     records = run.read_metrics()
+    probes = read_json(run.probes) if run.probes.exists() else None
     return {
         "path": str(run.path),
         "config": read_json(run.config) if run.config.exists() else {},
         "metrics": [r for r in records if r.get("eval") != "step"],  # one per epoch
         "step_metrics": [r for r in records if r.get("eval") == "step"],  # the evaluations at ``eval_steps``
+        "probes": probes,  # declared probe specs (None for runs written before probes.json existed)
         "summary": read_json(run.summary) if run.summary.exists() else {},
     }

@@ -21,7 +21,6 @@ Options: ``width_multiplier`` scales every width, the convolutions' channels and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -30,8 +29,9 @@ from torch import nn
 from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
+from .base import Architecture, arch_options
 from .convnet import check_image_input, scaled
-from .resnet import STEMS, check_stem, check_width_multiplier
+from .resnet import STEMS
 
 # (out_channels, kernel, stride, padding, max-pool after) of the five convolutions, per stem (only conv1 differs).
 _LATER_CONVS = [(192, 5, 1, 2, True), (384, 3, 1, 1, False), (256, 3, 1, 1, False), (256, 3, 1, 1, True)]
@@ -42,19 +42,13 @@ POOL_KERNEL, POOL_STRIDE = 3, 2
 
 @dataclass
 class AlexNetConfig:
-    width_multiplier: float = option(1.0, "scales the channel counts (and alexnet's 4096-unit layers)")
-    dropout: float = option(0.5, "dropout probability before each hidden Linear layer")
+    width_multiplier: float = option(1.0, "scales the channel counts (and alexnet's 4096-unit layers)", above=0)
+    dropout: float = option(0.5, "dropout probability before each hidden Linear layer", min=0, below=1)
     stem: str = option(
         "auto",
         "first layers: imagenet (large kernel, stride, max-pool) or cifar (3×3, stride 1); auto: by H >= 128",
         choices=STEMS,
     )
-
-    def validate(self) -> None:
-        check_width_multiplier(self.width_multiplier)
-        check_stem(self.stem)
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1) (got {self.dropout})")
 
 
 def feature_size(n: int, stem: str) -> int:
@@ -73,25 +67,17 @@ def min_input_size(stem: str) -> int:
 
 
 @ARCHS.register("alexnet")
-class AlexNet(nn.Module):
+class AlexNet(Architecture):
     """AlexNet with torchvision's layer shapes; a stride-1 3×3 first convolution (stem=cifar) for small inputs."""
 
     Config = AlexNetConfig
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        width_multiplier: float = 1.0,
-        dropout: float = 0.5,
-        stem: str = "auto",
-        linear: Callable[..., nn.Module] = nn.Linear,
-        conv: Callable[..., nn.Module] = nn.Conv2d,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: AlexNetConfig | None = None, **options):
         super().__init__()
+        o = arch_options(type(self), config, options)
+        width_multiplier, dropout = o.width_multiplier, o.dropout
         c, h, w = check_image_input(input_shape, 0, "alexnet")
-        if stem == "auto":
-            stem = "imagenet" if h >= 128 else "cifar"
+        stem = o.stem if o.stem != "auto" else "imagenet" if h >= 128 else "cifar"
         if feature_size(min(h, w), stem) < 1:
             raise ConfigError(
                 f"alexnet: an input of {h}×{w} is too small for the {stem} stem (its max-pools need at least "
@@ -101,7 +87,7 @@ class AlexNet(nn.Module):
         layers: list[nn.Module] = []
         for out_channels, k, s, p, pool in CONVS[stem]:
             out_channels = scaled(out_channels, width_multiplier)
-            layers += [conv(c, out_channels, kernel_size=k, stride=s, padding=p), nn.ReLU()]
+            layers += [nn.Conv2d(c, out_channels, kernel_size=k, stride=s, padding=p), nn.ReLU()]
             if pool:
                 layers.append(nn.MaxPool2d(kernel_size=POOL_KERNEL, stride=POOL_STRIDE))
             c = out_channels
@@ -110,12 +96,12 @@ class AlexNet(nn.Module):
         hidden = scaled(HIDDEN, width_multiplier)
         self.classifier = nn.Sequential(
             nn.Dropout(dropout),
-            linear(c * 6 * 6, hidden),
+            nn.Linear(c * 6 * 6, hidden),
             nn.ReLU(),
             nn.Dropout(dropout),
-            linear(hidden, hidden),
+            nn.Linear(hidden, hidden),
             nn.ReLU(),
-            linear(hidden, num_classes),
+            nn.Linear(hidden, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,6 @@ The densely connected version (``dense-convnet``) shares :class:`ConvNetConfig`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -24,24 +23,17 @@ from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
+from .base import Architecture, arch_options
 from .spec import LayerSpec, global_average_pool
 
 
 @dataclass
 class ConvNetConfig:
-    depth: int = option(4, "number of hidden layers (3×3 convolutions in convnet and dense-convnet)")
-    channels: int = option(32, "feature maps per convolution (the growth rate of dense-convnet)")
+    depth: int = option(4, "number of hidden layers (3×3 convolutions in convnet and dense-convnet)", min=1)
+    channels: int = option(32, "feature maps per convolution (the growth rate of dense-convnet)", min=1)
     activation: str = option("tanh", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
-    pool_every: int = option(2, "2×2 max-pool after every this many convolutions (0: never pool)")
+    pool_every: int = option(2, "2×2 max-pool after every this many convolutions (0: never pool)", min=0)
     bias: bool = option(True, "give every layer a bias")
-
-    def validate(self) -> None:
-        if self.depth < 1 or self.channels < 1:
-            raise ConfigError(f"depth and channels must be >= 1 (got depth={self.depth}, channels={self.channels})")
-        if self.pool_every < 0:
-            raise ConfigError(f"pool_every must be >= 0 (got {self.pool_every}); 0 means never pool")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}; choose from: {', '.join(ACTIVATIONS)}")
 
 
 def pool_after(depth: int, pool_every: int) -> list[bool]:
@@ -68,34 +60,26 @@ def check_image_input(input_shape: tuple[int, ...], num_pools: int, arch: str) -
 
 
 @ARCHS.register("convnet")
-class ConvNet(nn.Module):
+class ConvNet(Architecture):
     """Plain ConvNet: each 3×3 convolution reads only the layer below; global average pool, then a Linear."""
 
     Config = ConvNetConfig
+    provides = ("layered",)
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        depth: int = 4,
-        channels: int = 32,
-        activation: str = "tanh",
-        pool_every: int = 2,
-        bias: bool = True,
-        linear: Callable[..., nn.Module] = nn.Linear,
-        conv: Callable[..., nn.Module] = nn.Conv2d,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: ConvNetConfig | None = None, **options):
         super().__init__()
-        pools = pool_after(depth, pool_every)
+        c = arch_options(type(self), config, options)
+        pools = pool_after(c.depth, c.pool_every)
         in_channels, _, _ = check_image_input(input_shape, sum(pools), "convnet")
-        sizes = [in_channels] + [channels] * depth
+        sizes = [in_channels] + [c.channels] * c.depth
         self.convs = nn.ModuleList(
-            conv(sizes[l], sizes[l + 1], kernel_size=3, padding=1, bias=bias) for l in range(depth)
+            nn.Conv2d(sizes[l], sizes[l + 1], kernel_size=3, padding=1, bias=c.bias) for l in range(c.depth)
         )
         self.pools = pools
-        self.act = make_activation(activation)
+        self.act = make_activation(c.activation)
         self.pool = nn.MaxPool2d(2)
-        self.out = linear(channels, num_classes, bias=bias)
+        self.out = nn.Linear(c.channels, num_classes, bias=c.bias)
+
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x  # (N, C, H, W)

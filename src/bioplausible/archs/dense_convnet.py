@@ -16,46 +16,36 @@ so convolution l (1-based) has C + (l−1)·k input channels and the output laye
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
 from ..registry import ARCHS
 from .activations import make_activation
+from .base import Architecture, arch_options
 from .convnet import ConvNetConfig, check_image_input, pool_after
 from .spec import LayerSpec, global_average_pool
 
 
 @ARCHS.register("dense-convnet")
-class DenseConvNet(nn.Module):
+class DenseConvNet(Architecture):
     """Densely connected ConvNet: each convolution reads every earlier feature map of its resolution."""
 
     Config = ConvNetConfig
+    provides = ("layered",)
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        depth: int = 4,
-        channels: int = 32,
-        activation: str = "tanh",
-        pool_every: int = 2,
-        bias: bool = True,
-        linear: Callable[..., nn.Module] = nn.Linear,
-        conv: Callable[..., nn.Module] = nn.Conv2d,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: ConvNetConfig | None = None, **options):
         super().__init__()
-        pools = pool_after(depth, pool_every)
+        o = arch_options(type(self), config, options)
+        pools = pool_after(o.depth, o.pool_every)
         c, h, w = check_image_input(input_shape, sum(pools), "dense-convnet")
         self.input_size = (h, w)
         self.convs = nn.ModuleList(
-            conv(c + l * channels, channels, kernel_size=3, padding=1, bias=bias) for l in range(depth)
+            nn.Conv2d(c + l * o.channels, o.channels, kernel_size=3, padding=1, bias=o.bias) for l in range(o.depth)
         )
         self.pools = pools
-        self.act = make_activation(activation)
+        self.act = make_activation(o.activation)
         self.pool = nn.MaxPool2d(2)
-        self.out = linear(c + depth * channels, num_classes, bias=bias)
+        self.out = nn.Linear(c + o.depth * o.channels, num_classes, bias=o.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]  # [(N, C, H, W), (N, channels, H, W), ...] at the current resolution

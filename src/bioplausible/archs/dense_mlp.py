@@ -10,38 +10,31 @@ so layer l has D + (l−1)·width inputs and the error reaches every layer in on
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..registry import ARCHS
 from .activations import make_activation
+from .base import Architecture, arch_options
 from .mlp import MLPConfig
 from .spec import LayerSpec, flatten
 
 
 @ARCHS.register("dense-mlp")
-class DenseMLP(nn.Module):
+class DenseMLP(Architecture):
     """Densely connected MLP: every layer reads the input and all earlier hidden layers."""
 
     Config = MLPConfig
+    provides = ("layered",)
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        depth: int = 3,
-        width: int = 256,
-        activation: str = "tanh",
-        bias: bool = True,
-        linear: Callable[..., nn.Module] = nn.Linear,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: MLPConfig | None = None, **options):
         super().__init__()
+        c = arch_options(type(self), config, options)
         d = math.prod(input_shape)
-        self.hidden = nn.ModuleList(linear(d + l * width, width, bias=bias) for l in range(depth))  # noqa: E741
-        self.act = make_activation(activation)
-        self.out = linear(d + depth * width, num_classes, bias=bias)
+        self.hidden = nn.ModuleList(nn.Linear(d + l * c.width, c.width, bias=c.bias) for l in range(c.depth))
+        self.act = make_activation(c.activation)
+        self.out = nn.Linear(d + c.depth * c.width, num_classes, bias=c.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x.flatten(1)]  # [(N, D), (N, width), ...]

@@ -21,20 +21,16 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers.local import LocallyConnected2d
+from ..layers.types import layer_type
 
 INITS = ("default", "lecun", "xavier", "orthogonal")
 TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to [−2, 2]
 
 
 def fans(module: nn.Module) -> tuple[int, int, list[torch.Tensor]]:
-    """(fan_in, fan_out, the weight matrices to fill, each (fan_out, fan_in)-shaped after a reshape)."""
-    if isinstance(module, LocallyConnected2d):  # weight (positions, out, in·k·k): one matrix per position
-        _, fan_out, fan_in = module.weight.shape
-        return fan_in, fan_out, list(module.weight.data)
-    fan_out = module.weight.shape[0]
-    fan_in = module.weight[0].numel()
-    return fan_in, fan_out, [module.weight.data]
+    """(fan_in, fan_out, the weight matrices to fill, each (fan_out, fan_in)), from the layer table."""
+    matrices = layer_type(module).matrices(module)
+    return matrices[0].shape[1], matrices[0].shape[0], matrices
 
 
 @torch.no_grad()
@@ -46,7 +42,7 @@ def initialize(model: nn.Module, scheme: str) -> nn.Module:
         raise ConfigError(f"unknown init {scheme!r}; choose from: {', '.join(INITS)}")
     if scheme == "default":
         return model
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d, LocallyConnected2d))]
+    layers = [m for m in model.modules() if layer_type(m) is not None]
     if not layers:
         raise ConfigError(
             f"--init {scheme} re-draws Linear, Conv2d and LocallyConnected2d weights, and "
@@ -54,8 +50,7 @@ def initialize(model: nn.Module, scheme: str) -> nn.Module:
         )
     for module in layers:
         fan_in, fan_out, matrices = fans(module)
-        for w in matrices:
-            w2 = w.view(fan_out, fan_in)
+        for w2 in matrices:
             if scheme == "lecun":
                 # truncation at ±2σ leaves 0.8796σ: widen σ first so the drawn weights have std 1/√fan_in
                 std = 1.0 / math.sqrt(fan_in) / TRUNCATED_STD

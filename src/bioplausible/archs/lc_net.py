@@ -17,7 +17,6 @@ the channel counts of the locally connected layers), ``bias``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +27,7 @@ from ..errors import ConfigError
 from ..layers.local import LocallyConnected2d
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
+from .base import Architecture, arch_options
 from .convnet import check_image_input, scaled
 from .spec import LayerSpec, flatten
 
@@ -38,72 +38,61 @@ VARIANTS: dict[str, list[tuple[int, int, int]]] = {
 }
 AUTO_VARIANT = {1: "mnist", 3: "cifar"}  # input channels -> variant
 
-#: ``local(in_channels, out_channels, in_size, kernel_size, stride, padding, bias)`` -> a layer
-LocalFactory = Callable[[int, int, tuple[int, int], int, int, int, bool], nn.Module]
-
-
 @dataclass
 class LocalNetConfig:
     variant: str = option(
         "auto",
         "layer shapes of Bartunov et al.: mnist, cifar, or auto (by input channels: 1 mnist, 3 cifar)",
-        choices=("auto", "mnist", "cifar"),
+        choices=("auto", *VARIANTS),
     )
     activation: str = option("tanh", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
-    hidden: int = option(1024, "units of the fully connected hidden layer")
-    width_multiplier: float = option(1.0, "scales the channel counts of the locally connected (or conv) layers")
+    hidden: int = option(1024, "units of the fully connected hidden layer", min=1)
+    width_multiplier: float = option(
+        1.0, "scales the channel counts of the locally connected (or conv) layers", above=0
+    )
     bias: bool = option(True, "give every layer a bias")
 
-    def validate(self) -> None:
-        if self.variant not in ("auto", *VARIANTS):
-            raise ConfigError(f"unknown variant {self.variant!r}; choose from: auto, {', '.join(VARIANTS)}")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}; choose from: {', '.join(ACTIVATIONS)}")
-        if self.hidden < 1:
-            raise ConfigError(f"hidden must be >= 1 (got {self.hidden})")
-        if self.width_multiplier <= 0:
-            raise ConfigError(f"width_multiplier must be > 0 (got {self.width_multiplier})")
+
+def spatial_layer(kind: str, c_in: int, c_out: int, in_size: tuple[int, int], k: int, stride: int, padding: int, bias):
+    """A locally connected layer (``local``) or a convolution (``conv``) of the same shape."""
+    if kind == "local":
+        return LocallyConnected2d(c_in, c_out, in_size, k, stride=stride, padding=padding, bias=bias)
+    return nn.Conv2d(c_in, c_out, k, stride=stride, padding=padding, bias=bias)
 
 
-class LocalNet(nn.Module):
-    """Bartunov et al.'s Table 3 network with the spatial layers built by ``local``; see the module docstring.
-
-    ``lc-net`` passes a locally connected layer, ``shared-conv-net`` a convolution: the shapes are identical.
-    """
+class LocalNet(Architecture):
+    """Bartunov et al.'s Table 3 network; ``spatial`` (a class attribute of each registered variant) says whether
+    its spatial layers are locally connected (``lc-net``) or convolutions (``shared-conv-net``): same shapes."""
 
     Config = LocalNetConfig
+    provides = ("layered",)
+    spatial = "local"
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        variant: str,
-        activation: str,
-        hidden: int,
-        width_multiplier: float,
-        bias: bool,
-        local: LocalFactory,
-        linear: Callable[..., nn.Module],
-        arch: str,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: LocalNetConfig | None = None, **options):
         super().__init__()
-        c, h, w = check_image_input(input_shape, 0, arch)
+        o = arch_options(type(self), config, options)
+        c, h, w = check_image_input(input_shape, 0, self.name)
+        variant = o.variant
         if variant == "auto":
             if c not in AUTO_VARIANT:
-                raise ConfigError(f"{arch}: variant=auto picks by input channels (1 or 3), got {c}; set variant")
+                raise ConfigError(f"{self.name}: variant=auto picks by input channels (1 or 3), got {c}; set variant")
             variant = AUTO_VARIANT[c]
         layers = []
         for out_channels, k, stride in VARIANTS[variant]:
-            out_channels = scaled(out_channels, width_multiplier)
+            out_channels = scaled(out_channels, o.width_multiplier)
             padding = k // 2  # odd k: every output size is >= 1
             out_h, out_w = ((n + 2 * padding - k) // stride + 1 for n in (h, w))
-            layers.append(local(c, out_channels, (h, w), k, stride, padding, bias))
+            layers.append(spatial_layer(self.spatial, c, out_channels, (h, w), k, stride, padding, o.bias))
             c, h, w = out_channels, out_h, out_w
         self.variant = variant
         self.features = nn.ModuleList(layers)
-        self.act = make_activation(activation)
-        self.fc = linear(c * h * w, hidden, bias=bias)
-        self.out = linear(hidden, num_classes, bias=bias)
+        self.act = make_activation(o.activation)
+        self.fc = nn.Linear(c * h * w, o.hidden, bias=o.bias)
+        self.out = nn.Linear(o.hidden, num_classes, bias=o.bias)
+
+    @classmethod
+    def describe(cls, options: dict) -> str:
+        return cls.name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x  # (N, C, H, W)
@@ -124,21 +113,4 @@ class LocalNet(nn.Module):
 class LCNet(LocalNet):
     """Bartunov et al.'s locally connected network: unshared k×k kernels at every position."""
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        variant: str = "auto",
-        activation: str = "tanh",
-        hidden: int = 1024,
-        width_multiplier: float = 1.0,
-        bias: bool = True,
-        linear: Callable[..., nn.Module] = nn.Linear,
-        lc: Callable[..., nn.Module] = LocallyConnected2d,
-    ):
-        def local(c_in, c_out, in_size, k, stride, padding, bias):
-            return lc(c_in, c_out, in_size, k, stride=stride, padding=padding, bias=bias)
-
-        super().__init__(
-            input_shape, num_classes, variant, activation, hidden, width_multiplier, bias, local, linear, "lc-net"
-        )
+    spatial = "local"

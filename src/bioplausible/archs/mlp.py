@@ -6,7 +6,6 @@ h_0 = flatten(x),   h_l = f(W_l h_{l−1} + b_l)  for l = 1..depth,   ŷ = W_out
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -14,47 +13,35 @@ import torch
 from torch import nn
 
 from ..config import option
-from ..errors import ConfigError
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
+from .base import Architecture, arch_options
 from .spec import LayerSpec, flatten
 
 
 @dataclass
 class MLPConfig:
-    depth: int = option(3, "number of hidden layers")
-    width: int = option(256, "units per hidden layer")
+    depth: int = option(3, "number of hidden layers", min=1)
+    width: int = option(256, "units per hidden layer", min=1)
     activation: str = option("tanh", "hidden nonlinearity", choices=tuple(ACTIVATIONS))
     bias: bool = option(True, "give every layer a bias")
 
-    def validate(self) -> None:
-        if self.depth < 1 or self.width < 1:
-            raise ConfigError(f"depth and width must be >= 1 (got depth={self.depth}, width={self.width})")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r}; choose from: {', '.join(ACTIVATIONS)}")
-
 
 @ARCHS.register("mlp")
-class MLP(nn.Module):
+class MLP(Architecture):
     """Plain MLP: each hidden layer reads only the layer below."""
 
     Config = MLPConfig
+    provides = ("layered",)
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        depth: int = 3,
-        width: int = 256,
-        activation: str = "tanh",
-        bias: bool = True,
-        linear: Callable[..., nn.Module] = nn.Linear,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: MLPConfig | None = None, **options):
         super().__init__()
-        sizes = [math.prod(input_shape)] + [width] * depth
-        self.hidden = nn.ModuleList(linear(n_in, n_out, bias=bias) for n_in, n_out in pairwise(sizes))
-        self.act = make_activation(activation)
-        self.out = linear(sizes[-1], num_classes, bias=bias)
+        c = arch_options(type(self), config, options)
+        sizes = [math.prod(input_shape)] + [c.width] * c.depth
+        self.hidden = nn.ModuleList(nn.Linear(n_in, n_out, bias=c.bias) for n_in, n_out in pairwise(sizes))
+        self.act = make_activation(c.activation)
+        self.out = nn.Linear(sizes[-1], num_classes, bias=c.bias)
+
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)  # (N, D)

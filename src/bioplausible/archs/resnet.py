@@ -20,66 +20,48 @@ resnet20: (16, 32, 32) → (32, 16, 16) → (64, 8, 8) → 64 → classes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..config import option
-from ..errors import ConfigError
 from ..registry import ARCHS
+from .base import Architecture, arch_options
 from .convnet import check_image_input, scaled
 
 STEMS = ("auto", "imagenet", "cifar")
 
 
-def check_width_multiplier(width_multiplier: float) -> None:
-    if width_multiplier <= 0:
-        raise ConfigError(f"width_multiplier must be > 0 (got {width_multiplier})")
-
-
-def check_stem(stem: str) -> None:
-    if stem not in STEMS:
-        raise ConfigError(f"unknown stem {stem!r}; choose from: {', '.join(STEMS)}")
-
-
 @dataclass
 class ResNet18Config:
-    width_multiplier: float = option(1.0, "scales every layer width (channel counts)")
+    width_multiplier: float = option(1.0, "scales every layer width (channel counts)", above=0)
     stem: str = option(
         "auto",
         "first layers: imagenet (large kernel, stride, max-pool) or cifar (3×3, stride 1); auto: by H >= 128",
         choices=STEMS,
     )
 
-    def validate(self) -> None:
-        check_width_multiplier(self.width_multiplier)
-        check_stem(self.stem)
-
 
 @dataclass
 class ResNet20Config:
-    width_multiplier: float = option(1.0, "scales every layer width (channel counts)")
-
-    def validate(self) -> None:
-        check_width_multiplier(self.width_multiplier)
+    width_multiplier: float = option(1.0, "scales every layer width (channel counts)", above=0)
 
 
 class BasicBlock(nn.Module):
     """Two 3×3 conv + BN layers with a residual connection; a 1×1 conv + BN projection when the shape changes."""
 
-    def __init__(self, in_channels: int, channels: int, stride: int, conv: Callable[..., nn.Module]):
+    def __init__(self, in_channels: int, channels: int, stride: int):
         super().__init__()
-        self.conv1 = conv(in_channels, channels, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, channels, kernel_size=3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.conv2 = conv(channels, channels, kernel_size=3, stride=1, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(channels)
         self.relu = nn.ReLU()
         self.shortcut = nn.Identity()
         if stride != 1 or in_channels != channels:
             self.shortcut = nn.Sequential(
-                conv(in_channels, channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(channels)
+                nn.Conv2d(in_channels, channels, kernel_size=1, stride=stride, bias=False), nn.BatchNorm2d(channels)
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,30 +70,21 @@ class BasicBlock(nn.Module):
         return self.relu(h + self.shortcut(x))  # (N, channels, H/stride, W/stride)
 
 
-class ResNet(nn.Module):
+class ResNet(Architecture):
     """Stem → stages of BasicBlocks → adaptive average pool → flatten → Linear."""
 
-    def __init__(
-        self,
-        num_classes: int,
-        stem: nn.Module,
-        stem_channels: int,
-        stages: list[tuple[int, int, int]],
-        conv: Callable[..., nn.Module],
-        linear: Callable[..., nn.Module],
-    ):
+    def build(self, num_classes: int, stem: nn.Module, stem_channels: int, stages: list[tuple[int, int, int]]) -> None:
         """``stages``: (blocks, width, stride of the first block) per stage."""
-        super().__init__()
         self.stem = stem
         blocks, c = [], stem_channels
         for n_blocks, width, stride in stages:
-            stage = [BasicBlock(c, width, stride, conv)]
-            stage += [BasicBlock(width, width, 1, conv) for _ in range(n_blocks - 1)]
+            stage = [BasicBlock(c, width, stride)]
+            stage += [BasicBlock(width, width, 1) for _ in range(n_blocks - 1)]
             blocks.append(nn.Sequential(*stage))
             c = width
         self.stages = nn.Sequential(*blocks)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = linear(c, num_classes)
+        self.fc = nn.Linear(c, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)  # (N, stem_channels, H', W')
@@ -125,28 +98,21 @@ class ResNet18(ResNet):
 
     Config = ResNet18Config
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        width_multiplier: float = 1.0,
-        stem: str = "auto",
-        linear: Callable[..., nn.Module] = nn.Linear,
-        conv: Callable[..., nn.Module] = nn.Conv2d,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: ResNet18Config | None = None, **options):
+        super().__init__()
+        o = arch_options(type(self), config, options)
         c, h, _ = check_image_input(input_shape, 0, "resnet18")
-        if stem == "auto":
-            stem = "imagenet" if h >= 128 else "cifar"
-        w = [scaled(n, width_multiplier) for n in (64, 128, 256, 512)]
+        stem = o.stem if o.stem != "auto" else "imagenet" if h >= 128 else "cifar"
+        w = [scaled(n, o.width_multiplier) for n in (64, 128, 256, 512)]
         if stem == "imagenet":
-            first = conv(c, w[0], kernel_size=7, stride=2, padding=3, bias=False)
+            first = nn.Conv2d(c, w[0], kernel_size=7, stride=2, padding=3, bias=False)
             tail = [nn.MaxPool2d(kernel_size=3, stride=2, padding=1)]
         else:
-            first = conv(c, w[0], kernel_size=3, stride=1, padding=1, bias=False)
+            first = nn.Conv2d(c, w[0], kernel_size=3, stride=1, padding=1, bias=False)
             tail = []
         stem_module = nn.Sequential(first, nn.BatchNorm2d(w[0]), nn.ReLU(), *tail)
         stages = [(2, w[0], 1), (2, w[1], 2), (2, w[2], 2), (2, w[3], 2)]
-        super().__init__(num_classes, stem_module, w[0], stages, conv, linear)
+        self.build(num_classes, stem_module, w[0], stages)
         self.stem_kind = stem
 
 
@@ -156,18 +122,13 @@ class ResNet20(ResNet):
 
     Config = ResNet20Config
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        width_multiplier: float = 1.0,
-        linear: Callable[..., nn.Module] = nn.Linear,
-        conv: Callable[..., nn.Module] = nn.Conv2d,
-    ):
+    def __init__(self, input_shape: tuple[int, ...], num_classes: int, config: ResNet20Config | None = None, **options):
+        super().__init__()
+        o = arch_options(type(self), config, options)
         c, _, _ = check_image_input(input_shape, 0, "resnet20")
-        w = [scaled(n, width_multiplier) for n in (16, 32, 64)]
+        w = [scaled(n, o.width_multiplier) for n in (16, 32, 64)]
         stem_module = nn.Sequential(
-            conv(c, w[0], kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU()
+            nn.Conv2d(c, w[0], kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(w[0]), nn.ReLU()
         )
         stages = [(3, w[0], 1), (3, w[1], 2), (3, w[2], 2)]
-        super().__init__(num_classes, stem_module, w[0], stages, conv, linear)
+        self.build(num_classes, stem_module, w[0], stages)

@@ -10,10 +10,6 @@ layer and options), except that every spatial layer is a Conv2d, so a kernel is 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from torch import nn
-
 from ..registry import ARCHS
 from .lc_net import LocalNet
 
@@ -22,30 +18,4 @@ from .lc_net import LocalNet
 class SharedConvNet(LocalNet):
     """Bartunov et al.'s convolutional baseline: the lc-net shapes with shared kernels."""
 
-    def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        variant: str = "auto",
-        activation: str = "tanh",
-        hidden: int = 1024,
-        width_multiplier: float = 1.0,
-        bias: bool = True,
-        linear: Callable[..., nn.Module] = nn.Linear,
-        conv: Callable[..., nn.Module] = nn.Conv2d,
-    ):
-        def local(c_in, c_out, in_size, k, stride, padding, bias):
-            return conv(c_in, c_out, k, stride=stride, padding=padding, bias=bias)
-
-        super().__init__(
-            input_shape,
-            num_classes,
-            variant,
-            activation,
-            hidden,
-            width_multiplier,
-            bias,
-            local,
-            linear,
-            "shared-conv-net",
-        )
+    spatial = "conv"

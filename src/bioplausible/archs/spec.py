@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..errors import IncompatibleError
+
 
 @dataclass
 class LayerSpec:
@@ -65,3 +67,59 @@ def flatten(h: torch.Tensor) -> torch.Tensor:
 def global_average_pool(h: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C)."""
     return h.mean(dim=(2, 3))
+
+
+def sequential_specs(model: nn.Sequential) -> list[LayerSpec]:
+    """The layered protocol of a plain ``nn.Sequential`` of weight layers, activations and Flatten.
+
+    Each weight layer (a registered layer type) reads the previous layer's output (flattened if a Flatten came
+    between them) and is followed by at most one activation; the last layer has none. Raises IncompatibleError
+    naming the first module that does not fit.
+    """
+    from ..layers.types import layer_type  # a light import: the table, no rule
+
+    specs: list[LayerSpec] = []
+    pending_flatten = False
+    for name, module in model.named_children():
+        if layer_type(module) is not None:
+            pre = flatten if pending_flatten else None
+            specs.append(LayerSpec(module, None, [len(specs)], pre))
+            pending_flatten = False
+        elif isinstance(module, nn.Flatten) and (module.start_dim, module.end_dim) == (1, -1):
+            pending_flatten = True
+        elif specs and specs[-1].activation is None and not pending_flatten and is_activation(module):
+            specs[-1].activation = module
+        else:
+            raise IncompatibleError(
+                f"{type(model).__name__} module {name!r} ({type(module).__name__}) is not a weight layer, an "
+                "activation after one, or Flatten: target propagation cannot invert it"
+            )
+    if not specs:
+        raise IncompatibleError(f"{type(model).__name__} has no Linear, Conv2d or locally connected layer")
+    return specs
+
+
+ACTIVATION_TYPES = (nn.Tanh, nn.Sigmoid, nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Hardtanh, nn.Softplus, nn.SiLU)
+
+
+def is_activation(module: nn.Module) -> bool:
+    """An elementwise nonlinearity without parameters (the inverses reuse it on their outputs)."""
+    return isinstance(module, ACTIVATION_TYPES)
+
+
+def layered_view(model: nn.Module, explain: bool = True) -> list[LayerSpec] | None:
+    """The model's layer specs: its ``layers_spec()``, or those of a plain ``nn.Sequential``.
+
+    With ``explain``, a model that has neither raises IncompatibleError saying why; otherwise returns None."""
+    try:
+        if hasattr(model, "layers_spec"):
+            return model.layers_spec()
+        if isinstance(model, nn.Sequential):
+            return sequential_specs(model)
+        raise IncompatibleError(
+            f"{type(model).__name__} offers no layers_spec() and is not an nn.Sequential of layers and activations"
+        )
+    except IncompatibleError:
+        if explain:
+            raise
+        return None

@@ -5,10 +5,9 @@
     >>> data.input_shape
     (1, 8, 8)
 
-Importing this package imports every dataset module, which registers its names in ``DATASETS``.
+Each dataset module registers its names in ``DATASETS``; a module is imported when its dataset is first used.
 """
 
-from . import cifar10, digits, idx, imagenet, synthetic  # noqa: F401  (imported to register the datasets)
 from .base import Dataset, load_dataset, resolve_data_dir
 
 __all__ = ["Dataset", "load_dataset", "resolve_data_dir"]

@@ -93,14 +93,17 @@ class Dataset:
         ``with_index``, index being each example's position in the training set (for per-example state).
 
         ``generator`` (a CPU generator) fixes the order. With ``world_size`` > 1 every process draws the same
-        permutation and takes its ``rank``-th share of each global batch of ``batch_size``, so N processes
-        together see exactly the batches one process would.
+        permutation and takes its ``rank``-th share of each global batch of ``batch_size`` (augmented as a whole
+        in every process), so N processes together see exactly the batches one process would.
         """
         order = torch.randperm(self.num_train, generator=generator).to(self.train_x.device)
         for start in range(0, self.num_train, batch_size):
-            idx = order[start : start + batch_size].tensor_split(world_size)[rank]
-            x = self.train_x[idx]
-            x = self.augment(x) if self.augment else x
+            batch = order[start : start + batch_size]
+            idx = batch.tensor_split(world_size)[rank]
+            if self.augment:  # the whole global batch, in every process: the random draws stay identical
+                x = self.augment(self.train_x[batch]).tensor_split(world_size)[rank]
+            else:
+                x = self.train_x[idx]
             yield (x, self.train_y[idx], idx) if with_index else (x, self.train_y[idx])
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -1,29 +1,41 @@
-"""Layers whose backward can use a separate matrix, and the swap that puts them into any model."""
+"""Layers whose backward can use a separate feedback path, the table of layer types, and the swap into any model."""
 
+from . import conv, linear, local  # noqa: F401  (each registers its layer type)
 from .conv import FeedbackConv2d
-from .convert import swap_layers, swappable_layers
-from .feedback import (
-    FEEDBACK_LAYERS,
-    DirectError,
-    FeedbackLayer,
-    FeedbackLinear,
-    exact_gradients,
-    fan_in,
-    feedback_layers,
-)
-from .local import FeedbackLocallyConnected2d, LocallyConnected2d
+from .feedback import FeedbackFunction, FeedbackLayer, FeedbackMode, exact_gradients, feedback_layers
+from .linear import FeedbackLinear
+from .local import FeedbackLocallyConnected2d, LocallyConnected2d, LocalTranspose
+from .modes import DirectError, DirectFeedback, FixedFeedback, LearnedFeedback, MirrorFeedback, SignFeedback
+from .swap import KeptOnBackpropWarning, Swap, Trace, swap_layers, swappable_layers, trace
+from .types import FUNCTIONAL_USERS, LAYER_TYPES, LayerType, fan_in, layer_type, register_layer_type
 
 __all__ = [
-    "FEEDBACK_LAYERS",
+    "FUNCTIONAL_USERS",
+    "LAYER_TYPES",
     "DirectError",
+    "DirectFeedback",
     "FeedbackConv2d",
+    "FeedbackFunction",
     "FeedbackLayer",
     "FeedbackLinear",
     "FeedbackLocallyConnected2d",
+    "FeedbackMode",
+    "FixedFeedback",
+    "KeptOnBackpropWarning",
+    "LayerType",
+    "LearnedFeedback",
+    "LocalTranspose",
     "LocallyConnected2d",
+    "MirrorFeedback",
+    "SignFeedback",
+    "Swap",
+    "Trace",
     "exact_gradients",
     "fan_in",
     "feedback_layers",
+    "layer_type",
+    "register_layer_type",
     "swap_layers",
     "swappable_layers",
+    "trace",
 ]

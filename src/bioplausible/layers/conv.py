@@ -1,8 +1,7 @@
-"""``nn.Conv2d`` whose backward sends the error through a feedback kernel B instead of W.
+"""``nn.Conv2d`` with a feedback path.
 
-    ∂W = the ordinary weight gradient of the convolution (true, local)
-    ∂h = the input gradient of the convolution computed with B in place of W      (FA family; B = W is backprop)
-    ∂h = e B reshaped to h's shape                                              (DFA; B is (n_e, C·H·W))
+    ∂W, ∂b = the ordinary gradients of the convolution (true, local)
+    ∂h     = the input gradient of the convolution computed with B in place of W     (FA family; B = W: backprop)
 
 The gradients come from ``aten.convolution_backward``, the kernel autograd itself uses, in one call as for
 backprop: the FA backward does backprop's arithmetic with another kernel.
@@ -15,42 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import IncompatibleError
-from .feedback import FEEDBACK_LAYERS, FeedbackLayer
+from .feedback import FeedbackLayer
+from .types import LayerType, dense_fan_in, dense_matrices, register_layer_type
 
 
-def _conv_backward(g, h, kernel, geometry, mask):
-    stride, padding, dilation, groups = geometry
-    bias_sizes = [kernel.shape[0]] if mask[2] else None
-    return torch.ops.aten.convolution_backward(
-        g, h, kernel, bias_sizes, stride, padding, dilation, False, [0, 0], groups, mask
-    )
-
-
-class _FeedbackConv2dFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, weight, bias, feedback, direct, geometry):
-        # h (N, C, H, W); weight (out, C/groups, k, k); feedback like weight, or (n_e, C·H·W) for DFA
-        ctx.save_for_backward(h, weight if direct is not None else None, feedback)
-        ctx.direct, ctx.geometry, ctx.has_bias = direct, geometry, bias is not None
-        stride, padding, dilation, groups = geometry
-        return F.conv2d(h, weight, bias, stride, padding, dilation, groups)
-
-    @staticmethod
-    def backward(ctx, g):  # g (N, out, H', W')
-        h, weight, feedback = ctx.saved_tensors
-        need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        mask = [need_h, need_w, need_b and ctx.has_bias]
-        if ctx.direct is None:
-            # One kernel call, as backprop makes: the weight gradient does not read the kernel's values, so
-            # passing B yields the input gradient through B and the true weight and bias gradients.
-            grad_h, grad_w, grad_b = _conv_backward(g, h, feedback, ctx.geometry, mask)
-            return grad_h, grad_w, grad_b, None, None, None
-        grad_h = ctx.direct.input_grad(feedback, h) if need_h else None
-        _, grad_w, grad_b = _conv_backward(g, h, weight, ctx.geometry, [False, *mask[1:]])
-        return grad_h, grad_w, grad_b, None, None, None
-
-
-def _explicit_padding(conv: nn.Conv2d) -> tuple[int, int]:
+def explicit_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """The zero padding of ``conv`` as two numbers; IncompatibleError for what a feedback layer cannot copy."""
     if conv.padding_mode != "zeros":
         raise IncompatibleError(f"feedback convolutions support padding_mode='zeros' only (got {conv.padding_mode!r})")
     if conv.padding == "valid":
@@ -63,21 +32,36 @@ def _explicit_padding(conv: nn.Conv2d) -> tuple[int, int]:
     return tuple(conv.padding)
 
 
-class FeedbackConv2d(nn.Conv2d, FeedbackLayer):
-    """``nn.Conv2d`` with a feedback kernel; ``FeedbackConv2d.from_module(conv)`` keeps the weights."""
+class FeedbackConv2d(FeedbackLayer, nn.Conv2d):
+    """``nn.Conv2d`` with a feedback kernel; ``FeedbackConv2d.from_module(conv, mode)`` keeps the weights."""
 
     @classmethod
-    def from_module(cls, conv: nn.Conv2d) -> FeedbackConv2d:
-        layer = super().from_module(conv)
-        layer.geometry = (list(conv.stride), list(_explicit_padding(conv)), list(conv.dilation), conv.groups)
+    def from_module(cls, conv: nn.Conv2d, mode):
+        layer = super().from_module(conv, mode)
+        layer.geometry = (list(conv.stride), list(explicit_padding(conv)), list(conv.dilation), conv.groups)
         return layer
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if self.exact:
-            return super().forward(h)
-        if self.direct is not None:
-            self.direct.ensure_feedback(self, h)
-        return _FeedbackConv2dFn.apply(h, self.weight, self.bias, self.feedback, self.direct, self.geometry)
+    def op(self, h, weight, bias):
+        stride, padding, dilation, groups = self.geometry
+        return F.conv2d(h, weight, bias, stride, padding, dilation, groups)
+
+    def op_backward(self, g, h, weight, kernel, need_h, need_w, need_b):
+        # One kernel call, as backprop makes: the weight gradient does not read the kernel's values, so passing B
+        # yields the input gradient through B and the true weight and bias gradients.
+        stride, padding, dilation, groups = self.geometry
+        bias_sizes = [weight.shape[0]] if need_b else None
+        return torch.ops.aten.convolution_backward(
+            g, h, kernel if need_h else weight, bias_sizes, stride, padding, dilation, False, [0, 0], groups,
+            [need_h, need_w, need_b],
+        )  # fmt: skip
+
+    def output_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """(H', W') of the output for an input of spatial ``size``."""
+        stride, padding, dilation, _ = self.geometry
+        return tuple(
+            (n + 2 * p - d * (k - 1) - 1) // s + 1
+            for n, p, d, k, s in zip(size, padding, dilation, self.kernel_size, stride)
+        )
 
     def mirror_input_shape(self) -> tuple[int, ...]:
         # one kernel-sized patch: the convolution then has a single output position
@@ -87,4 +71,28 @@ class FeedbackConv2d(nn.Conv2d, FeedbackLayer):
         return F.conv2d(h, weight, None, 1, 0, self.dilation, self.groups)
 
 
-FEEDBACK_LAYERS[nn.Conv2d] = FeedbackConv2d
+def conv_transpose(module: nn.Conv2d, channels_in: int, hidden: torch.Size) -> nn.Module:
+    """A ConvTranspose2d of the same geometry, from the layer's output to an input of shape ``hidden``."""
+    if module.groups != 1 or isinstance(module.padding, str):
+        raise IncompatibleError(f"target propagation inverts ungrouped, numerically padded convolutions, not {module}")
+    # output_padding restores the rows and columns that the strided forward convolution dropped
+    output_padding = []
+    for n, k, s, p, d in zip(hidden[2:], module.kernel_size, module.stride, module.padding, module.dilation):
+        m = (n + 2 * p - d * (k - 1) - 1) // s + 1  # the forward convolution's output size
+        output_padding.append(n - ((m - 1) * s - 2 * p + d * (k - 1) + 1))
+    return nn.ConvTranspose2d(
+        channels_in, hidden[1], module.kernel_size, module.stride, module.padding, tuple(output_padding),
+        dilation=module.dilation,
+    )  # fmt: skip
+
+
+register_layer_type(
+    LayerType(
+        nn.Conv2d,
+        FeedbackConv2d,
+        fan_in=dense_fan_in,
+        matrices=dense_matrices,
+        transpose=conv_transpose,
+        check=explicit_padding,
+    )
+)

@@ -1,150 +1,151 @@
-"""Layers whose backward pass sends the error through a separate feedback matrix B instead of W.
+"""Layers whose backward pass sends the error through a feedback path chosen by the rule, instead of through W.
 
-Forward is the ordinary layer. Backward, for an incoming error g = ∂L/∂a (a = W h + b):
+Forward is the ordinary layer, a = op(h, W) + b. Backward, for an incoming error g = ∂L/∂a:
 
-    ∂W = gᵀ h                (the true local weight gradient, as in backprop)
+    ∂W = the true local weight gradient (gᵀ h for a dense layer)
     ∂b = Σ_n g
-    ∂h = g B                 feedback alignment family: B has W's shape (B = W gives backprop exactly)
-    ∂h = e B                 direct feedback alignment: e = ∂L/∂ŷ at the model output, B is (n_e, in)
+    ∂h = the transposed operation applied with B in place of W     (FA family; B = W gives backprop exactly)
+    ∂h = a direct projection of the output error e = ∂L/∂ŷ           (DFA)
 
-Rules decide what B is (fixed random, sign(W)·scale, learned); the layer only uses it. The custom
-``torch.autograd.Function`` keeps this free of module hooks and private APIs, and works with ``bias=False``,
-residual and dense connections, and layers (batch norm, pooling) that keep their true gradient around it.
+*What* B is, is a :class:`FeedbackMode` the rule installs on each layer (a strategy, not a branch in every layer
+type): a fixed random matrix, sign(W) ⊙ M computed from the current W in the backward, a learned matrix, a mirror
+of W learned from noise, or the direct output error. Anything a mode must do once per training batch (redraw
+magnitudes, a weight-mirror update) happens in the layer's training-mode forward, so a plain
+``loss.backward()`` loop trains exactly as ``rule.step`` does. *How* the transposed operation is computed is the
+layer type's business (:mod:`.linear`, :mod:`.conv`, :mod:`.local`), registered once in :mod:`.types`.
+
+Under ``torch.autocast`` the layer casts its operands to the autocast dtype as autocast does for the plain op, and
+computes the backward in that dtype, so a converted model trains in bf16/fp16 like the original.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 
-class DirectError:
-    """The output error e = ∂L/∂ŷ of the current batch, shared by every layer of a DFA model.
+def autocast_dtype(t: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast would run a matmul or convolution in on ``t``'s device, or None when it is off."""
+    device = t.device.type
+    if device not in ("cpu", "cuda") or not torch.is_autocast_enabled(device):
+        return None
+    return torch.get_autocast_dtype(device)
 
-    Also draws each layer's direct feedback matrix B (n_e, inputs) when the layer first sees its input: a
-    convolution's input size is only known then. Draws happen in forward order, so a seed fixes them.
+
+def cast(t: torch.Tensor | None, dtype: torch.dtype | None) -> torch.Tensor | None:
+    if t is None or dtype is None or not t.is_floating_point():
+        return t
+    return t.to(dtype)
+
+
+class FeedbackFunction(torch.autograd.Function):
+    """a = op(h, W, b); backward: the true ∂W and ∂b, and ∂h through the layer's feedback mode."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, feedback, layer):
+        dtype = autocast_dtype(h)
+        h, weight, bias, feedback = (cast(t, dtype) for t in (h, weight, bias, feedback))
+        with torch.autocast(h.device.type, enabled=False):
+            a = layer.op(h, weight, bias)
+        ctx.layer, ctx.has_bias = layer, bias is not None
+        ctx.save_for_backward(h, weight, feedback)
+        return a
+
+    @staticmethod
+    def backward(ctx, g):
+        h, weight, feedback = ctx.saved_tensors
+        layer, mode = ctx.layer, ctx.layer.feedback_mode
+        need_h, need_w, need_b, need_f = ctx.needs_input_grad[:4]
+        g = g.to(h.dtype)
+        kernel = None if mode.direct or not need_h else mode.kernel(weight, feedback)
+        grad_h, grad_w, grad_b = layer.op_backward(g, h, weight, kernel, need_h and kernel is not None, need_w, need_b)
+        if need_h and mode.direct:
+            grad_h = mode.input_grad(layer, h, feedback)
+        grad_w, grad_f = mode.adjust(grad_w, weight, feedback, need_f)
+        return grad_h, grad_w, grad_b if ctx.has_bias else None, grad_f, None
+
+
+class FeedbackMode:
+    """Strategy: what a feedback layer uses for B. The base class is fixed feedback, B = ``layer.feedback``.
+
+    Subclasses override what they change. A mode holds only hyper-parameters and shared references; its tensors
+    are the layer's buffers or parameters, so ``state_dict`` saves them.
     """
 
-    def __init__(self, n_e: int = 0, scale: float = 1.0) -> None:
-        self.e: torch.Tensor | None = None
-        self.n_e = n_e
-        self.scale = scale
+    direct = False  # True: ∂h is the projected output error, not a transposed operation
 
-    def get(self) -> torch.Tensor:
-        if self.e is None:
-            raise RuntimeError("DFA layer ran backward without an output error; call the rule's step()")
-        return self.e
+    def operand(self, layer: nn.Module) -> torch.Tensor | None:
+        """The tensor the forward saves for the backward (B, or what B is computed from)."""
+        return layer.feedback
 
-    @torch.no_grad()
-    def ensure_feedback(self, layer: nn.Module, h: torch.Tensor) -> None:
-        """Give ``layer`` a B of shape (n_e, h[0].numel()), U(−k, k)·scale with k = 1/√inputs, if it has none."""
-        n_in = h[0].numel()
-        if tuple(layer.feedback.shape) != (self.n_e, n_in):
-            k = self.scale / math.sqrt(n_in)
-            layer.feedback = torch.empty(self.n_e, n_in, device=h.device, dtype=h.dtype).uniform_(-k, k)
+    def kernel(self, weight: torch.Tensor, operand: torch.Tensor) -> torch.Tensor:
+        """B, used in place of W by the input gradient."""
+        return operand
 
-    def input_grad(self, feedback: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """e B, shaped like the layer's input h."""
-        return (self.get() @ feedback).view_as(h)
+    def before_forward(self, layer: nn.Module) -> None:
+        """Per-batch work, run by every training-mode forward with autograd on."""
 
+    def adjust(self, grad_w, weight, operand, need_operand_grad):
+        """(∂W, ∂operand): learned feedback returns a gradient for B; others leave ∂W alone."""
+        return grad_w, None
 
-class _FeedbackLinearFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, weight, bias, feedback, direct):
-        # h (N, *, in); weight (out, in); feedback (out, in) or (n_e, in)
-        ctx.save_for_backward(h, feedback)
-        ctx.direct = direct
-        ctx.has_bias = bias is not None
-        return F.linear(h, weight, bias)
+    def matrix(self, layer: nn.Module) -> torch.Tensor | None:
+        """The current B with W's shape, for the alignment probes (None when B is not W-shaped)."""
+        return layer.feedback
 
-    @staticmethod
-    def backward(ctx, g):  # g (N, *, out)
-        h, feedback = ctx.saved_tensors
-        grad_h = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_h = g @ feedback if ctx.direct is None else ctx.direct.input_grad(feedback, h)  # (N, *, in)
-        if ctx.needs_input_grad[1]:
-            grad_w = g.reshape(-1, g.shape[-1]).t() @ h.reshape(-1, h.shape[-1])  # (out, in)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = g.reshape(-1, g.shape[-1]).sum(0)
-        return grad_h, grad_w, grad_b, None, None
+    def input_grad(self, layer, h, operand):  # direct modes only
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return type(self).__name__
 
 
 class FeedbackLayer(nn.Module):
-    """Mixin state shared by every feedback layer.
+    """Mixin of every feedback layer: the mode, the exact switch, and the forward through FeedbackFunction.
+    It comes first in a feedback layer's bases (``class FeedbackLinear(FeedbackLayer, nn.Linear)``) so its
+    ``forward`` wins. Layer types also give ``mirror_input_shape()`` (the smallest input that reaches every weight
+    once) and ``mirror_forward(h, weight)`` (the bias-free linear map of it), for weight mirrors.
 
     Attributes:
-        feedback: buffer B used by the backward pass (a rule may replace it with a Parameter, e.g. Kolen-Pollack).
-        direct: a :class:`DirectError` when the layer takes its error straight from the output (DFA), else None.
-        exact: when True the layer backpropagates through W (used by oracle tests and the BP-angle probe).
+        feedback_mode: the :class:`FeedbackMode` the rule installed.
+        exact: when True the layer backpropagates through W (oracle tests, the backprop probe, bp_layers).
     """
 
-    feedback: torch.Tensor
-    direct: DirectError | None
+    feedback_mode: FeedbackMode
     exact: bool
 
+    def op(self, h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The layer's forward operation with the given operands."""
+        raise NotImplementedError
+
+    def op_backward(self, g, h, weight, kernel, need_h, need_w, need_b):
+        """(∂h computed with ``kernel`` in place of ``weight``, the true ∂W, ∂b); None for what is not needed."""
+        raise NotImplementedError
+
     @classmethod
-    def from_module(cls, module: nn.Module):
+    def from_module(cls, module: nn.Module, mode: FeedbackMode):
         """The feedback version of ``module``: the same attributes and the very same Parameters (so optimizers
-        built before the swap stay valid), plus B = a copy of W, on W's device."""
+        built before the swap stay valid for W and b), with ``mode`` installed."""
         layer = cls.__new__(cls)
         layer.__dict__.update(module.__dict__)
         layer._parameters = dict(module._parameters)
         layer._buffers = dict(module._buffers)
         layer._modules = dict(module._modules)
-        layer.register_buffer("feedback", module.weight.detach().clone())
-        layer.direct = None
         layer.exact = False
+        layer.feedback_mode = mode
         return layer
-
-    def mirror_input_shape(self) -> tuple[int, ...]:
-        """Shape of the smallest input that reaches every weight once (per sample), for weight mirrors."""
-        raise NotImplementedError
-
-    def mirror_forward(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """The layer's linear map of such an input with ``weight`` and no bias."""
-        raise NotImplementedError
-
-
-class FeedbackLinear(nn.Linear, FeedbackLayer):
-    """``nn.Linear`` with a feedback matrix; ``FeedbackLinear.from_module(linear)`` keeps the weights."""
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
-        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
-        self.register_buffer("feedback", self.weight.detach().clone())
-        self.direct = None
-        self.exact = False
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.exact:
-            return F.linear(h, self.weight, self.bias)
-        if self.direct is not None:
-            self.direct.ensure_feedback(self, h)
-        return _FeedbackLinearFn.apply(h, self.weight, self.bias, self.feedback, self.direct)
-
-    def mirror_input_shape(self) -> tuple[int, ...]:
-        return (self.in_features,)
-
-    def mirror_forward(self, h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return F.linear(h, weight)
+            return self.op(h, self.weight, self.bias)
+        if self.training and torch.is_grad_enabled():
+            self.feedback_mode.before_forward(self)
+        return FeedbackFunction.apply(h, self.weight, self.bias, self.feedback_mode.operand(self), self)
 
     def extra_repr(self) -> str:
-        mode = "direct" if self.direct is not None else "feedback"
-        return f"{super().extra_repr()}, {mode}={tuple(self.feedback.shape)}"
-
-
-def fan_in(layer: nn.Module) -> int:
-    """Inputs feeding one output unit, for the 1/√fan_in init scale (a locally connected layer says its own)."""
-    return layer.fan_in if hasattr(type(layer), "fan_in") else layer.weight[0].numel()
-
-
-# Layer types a rule can swap in, keyed by the torch type they replace. Issue-specific layers (conv, locally
-# connected) add themselves here, so conversion needs no if/elif chain.
-FEEDBACK_LAYERS: dict[type[nn.Module], type[FeedbackLayer]] = {nn.Linear: FeedbackLinear}
+        return f"{super().extra_repr()}, feedback={self.feedback_mode!r}"
 
 
 def feedback_layers(model: nn.Module) -> dict[str, FeedbackLayer]:

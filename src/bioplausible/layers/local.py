@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .feedback import FEEDBACK_LAYERS, FeedbackLayer
+from .feedback import FeedbackLayer
+from .types import LayerType, register_layer_type
 
 
 def _pair(v) -> tuple[int, int]:
@@ -70,10 +71,10 @@ class LocallyConnected2d(nn.Module):
         """(N, C, H, W) -> (L, N, C·k·k)."""
         return F.unfold(h, self.kernel_size, padding=self.padding, stride=self.stride).permute(2, 0, 1)
 
-    def from_patches(self, a: torch.Tensor) -> torch.Tensor:
-        """(L, N, out) -> (N, out, H', W'), adding the bias."""
+    def from_patches(self, a: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """(L, N, out) -> (N, out, H', W'), adding ``bias`` (out, H', W') when given."""
         out = a.permute(1, 2, 0).reshape(a.shape[1], self.out_channels, *self.out_size)
-        return out if self.bias is None else out + self.bias
+        return out if bias is None else out + bias
 
     def fold(self, grad_patches: torch.Tensor) -> torch.Tensor:
         """(L, N, C·k·k) -> (N, C, H, W): the adjoint of ``patches``."""
@@ -82,7 +83,7 @@ class LocallyConnected2d(nn.Module):
         )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.from_patches(torch.bmm(self.patches(h), self.weight.transpose(1, 2)))  # (N, out, H', W')
+        return self.from_patches(torch.bmm(self.patches(h), self.weight.transpose(1, 2)), self.bias)  # (N, out, H', W')
 
     def mirror_input_shape(self) -> tuple[int, ...]:
         return (self.in_channels, *self.in_size)
@@ -97,40 +98,46 @@ class LocallyConnected2d(nn.Module):
         )
 
 
-class _FeedbackLocalFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, h, weight, bias, feedback, direct, layer):
-        p = layer.patches(h)  # (L, N, C·k·k)
-        ctx.save_for_backward(h if direct is not None else None, p, feedback)
-        ctx.direct, ctx.layer, ctx.has_bias = direct, layer, bias is not None
-        return layer.from_patches(torch.bmm(p, weight.transpose(1, 2)))
-
-    @staticmethod
-    def backward(ctx, g):  # g (N, out, H', W')
-        h, p, feedback = ctx.saved_tensors
-        g_l = g.flatten(2).permute(2, 0, 1)  # (L, N, out)
-        grad_h = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            if ctx.direct is not None:
-                grad_h = ctx.direct.input_grad(feedback, h)
-            else:
-                grad_h = ctx.layer.fold(torch.bmm(g_l, feedback))  # (N, C, H, W)
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(g_l.transpose(1, 2), p)  # (L, out, C·k·k)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = g.sum(0)
-        return grad_h, grad_w, grad_b, None, None, None
-
-
-class FeedbackLocallyConnected2d(LocallyConnected2d, FeedbackLayer):
+class FeedbackLocallyConnected2d(FeedbackLayer, LocallyConnected2d):
     """``LocallyConnected2d`` with a feedback matrix per position (B shaped like W)."""
 
+    def op(self, h, weight, bias):
+        return self.from_patches(torch.bmm(self.patches(h), weight.transpose(1, 2)), bias)
+
+    def op_backward(self, g, h, weight, kernel, need_h, need_w, need_b):
+        g_l = g.flatten(2).permute(2, 0, 1)  # (L, N, out)
+        grad_h = self.fold(torch.bmm(g_l, kernel)) if need_h else None  # (N, C, H, W)
+        grad_w = torch.bmm(g_l.transpose(1, 2), self.patches(h)) if need_w else None  # (L, out, C·k·k)
+        grad_b = g.sum(0) if need_b else None
+        return grad_h, grad_w, grad_b
+
+
+class LocalTranspose(nn.Module):
+    """The transposed locally connected map of ``layer`` onto ``channels`` input channels:
+    (N, out, H', W') -> (N, channels, H, W), one (out -> channels·k·k) matrix per output position, summed back
+    onto the input grid with ``fold`` (the adjoint of the layer's patch extraction). Target propagation's inverse."""
+
+    def __init__(self, layer: LocallyConnected2d, channels: int):
+        super().__init__()
+        self.layer_geometry = (layer.in_size, layer.kernel_size, layer.padding, layer.stride)
+        k = layer.kernel_size[0] * layer.kernel_size[1]
+        positions = layer.out_size[0] * layer.out_size[1]
+        bound = 1.0 / (layer.out_channels * k) ** 0.5
+        self.weight = nn.Parameter(torch.empty(positions, layer.out_channels, channels * k).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(channels, *layer.in_size).uniform_(-bound, bound))
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if self.exact:
-            return super().forward(h)
-        if self.direct is not None:
-            self.direct.ensure_feedback(self, h)
-        return _FeedbackLocalFn.apply(h, self.weight, self.bias, self.feedback, self.direct, self)
+        in_size, kernel, padding, stride = self.layer_geometry
+        p = torch.bmm(h.flatten(2).permute(2, 0, 1), self.weight)  # (L, N, out) @ (L, out, C·k·k) -> (L, N, C·k·k)
+        return F.fold(p.permute(1, 2, 0), in_size, kernel, padding=padding, stride=stride) + self.bias
 
 
-FEEDBACK_LAYERS[LocallyConnected2d] = FeedbackLocallyConnected2d
+register_layer_type(
+    LayerType(
+        LocallyConnected2d,
+        FeedbackLocallyConnected2d,
+        fan_in=lambda layer: layer.fan_in,
+        matrices=lambda layer: list(layer.weight.data),  # one (out, C·k·k) matrix per position
+        transpose=lambda layer, channels_in, hidden: LocalTranspose(layer, hidden[1]),
+    )
+)

@@ -46,11 +46,12 @@ def weight_grads(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def feedback_angles(model: nn.Module) -> dict[str, float]:
     """∠(B, W) per feedback layer whose B has W's shape (DFA's B maps from the output and is skipped)."""
-    return {
-        name: angle_deg(layer.feedback, layer.weight)
-        for name, layer in feedback_layers(model).items()
-        if layer.feedback.shape == layer.weight.shape
-    }
+    angles = {}
+    for name, layer in feedback_layers(model).items():
+        B = layer.feedback_mode.matrix(layer)
+        if B is not None and B.shape == layer.weight.shape:
+            angles[name] = angle_deg(B, layer.weight)
+    return angles
 
 
 def gradient_angles(rule_grads: dict[str, torch.Tensor], bp_grads: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -74,16 +75,27 @@ def backprop_grads(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor) 
 
 
 @contextmanager
+def same_random_streams(model: nn.Module):
+    """Run the block on forked random streams (the CPU's and those of the model's GPUs): whatever it draws, the
+    streams continue afterwards as if it had not run."""
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+@contextmanager
 def leaves_no_trace(model: nn.Module, rule):
-    """Restore the model's parameters and buffers and the rule's state on exit.
+    """Restore the model's parameters and buffers, the rule's state and every random stream on exit.
 
     A probe runs ``rule.step``, which may change state besides ``.grad``: weight mirrors update B, target propagation
-    trains its inverses, a train-mode forward moves batch-norm statistics. Measuring must not train.
+    trains its inverses, brsf redraws its magnitudes, a train-mode forward moves batch-norm statistics, and
+    stochastic rules draw random numbers. Measuring must not train, nor shift the random numbers the run draws next.
     """
     model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     rule_state = copy.deepcopy(rule.state_dict())
     try:
-        yield
+        with same_random_streams(model):
+            yield
     finally:
         model.load_state_dict(model_state)
         rule.load_state_dict(rule_state)
@@ -100,8 +112,8 @@ def alignment_probes(model: nn.Module, rule, x: torch.Tensor, y: torch.Tensor) -
         model.zero_grad(set_to_none=True)
         rule.step(model, x, y)
         rule_grads = weight_grads(model)
+        angles = feedback_angles(model)  # B as the step used it (after brsf's redraw, wm's mirror step)
         bp_grads = backprop_grads(model, rule.loss_fn, x, y)
-        angles = feedback_angles(model)
     metrics = {}
     for kind, values in (
         ("feedback_angle", angles),

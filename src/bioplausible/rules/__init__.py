@@ -1,13 +1,7 @@
-"""Learning rules, one file per family, each registered by name in ``RULES`` when this package is imported."""
-
-import importlib
-import pkgutil
+"""Learning rules, one file per family, each registered by name in ``RULES`` (imported on first use)."""
 
 from ..registry import RULES
 from .base import Rule
-
-for _module in pkgutil.iter_modules(__path__):
-    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def create_rule(name: str, loss: str = "ce", **options) -> Rule:

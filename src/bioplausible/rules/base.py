@@ -1,18 +1,26 @@
-"""The rule contract every learning rule implements.
+"""The rule contract every learning rule implements, and what a rule declares about itself.
 
-A rule does two things (see DESIGN.md, "Contracts"):
+A rule (see DESIGN.md, "Contracts") is an ``nn.Module`` holding its own state (target propagation's inverses and
+their optimizer, EP's persistent states), so ``rule.to(device)``, ``rule.state_dict()`` and the data-parallel path
+see all of it. It does two things:
 
-* ``prepare(model)`` turns any ``nn.Module`` into one the rule can train: it swaps layers and attaches feedback
-  state as buffers or parameters, so ``model.state_dict()`` checkpoints it;
-* ``step(model, x, y)`` leaves a gradient in ``.grad`` of every trainable parameter and returns scalar metrics.
+* ``prepare(model, example_input)`` makes any ``nn.Module`` trainable by the rule: it swaps layers and builds
+  every shape-dependent piece (DFA's B, TP's inverses) from the example, once; nothing is drawn later;
+* ``step(model, x, y, index=None)`` leaves a gradient in ``.grad`` of every trainable parameter of the model and
+  returns scalar metrics; ``index`` holds the batch's dataset indices for rules with per-example state.
 
 Any ``torch.optim`` optimizer then applies the gradients, so optimizers, schedulers, the data-parallel all-reduce
 and the gradient probes work the same for every rule.
+
+A rule *declares* (class attributes, read by the engine, the CLI, the report and the test matrix, which name no
+rule): ``requires`` (protocols the model must offer), ``probes`` (the probe kinds it logs, with labels and units),
+``figures`` (extra report figures), ``per_example_state`` (wants dataset indices) and ``stochastic`` (its step draws
+random numbers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -21,6 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import build_options
+from ..distributed import SINGLE, Distributed
+from ..errors import IncompatibleError
+from ..probes.spec import ProbeSpec
+from ..protocols import Protocol
 
 
 @dataclass
@@ -41,50 +53,87 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": cross_entropy, "mse": mse}
 
 
-class Rule:
+class Rule(nn.Module):
     """Base class: plain backpropagation through whatever layers ``prepare`` installed.
 
-    Subclasses set ``Config`` (a dataclass of options, documented per field) and override ``prepare`` and, when
-    the error does not simply flow backward through the layers, ``step``.
+    Subclasses set ``name``, ``Config`` (a dataclass of options, one ``option`` per field) and their declarations,
+    and override ``prepare`` and, when the error does not simply flow backward through the layers, ``step``.
     """
 
     name: ClassVar[str] = ""
     Config: ClassVar[type] = RuleConfig
+    requires: ClassVar[tuple[Protocol, ...]] = ()
+    probes: ClassVar[tuple[ProbeSpec, ...]] = ()
+    figures: ClassVar[tuple[Callable, ...]] = ()  # figure(runs, folder) -> [(title, png path)]
+    per_example_state: ClassVar[bool] = False
+    stochastic: ClassVar[bool] = False
+    loss_scaling: ClassVar[bool] = True  # its updates come from backward() of a loss (fp16 loss scaling applies)
 
     def __init__(self, loss: str = "ce", **options: Any):
+        super().__init__()
         self.config = build_options(self.Config, options, f"rule {self.name!r}")
+        self.loss_name = loss
         self.loss_fn = LOSSES[loss]
-        self.layers: dict[str, nn.Module] = {}  # layers prepare() swapped, by name
-        self.unchanged: list[str] = []  # layers with parameters that keep their true gradient
+        self.layers: dict[str, nn.Module] = {}  # layers prepare() swapped, by name (a plain dict: not submodules)
+        self.unchanged: list[str] = []  # modules with parameters that keep their true gradient
+        self.dist: Distributed = SINGLE  # the engine sets the data-parallel context
+        self.scaler = None  # the engine's fp16 loss scaler (torch.amp.GradScaler), if any
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        """Make ``model`` trainable by this rule, in place; returns it."""
+    @classmethod
+    def describe(cls, options: dict[str, Any]) -> str:
+        """The rule as a report labels it, from its (resolved) options: its name, plus what tells variants apart."""
+        return cls.name
+
+    def check_requirements(self, model: nn.Module) -> None:
+        """IncompatibleError naming the first declared requirement ``model`` does not meet."""
+        for protocol in self.requires:
+            if not protocol(model):
+                raise IncompatibleError(f"rule {self.name!r} needs {protocol.needs}; {type(model).__name__} is not one")
+
+    def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+        """Make ``model`` trainable by this rule, in place; returns it (a new object only if the root was swapped).
+
+        ``example_input``: a batch of inputs (one example suffices) to size shape-dependent state; rules that need
+        one say so when it is missing."""
+        self.check_requirements(model)
         return model
 
     def start_epoch(self, epoch: int) -> None:
         """Called by the engine before each epoch (schedules that alternate between phases use it)."""
 
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Fill ``.grad`` for one batch; returns detached 0-dim tensors (``loss``, ``accuracy``).
+    def step(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Fill ``.grad`` for one batch; returns detached 0-dim tensors (``loss``, ``accuracy``, ...).
 
         Tensors rather than floats so a GPU step need not wait for the device; the engine reads them in bulk.
         """
         out = model(x)
         loss = self.loss_fn(out, y)
-        loss.backward()
+        self.backward(loss)
         return batch_metrics(out, y, loss)
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, scaled by the fp16 loss scaler when the engine uses one."""
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
-        """Rule-specific probes on a fixed batch, as ``probe/<kind>/<layer>`` metrics (logged with the generic
-        alignment probes every ``probe_every`` epochs). Must not change the model or leave gradients."""
+        """Rule-specific probes on a fixed batch, as ``probe/<kind>/<layer>`` metrics of the declared kinds (logged
+        with the generic alignment probes every ``probe_every`` epochs). Must not change the model or the rule."""
         return {}
 
-    def state_dict(self) -> dict[str, Any]:
-        """Rule state that is not in the model (e.g. a second optimizer), for checkpoints."""
-        return {}
+    def reference_loss(self, num_classes: int) -> float:
+        """The loss of a chance-level prediction (zero output): divergence is judged against it."""
+        out = torch.zeros(1, num_classes)
+        return float(self.loss_fn(out, torch.zeros(1, dtype=torch.long)))
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
+    def diverged(self, metrics: dict[str, float]) -> str | None:
+        """A reason to end the run as diverged, from one step's metrics (beyond a non-finite or huge loss)."""
+        return None
+
+    def trainable(self) -> Iterable[nn.Parameter]:
+        """Parameters of the rule's own state that it trains itself (all-reduced under data parallelism)."""
+        return [p for p in self.parameters() if p.requires_grad]
 
 
 def batch_metrics(out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -26,7 +26,7 @@ equilibrium it reached the last time it was seen, instead of from zeros (or a fe
 The weights moved by one epoch since; once they move little (skip nets on MNIST after a few epochs) that state is
 near the new equilibrium and settling to the tolerance takes fewer steps (523 → 217 per batch over 10 epochs at
 p = 0.04); a layered deep net keeps needing about as many. The engine passes each batch's dataset indices
-(``wants_index``); the memory (N_train × H) is part of the rule's state_dict, so checkpoints and resume keep it.
+(``per_example_state``); the memory (N_train × H) is part of the rule's state_dict, so checkpoints and resume keep it.
 
 The rule works on any model with the energy-network protocol (``settle``, ``energy``, ``connections``,
 ``parameter_layers``, ``layer_slice``, ``num_layers``, ``nudged_steps``); it imports no architecture.
@@ -42,36 +42,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
-from ..errors import ConfigError, IncompatibleError
+from ..errors import ConfigError
+from ..protocols import ENERGY
 from ..registry import RULES
-from .base import Rule
+from .base import ProbeSpec, Rule
 
 NUDGINGS = ("one-sided", "symmetric", "random-sign")
 COSTS = ("mse", "ce")
-PROTOCOL = ("settle", "energy", "connections", "parameter_layers", "layer_slice", "num_layers")
 
 
 @dataclass
 class EPConfig:
-    beta: float = option(1.0, "nudging strength β (> 0)")
+    beta: float = option(1.0, "nudging strength β", above=0)
     nudging: str = option("random-sign", "one-sided (+β), symmetric (±β) or random-sign (±β drawn per batch)", NUDGINGS)
-    cost: str = option("mse", "output cost C: ½‖s_L − onehot‖² or cross-entropy of softmax(s_L)", COSTS)
-    layer_lr_scale: tuple[float, ...] = option((), "gradient multiplier per non-input layer (empty: all 1)")
+    cost: str = option(
+        "mse", "EP's output cost C, which it trains on: ½‖s_L − onehot‖² or cross-entropy of softmax(s_L)", COSTS
+    )
+    layer_lr_scale: tuple[float, ...] = option((), "gradient multiplier per non-input layer (empty: all 1)", min=0)
     warm_start: bool = option(False, "start the free phase from a feed-forward pass instead of zeros")
     persistent: bool = option(
         False, "start each training example's free phase from its own last free equilibrium (Gammell et al.)"
     )
-
-    def validate(self) -> None:
-        self.layer_lr_scale = tuple(float(v) for v in self.layer_lr_scale)
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0 (got {self.beta})")
-        if self.nudging not in NUDGINGS:
-            raise ConfigError(f"nudging must be one of {', '.join(NUDGINGS)} (got {self.nudging!r})")
-        if self.cost not in COSTS:
-            raise ConfigError(f"cost must be one of {', '.join(COSTS)} (got {self.cost!r})")
-        if any(not v >= 0 for v in self.layer_lr_scale):
-            raise ConfigError(f"layer_lr_scale entries must be >= 0 (got {self.layer_lr_scale})")
 
 
 def cost_value(cost: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -93,6 +84,21 @@ class EquilibriumPropagation(Rule):
 
     name = "ep"
     Config = EPConfig
+    requires = (ENERGY,)
+    probes = (
+        ProbeSpec(
+            "ep_update_norm",
+            "‖EP update‖ per connected layer pair",
+            scale="log",
+            title="EP weight-update magnitude per layer pair (vanishing learning signal?)",
+        ),
+        ProbeSpec("ep_free_steps", "free-phase steps", per_layer=False, title="EP: free-phase settling steps"),
+        ProbeSpec(
+            "ep_residual_last", "last settling residual", scale="log", per_layer=False, title="EP: residual at stop"
+        ),
+    )
+    stochastic = True  # random-sign nudging draws a sign per batch
+    loss_scaling = False  # its update is an energy contrast, not the gradient of a loss
 
     def __init__(self, loss: str = "ce", **options):
         super().__init__(loss=loss, **options)
@@ -102,17 +108,16 @@ class EquilibriumPropagation(Rule):
         self.seen: torch.Tensor | None = None
 
     @property
-    def wants_index(self) -> bool:
+    def per_example_state(self) -> bool:
         """The engine passes each batch's dataset indices to ``step`` when this is true."""
         return self.config.persistent
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        missing = [name for name in PROTOCOL if not hasattr(model, name)]
-        if missing:
-            raise IncompatibleError(
-                f"EP needs a symmetric energy network (such as energy-net); {type(model).__name__} is feed-forward "
-                f"(it has no {', '.join(missing)})"
-            )
+    @classmethod
+    def describe(cls, options: dict) -> str:
+        return f"{cls.name} (per-layer lr)" if options.get("layer_lr_scale") else cls.name
+
+    def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+        self.check_requirements(model)
         scales = self.config.layer_lr_scale
         if scales and len(scales) != model.num_layers:
             raise ConfigError(
@@ -148,7 +153,11 @@ class EquilibriumPropagation(Rule):
 
     @torch.no_grad()
     def remember(self, index: torch.Tensor, state: torch.Tensor) -> None:
-        """Store the free equilibria of a batch under their dataset indices, growing the memory as needed."""
+        """Store the free equilibria of a batch under their dataset indices, growing the memory as needed.
+
+        Under data parallelism every process stores the whole global batch's equilibria, so every copy of the
+        memory is identical and an example starts from its state whichever process sees it next."""
+        index, state = self.dist.gather(index), self.dist.gather(state)
         needed = int(index.max()) + 1
         if self.memory is None or needed > len(self.memory):
             memory = state.new_zeros(needed, state.shape[1])
@@ -207,10 +216,11 @@ class EquilibriumPropagation(Rule):
             "nudged_steps": torch.tensor(float(nudged_steps)),
         }
 
-    def state_dict(self) -> dict:
-        return {} if self.memory is None else {"memory": self.memory, "seen": self.seen}
+    def get_extra_state(self) -> dict:
+        """The persistent states travel with ``state_dict()`` (their size grows with the indices seen)."""
+        return {"memory": self.memory, "seen": self.seen}
 
-    def load_state_dict(self, state: dict) -> None:
+    def set_extra_state(self, state: dict) -> None:
         self.memory, self.seen = state.get("memory"), state.get("seen")
 
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:

@@ -9,9 +9,10 @@ Feedback alignment replaces W_{l+1}ᵀ by a fixed random matrix B_{l+1}:
 The forward weights come to align with B (the angle between W and B falls during training), which is why the
 random feedback carries useful information. B is stored with W's shape, so B = W recovers backprop exactly.
 
-This module also holds :class:`FeedbackRule`, the shared base of the family (fa, dfa, usf, frsf, brsf, ...):
-it swaps every Linear (and, once registered, Conv) layer for a feedback layer, draws B, and can leave named
-layers (``bp_layers=("last",)``, as Xiao et al. do) on their true gradient.
+This module also holds :class:`FeedbackRule`, the shared base of the family (fa, dfa, usf, frsf, brsf, kp, wm):
+it swaps every Linear, Conv2d and locally connected layer for a feedback layer with the rule's feedback mode
+(:mod:`bioplausible.layers.modes`), draws B, and can leave named layers (``bp_layers=("last",)``, as Xiao et al.
+do) on their true gradient.
 """
 
 from __future__ import annotations
@@ -23,22 +24,24 @@ import torch
 from torch import nn
 
 from ..config import option
-from ..errors import ConfigError, IncompatibleError
-from ..layers import FeedbackLayer, swap_layers
-from ..layers.feedback import fan_in
+from ..errors import IncompatibleError
+from ..layers import FeedbackLayer, FeedbackMode, FixedFeedback, fan_in, swap_layers
+from ..layers.modes import uniform_feedback
+from ..layers.swap import Trace
 from ..registry import RULES
-from .base import Rule
+from .base import ProbeSpec, Rule
+
+FEEDBACK_ANGLE = ProbeSpec(
+    "feedback_angle", "angle between B and Wᵀ", "°", title="Feedback alignment: angle between B and Wᵀ per layer"
+)
 
 
 @dataclass
 class FeedbackConfig:
-    feedback_scale: float = option(1.0, "scale of the feedback matrices B, relative to the forward weights' init")
-    bp_layers: tuple[str, ...] = option((), "layers trained by backprop instead ('last' = the output layer)")
-
-    def validate(self) -> None:
-        if not self.feedback_scale > 0:
-            raise ConfigError(f"feedback_scale must be > 0 (got {self.feedback_scale})")
-        self.bp_layers = tuple(self.bp_layers)
+    feedback_scale: float = option(1.0, "scale of the feedback matrices B, relative to the forward weights' init", above=0)
+    bp_layers: tuple[str, ...] = option(
+        (), "layers trained by backprop instead ('last' = the layer whose output is the model's output)"
+    )
 
 
 def init_bound(layer: nn.Module) -> float:
@@ -47,26 +50,37 @@ def init_bound(layer: nn.Module) -> float:
 
 
 class FeedbackRule(Rule):
-    """Base of the feedback-alignment family: swaps layers, then lets each rule initialise B."""
+    """Base of the feedback-alignment family: swaps layers with the rule's feedback mode, then draws B."""
 
     Config = FeedbackConfig
+    probes = (FEEDBACK_ANGLE,)
 
-    def prepare(self, model: nn.Module) -> nn.Module:
-        converted, self.unchanged = swap_layers(model, keep=self.config.bp_layers)
-        if not converted and not self.config.bp_layers:
+    def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+        swap = swap_layers(model, self.mode, keep=self.config.bp_layers, example_input=example_input)
+        if not swap.converted and not self.config.bp_layers:
             raise IncompatibleError(
                 f"rule {self.name!r} found no Linear or Conv layer to train in {type(model).__name__}"
             )
-        self.layers: dict[str, FeedbackLayer] = {name: model.get_submodule(name) for name in converted}
+        model, self.unchanged = swap.model, swap.unchanged
+        self.layers = {name: model.get_submodule(name) for name in swap.converted}
         with torch.no_grad():
-            for layer in self.layers.values():
-                self.init_feedback(layer)
+            self.init_feedback(swap.trace)
         return model
 
-    def init_feedback(self, layer: FeedbackLayer) -> None:
-        """Draw B ~ U(−k, k) · feedback_scale with W's shape, k = 1/√fan_in (the scale of W's own init)."""
-        k = init_bound(layer) * self.config.feedback_scale
-        layer.feedback.uniform_(-k, k)
+    def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
+        """The feedback mode of one layer (called by the swap, in module order)."""
+        return FixedFeedback()
+
+    def init_feedback(self, found: Trace | None) -> None:
+        """Draw B ~ U(−k, k) · feedback_scale with W's shape for each layer in module order, k = 1/√fan_in (the
+        scale of W's own init)."""
+        for layer in self.layers.values():
+            k = init_bound(layer) * self.config.feedback_scale
+            layer.register_buffer("feedback", uniform_feedback(layer.weight.shape, k, layer.weight))
+
+    def feedback_parameters(self) -> list[nn.Parameter]:
+        """Feedback matrices the optimizer must train (learned feedback), else empty."""
+        return [p for layer in self.layers.values() for n, p in layer.named_parameters(recurse=False) if n == "feedback"]
 
 
 @RULES.register("fa")
@@ -74,3 +88,6 @@ class FeedbackAlignment(FeedbackRule):
     """Feedback alignment: the error flows back through fixed random matrices B instead of Wᵀ."""
 
     name = "fa"
+
+
+__all__ = ["FEEDBACK_ANGLE", "FeedbackAlignment", "FeedbackConfig", "FeedbackLayer", "FeedbackRule", "init_bound"]

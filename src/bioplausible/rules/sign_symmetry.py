@@ -1,54 +1,39 @@
 """Sign symmetry (Liao, Leibo & Poggio 2016; Xiao, Chen, Liao & Poggio 2018).
 
-The feedback shares only the sign of the forward weights, recomputed from the current W at every step:
+The feedback shares only the sign of the forward weights, taken from the current W in every backward pass:
 
     B = sign(W) ⊙ M,      δ_l = (B_{l+1} δ_{l+1}) ⊙ f'(a_l)
 
 Variants differ in the magnitudes M:
     usf   uniform: M = s, one scalar per layer (s = feedback_scale · k/√3, the std of W's init U(−k, k))
     frsf  fixed random magnitudes: M ~ U(0, k·feedback_scale), drawn once
-    brsf  batchwise random magnitudes: M ~ U(0, k·feedback_scale), redrawn for every batch
+    brsf  batchwise random magnitudes: M ~ U(0, k·feedback_scale), redrawn by every training forward
 
-B is rebuilt in place (``sign`` then ``mul_``, ~1 % of a step at 784-1000×3-10): no allocation per step, and
-measured faster on the CPU than the single-pass ``copysign(M, W)``.
+Both the sign and the redraw happen inside the layers (:class:`~bioplausible.layers.modes.SignFeedback`), so a
+plain ``loss.backward()`` training loop gets exactly what ``rule.step`` gets: no stale signs, no frozen M.
 """
 
 from __future__ import annotations
 
-import math
-
-import torch
 from torch import nn
 
-from ..layers import FeedbackLayer
+from ..layers import FeedbackMode, SignFeedback
+from ..layers.swap import Trace
 from ..registry import RULES
 from .fa import FeedbackRule, init_bound
 
 
 class SignSymmetry(FeedbackRule):
-    """B = sign(W) ⊙ M, refreshed from the current W before every forward pass."""
+    """B = sign(W) ⊙ M, from the current W in every backward."""
 
     magnitudes = "uniform"  # uniform | fixed | batch
 
-    def init_feedback(self, layer: FeedbackLayer) -> None:
-        k = init_bound(layer) * self.config.feedback_scale
-        if self.magnitudes == "uniform":
-            magnitude = torch.tensor(k / math.sqrt(3.0), device=layer.weight.device, dtype=layer.weight.dtype)
-        else:
-            magnitude = torch.empty_like(layer.weight).uniform_(0.0, k)
-        layer.register_buffer("feedback_magnitude", magnitude)
-        self.refresh(layer)
+    def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
+        return SignFeedback(self.magnitudes, init_bound(layer) * self.config.feedback_scale)
 
-    @torch.no_grad()
-    def refresh(self, layer: FeedbackLayer) -> None:
-        if self.magnitudes == "batch":
-            layer.feedback_magnitude.uniform_(0.0, init_bound(layer) * self.config.feedback_scale)
-        torch.sign(layer.weight, out=layer.feedback).mul_(layer.feedback_magnitude)
-
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    def init_feedback(self, found: Trace | None) -> None:
         for layer in self.layers.values():
-            self.refresh(layer)
-        return super().step(model, x, y)
+            layer.feedback_mode.install(layer)
 
 
 @RULES.register("usf")
@@ -73,3 +58,4 @@ class BatchRandomSignSymmetry(SignSymmetry):
 
     name = "brsf"
     magnitudes = "batch"
+    stochastic = True

@@ -62,12 +62,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..archs.spec import layered_view
 from ..config import option
 from ..errors import ConfigError, IncompatibleError
-from ..layers.local import LocallyConnected2d
+from ..layers.types import layer_type
 from ..probes import angle_deg
+from ..protocols import LAYERED
 from ..registry import RULES
-from .base import Rule, batch_metrics
+from .base import ProbeSpec, Rule, batch_metrics
 
 SCHEDULES = ("parallel", "alternating")
 TOP_TARGETS = ("gradient", "label")
@@ -77,9 +79,11 @@ INVERSE_OPTIMIZERS = ("adam", "sgd")
 
 @dataclass
 class DTPConfig:
-    alpha: float = option(0.2, "top_target=gradient: penultimate target ĥ = h − α·∂L/∂h (per example), α in (0, 1]")
-    noise: float = option(0.2, "σ of the Gaussian noise on the inverses' training inputs (>= 0)")
-    inverse_lr: float = option(1e-3, "learning rate of the inverses (their own optimizer, not the engine's)")
+    alpha: float = option(
+        0.2, "top_target=gradient: penultimate target ĥ = h − α·∂L/∂h (per example), α in (0, 1]", above=0, max=1
+    )
+    noise: float = option(0.2, "σ of the Gaussian noise on the inverses' training inputs", min=0)
+    inverse_lr: float = option(1e-3, "learning rate of the inverses (their own optimizer, not the engine's)", above=0)
     inverse_optimizer: str = option("adam", "optimizer of the inverses", choices=INVERSE_OPTIMIZERS)
     schedule: str = option(
         "parallel",
@@ -94,30 +98,13 @@ class DTPConfig:
     inverse_loss: str = option(
         "noise-preserving", "inverse loss: reconstruct the noisy input, or de-noise it", choices=INVERSE_LOSSES
     )
-    aux_outputs: int = option(0, "fixed random auxiliary output units feeding the output layer's inverse (aosdtp)")
+    aux_outputs: int = option(
+        0, "fixed random auxiliary output units feeding the output layer's inverse (aosdtp)", min=0
+    )
 
     def validate(self) -> None:
-        checks = [
-            (0 < self.alpha <= 1, f"alpha must be in (0, 1] (got {self.alpha})"),
-            (self.noise >= 0, f"noise must be >= 0 (got {self.noise})"),
-            (self.inverse_lr > 0, f"inverse_lr must be > 0 (got {self.inverse_lr})"),
-            (self.aux_outputs >= 0, f"aux_outputs must be >= 0 (got {self.aux_outputs})"),
-            (
-                self.aux_outputs == 0 or self.top_target == "label",
-                "aux_outputs feed the output layer's inverse, which only top_target='label' uses",
-            ),
-        ]
-        for name, choices in [
-            ("schedule", SCHEDULES),
-            ("top_target", TOP_TARGETS),
-            ("inverse_loss", INVERSE_LOSSES),
-            ("inverse_optimizer", INVERSE_OPTIMIZERS),
-        ]:
-            value = getattr(self, name)
-            checks.append((value in choices, f"{name} must be one of {', '.join(choices)} (got {value!r})"))
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        if self.aux_outputs and self.top_target != "label":
+            raise ConfigError("aux_outputs feed the output layer's inverse, which only top_target='label' uses")
 
 
 @dataclass
@@ -138,52 +125,16 @@ class AOSDTPConfig(SDTPConfig):
     aux_outputs: int = option(32, "fixed random auxiliary output units feeding the output layer's inverse (aosdtp)")
 
 
-class LocalTranspose(nn.Module):
-    """The transposed locally connected map of ``layer`` onto ``channels`` input channels:
-    (N, out, H', W') -> (N, channels, H, W), one (out -> channels·k·k) matrix per output position, summed back
-    onto the input grid with ``fold`` (the adjoint of the layer's patch extraction)."""
-
-    def __init__(self, layer: LocallyConnected2d, channels: int):
-        super().__init__()
-        self.layer_geometry = (layer.in_size, layer.kernel_size, layer.padding, layer.stride)
-        k = layer.kernel_size[0] * layer.kernel_size[1]
-        positions = layer.out_size[0] * layer.out_size[1]
-        bound = 1.0 / (layer.out_channels * k) ** 0.5
-        self.weight = nn.Parameter(torch.empty(positions, layer.out_channels, channels * k).uniform_(-bound, bound))
-        self.bias = nn.Parameter(torch.empty(channels, *layer.in_size).uniform_(-bound, bound))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        in_size, kernel, padding, stride = self.layer_geometry
-        p = torch.bmm(h.flatten(2).permute(2, 0, 1), self.weight)  # (L, N, out) @ (L, out, C·k·k) -> (L, N, C·k·k)
-        return F.fold(p.permute(1, 2, 0), in_size, kernel, padding=padding, stride=stride) + self.bias
-
-
 def transposed_op(module: nn.Module, channels_in: int, hidden: torch.Size) -> nn.Module:
     """The learnable map h ↦ V_l h + c_l of layer ``module``'s inverse: from the layer's output (``channels_in``
-    features or channels) to the hidden part of its input, of shape ``hidden`` (N, C, …)."""
-    if isinstance(module, nn.Linear):
-        return nn.Linear(channels_in, hidden[1])
-    if isinstance(module, LocallyConnected2d):
-        return LocalTranspose(module, hidden[1])
-    if isinstance(module, nn.Conv2d) and module.groups == 1 and not isinstance(module.padding, str):
-        # output_padding restores the rows and columns that the strided forward convolution dropped
-        output_padding = []
-        for n, k, s, p, d in zip(hidden[2:], module.kernel_size, module.stride, module.padding, module.dilation):
-            m = (n + 2 * p - d * (k - 1) - 1) // s + 1  # the forward convolution's output size
-            output_padding.append(n - ((m - 1) * s - 2 * p + d * (k - 1) + 1))
-        return nn.ConvTranspose2d(
-            channels_in,
-            hidden[1],
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            tuple(output_padding),
-            dilation=module.dilation,
+    features or channels) to the hidden part of its input, of shape ``hidden`` (N, C, …); from the layer table."""
+    entry = layer_type(module)
+    if entry is None or entry.transpose is None:
+        raise IncompatibleError(
+            "target propagation builds inverses for Linear, LocallyConnected2d and (ungrouped, numerically padded) "
+            f"Conv2d layers, not for {module}"
         )
-    raise IncompatibleError(
-        "target propagation builds inverses for Linear, LocallyConnected2d and (ungrouped, numerically padded) "
-        f"Conv2d layers, not for {module}"
-    )
+    return entry.transpose(module, channels_in, hidden)
 
 
 class Inverse(nn.Module):
@@ -252,57 +203,68 @@ class TargetPropagation(Rule):
     name = "dtp"
     Config = DTPConfig
 
+    requires = (LAYERED,)
+    stochastic = True
+    probes = (
+        ProbeSpec("tp_target_norm", "‖ĥ − h‖ per example", title="Target propagation: size of each layer's target step"),
+        ProbeSpec(
+            "tp_target_angle", "angle between ĥ − h and −∂L/∂h", "°", title="Target propagation: target vs gradient"
+        ),
+        ProbeSpec(
+            "tp_inverse_error",
+            "‖g(f(x)) − x‖ / ‖x‖",
+            scale="log",
+            title="Target propagation: inverse reconstruction error per layer",
+        ),
+    )
+
     def __init__(self, loss: str = "ce", **options: Any):
         super().__init__(loss=loss, **options)
-        self.loss_name = loss
         self.phase = "parallel" if self.config.schedule == "parallel" else "inverse"
         self.specs: list = []
         self.readers: list[Reader] = []
-        self.inverses: nn.ModuleList | None = None  # built at the first forward pass, when shapes are known
-        self.aux: torch.Tensor | None = None  # A: (aux_outputs, in_features of the output layer)
+        self.inverses = nn.ModuleList()  # built by prepare(), from the example input's shapes
+        self.register_buffer("aux", None)  # A: (aux_outputs, in_features of the output layer)
         self.optimizer: torch.optim.Optimizer | None = None
         self.names: list[str] = []
-        self._pending: dict[str, Any] | None = None  # a state_dict loaded before the inverses existed
-        self._hook = None
+
+    @classmethod
+    def describe(cls, options: dict[str, Any]) -> str:
+        schedule = options.get("schedule")
+        return f"{cls.name} ({schedule})" if schedule else cls.name
 
     # ----------------------------------------------------------------------------------------------- set-up
-    def prepare(self, model: nn.Module) -> nn.Module:
-        spec_fn = getattr(model, "layers_spec", None)
-        if spec_fn is None:
-            raise IncompatibleError(
-                f"rule {self.name!r} needs a layered architecture (one with layers_spec(), such as mlp, dense-mlp, "
-                f"convnet, dense-convnet or lc-net); {type(model).__name__} is not one: its residual additions, "
-                "batch norm or pooling between layers have no learned inverse here"
-            )
-        self.specs = spec_fn()
+    def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+        try:
+            self.specs = layered_view(model)
+        except IncompatibleError as err:
+            raise IncompatibleError(f"rule {self.name!r} needs {LAYERED.needs}; here: {err}") from None
         if len(self.specs) < 2 or self.specs[-1].activation is not None:
             raise IncompatibleError(
                 f"rule {self.name!r} needs at least one hidden layer and an output layer without activation"
             )
         if self.config.aux_outputs and not isinstance(self.specs[-1].module, nn.Linear):
             raise IncompatibleError("aux_outputs need a Linear output layer")
+        if example_input is None:
+            raise ConfigError(
+                f"{self.name} builds its inverses from the layers' shapes: pass an example input, "
+                f"convert(model, {self.name!r}, example_input=x[:1])"
+            )
         names = {id(m): n for n, m in model.named_modules()}
         self.names = [names.get(id(s.module), f"layer{k + 1}") for k, s in enumerate(self.specs)]
-        self.inverses = None
-        # The inverses' shapes depend on the input size: build them on the first forward pass (the engine runs
-        # one right after prepare, before it builds the optimizer or loads a checkpoint).
-        self._hook = model.register_forward_pre_hook(lambda module, args: self._build(args[0]))
+        self.build(example_input, next(model.parameters()).dtype)
         return model
 
     @torch.no_grad()
-    def _build(self, x: torch.Tensor) -> None:
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        if self.inverses is not None:
-            return
-        features = [x[:1]]
+    def build(self, x: torch.Tensor, dtype: torch.dtype) -> None:
+        """The inverses (and A, and the inverses' optimizer), sized by one forward pass of ``x[:1]``."""
+        features = [x[:1].to(dtype)]
         inputs = []
         for spec in self.specs:
             inputs.append(spec.layer_input(features))
             features.append(spec.layer_output(inputs[-1]))
         last = len(self.specs) - 1
-        device, dtype = x.device, features[-1].dtype
+        device = x.device
         self.readers, modules = [], []
         for k, spec in enumerate(self.specs):
             start, sources = 0, []
@@ -333,23 +295,25 @@ class TargetPropagation(Rule):
             self.optimizer = torch.optim.SGD(params, lr=self.config.inverse_lr)
         else:
             self.optimizer = torch.optim.Adam(params, lr=self.config.inverse_lr)
-        if self._pending is not None:
-            self.load_state_dict(self._pending)
 
-    def _follow(self, model: nn.Module, x: torch.Tensor) -> None:
-        """Build the inverses if needed, and keep them (with their optimizer state) on the model's device."""
-        self._build(x)
-        reference = next(model.parameters(), x)
+    def _follow(self, model: nn.Module) -> None:
+        """Keep the inverses (with their optimizer state) on the model's device and dtype."""
+        reference = next(model.parameters())
         where = {"device": reference.device, "dtype": reference.dtype}
         mine = next(self.inverses.parameters(), None)
         if mine is not None and (mine.device, mine.dtype) != (reference.device, reference.dtype):
-            self.inverses.to(**where)  # in place: the optimizer keeps the same Parameter objects
+            self.to(**where)  # in place: the optimizer keeps the same Parameter objects
             for state in self.optimizer.state.values():
                 for key, value in state.items():
                     if torch.is_tensor(value) and value.dim() > 0:
                         state[key] = value.to(**where)
-        if self.aux is not None:
-            self.aux = self.aux.to(**where)
+
+    def noise_like(self, x: torch.Tensor) -> torch.Tensor:
+        """σ·ε, ε ~ N(0, 1), shaped like x: drawn for the whole global batch and cut to this process's rows, so N
+        data-parallel processes draw exactly what one process draws."""
+        rows = self.dist.global_rows(len(x))
+        eps = torch.empty(rows, *x.shape[1:], device=x.device, dtype=x.dtype).normal_(0, self.config.noise)
+        return self.dist.share(eps)
 
     def start_epoch(self, epoch: int) -> None:
         if self.config.schedule == "alternating":
@@ -428,8 +392,10 @@ class TargetPropagation(Rule):
             targets[i] = features[i] + mean(shares[i]) if shares[i] else features[i]
         return targets
 
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        self._follow(model, x)
+    def step(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        self._follow(model)
         train_forward = self.phase in ("parallel", "forward")
         train_inverse = self.phase in ("parallel", "inverse") and len(self.inverses) > 0
         gradient_top = train_forward and self.config.top_target == "gradient"
@@ -444,15 +410,17 @@ class TargetPropagation(Rule):
                 top_grad = top_grad * len(y)  # per-example gradient: the mean loss divides by the batch size
             targets = self.targets(features, inputs, y, top_grad)
             local = sum(F.mse_loss(h, t, reduction="sum") for h, t in zip(features, targets) if t is not None)
-            (loss + 0.5 * local / len(y)).backward()  # task loss at the output, ½‖h_l − ĥ_l‖² per example below
+            self.backward(loss + 0.5 * local / len(y))  # task loss at the output, ½‖h_l − ĥ_l‖² per example below
         if train_inverse:
             self.train_inverses(inputs)
         return batch_metrics(out, y, loss)
 
     def train_inverses(self, inputs: list[torch.Tensor]) -> None:
-        """One step of the inverses' optimizer on ``inverse_loss``."""
+        """One step of the inverses' optimizer on ``inverse_loss`` (gradients averaged over data-parallel
+        processes first, so every copy of the inverses stays identical)."""
         self.optimizer.zero_grad(set_to_none=True)
         self.inverse_loss(inputs).backward()
+        self.dist.average(self.inverses)
         self.optimizer.step()
 
     def inverse_loss(self, inputs: list[torch.Tensor]) -> torch.Tensor:
@@ -465,11 +433,11 @@ class TargetPropagation(Rule):
                 continue
             x = inputs[reader.index].detach()
             if reader.hidden(x) is x:
-                noisy = torch.normal(x, self.config.noise)
+                noisy = x + self.noise_like(x)
             else:  # the input h_0 that a dense layer also reads is left clean
                 noisy = x.clone()
                 for _, a, b in reader.sources:
-                    noisy[:, a:b] = torch.normal(x[:, a:b], self.config.noise)
+                    noisy[:, a:b] = x[:, a:b] + self.noise_like(x[:, a:b])
             with torch.no_grad():
                 h = self.specs[reader.index].layer_output(noisy)
                 if reader.index == last:
@@ -482,7 +450,7 @@ class TargetPropagation(Rule):
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Per layer: the inverse's relative reconstruction error ‖g(f(x)) − x‖/‖x‖ (clean input), the angle
         between the target step ĥ − h and −∂L/∂h (degrees), and the mean per-example norm ‖ĥ − h‖."""
-        self._follow(model, x)
+        self._follow(model)
         with torch.enable_grad():
             features, inputs = [x], []
             for spec in self.specs:  # the full graph, for the true ∂L/∂h (autograd.grad leaves .grad alone)
@@ -510,28 +478,13 @@ class TargetPropagation(Rule):
         return metrics
 
     # --------------------------------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        if self.inverses is None:
-            return dict(self._pending or {})
-        return {
-            "inverses": self.inverses.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer is not None else None,
-            "aux": self.aux,
-            "phase": self.phase,
-        }
+    def get_extra_state(self) -> dict[str, Any]:
+        """What state_dict() holds besides the inverses and A: the inverses' optimizer and the phase."""
+        return {"optimizer": self.optimizer.state_dict() if self.optimizer else None, "phase": self.phase}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if not state:
-            return
-        if self.inverses is None:
-            self._pending = state
-            return
-        self._pending = None
-        self.inverses.load_state_dict(state["inverses"])
-        if self.optimizer is not None:
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if self.optimizer is not None and state["optimizer"] is not None:
             self.optimizer.load_state_dict(state["optimizer"])
-        if state["aux"] is not None:
-            self.aux = state["aux"].to(self.aux.device)
         self.phase = state["phase"]
 
 

@@ -5,7 +5,8 @@ input; its (bias-free) output a = W ξ is correlated with the noise by a local, 
 
     B ← (1 − η λ) B + η · mean_n(a ξᵀ),      E[a ξᵀ] = σ² W      ⇒  B → (σ²/λ) W
 
-With the defaults σ = 1, λ = 1, B tracks W itself. The mirror update is the rule's own (B is a buffer); the
+With the defaults σ = 1, λ = 1, B tracks W itself. The mirror step runs in each layer's training forward, once per
+batch (:class:`~bioplausible.layers.modes.MirrorFeedback`), so it happens in a plain training loop too; the
 forward weights are trained through feedback alignment by the optimizer, as for ``fa``.
 """
 
@@ -13,32 +14,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..config import option
 from ..errors import ConfigError
-from ..layers import FeedbackLayer
+from ..layers import FeedbackMode, MirrorFeedback
 from ..registry import RULES
 from .fa import FeedbackConfig, FeedbackRule
 
 
 @dataclass
 class WeightMirrorConfig(FeedbackConfig):
-    mirror_lr: float = option(0.05, "learning rate η of the mirror update of B")
-    mirror_decay: float = option(1.0, "decay λ of B; B approaches (noise_std² / mirror_decay) · W")
-    noise_std: float = option(1.0, "standard deviation σ of the noise driving each layer")
-    mirror_samples: int = option(64, "noise samples per mirror update")
+    mirror_lr: float = option(0.05, "learning rate η of the mirror update of B", above=0)
+    mirror_decay: float = option(1.0, "decay λ of B; B approaches (noise_std² / mirror_decay) · W", above=0)
+    noise_std: float = option(1.0, "standard deviation σ of the noise driving each layer", above=0)
+    mirror_samples: int = option(64, "noise samples per mirror update", min=1)
 
     def validate(self) -> None:
-        super().validate()
-        for name in ("mirror_lr", "mirror_decay", "noise_std"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"{name} must be > 0 (got {getattr(self, name)})")
         if self.mirror_lr * self.mirror_decay >= 1:
             raise ConfigError("mirror_lr · mirror_decay must be < 1, or B's decay overshoots")
-        if self.mirror_samples < 1:
-            raise ConfigError(f"mirror_samples must be >= 1 (got {self.mirror_samples})")
 
 
 @RULES.register("wm")
@@ -47,19 +41,8 @@ class WeightMirror(FeedbackRule):
 
     name = "wm"
     Config = WeightMirrorConfig
+    stochastic = True
 
-    @torch.enable_grad()
-    def mirror(self, layer: FeedbackLayer) -> None:
+    def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
         c = self.config
-        ξ = c.noise_std * torch.randn(c.mirror_samples, *layer.mirror_input_shape(), device=layer.weight.device)
-        W = layer.weight.detach().requires_grad_()
-        a = layer.mirror_forward(ξ, W)
-        # ∂/∂W of ½‖W ξ‖² is a ξᵀ: autograd forms the correlation for every layer type alike
-        (correlation,) = torch.autograd.grad(0.5 * a.pow(2).sum() / c.mirror_samples, W)
-        with torch.no_grad():
-            layer.feedback.mul_(1 - c.mirror_lr * c.mirror_decay).add_(correlation, alpha=c.mirror_lr)
-
-    def step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        for layer in self.layers.values():
-            self.mirror(layer)
-        return super().step(model, x, y)
+        return MirrorFeedback(c.mirror_lr, c.mirror_decay, c.noise_std, c.mirror_samples)

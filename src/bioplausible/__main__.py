@@ -1,0 +1,7 @@
+"""``python -m bioplausible ...`` (and ``torchrun -m bioplausible ...``): the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

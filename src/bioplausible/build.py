@@ -1,0 +1,220 @@
+"""One builder for every entry point: ``resolve_config`` fills in every default, ``build`` makes the training state.
+
+``fit`` (the engine), ``bench``, the scripts in ``benchmarks/`` and the sweeps all build a run the same way:
+
+    config = resolve_config(config)          # every option of the rule, architecture and dataset, checked
+    state = build(config, data, device)       # model, rule, optimizer, generator: one TrainState
+
+so what a benchmark times is what a run trains, and a run's ``config.json`` holds every value that made it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import os
+import random
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .archs import ARCHS, create_arch
+from .archs.init import initialize
+from .config import TrainConfig, build_options, resolved
+from .distributed import SINGLE, Distributed
+from .errors import ConfigError
+from .registry import DATASETS
+from .rules import RULES, Rule, create_rule
+
+SMALL_MODEL_MACS = 5_000_000  # multiply-adds per example below which one CPU thread is fastest
+
+
+def dataset_defaults(name: str) -> dict[str, Any]:
+    """A dataset builder's keyword-only options and their defaults."""
+    params = inspect.signature(DATASETS.get(name)).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+
+
+def resolve_config(config: TrainConfig) -> TrainConfig:
+    """A copy of ``config`` with the rule's, architecture's and dataset's options resolved: every field present
+    with its default, every value checked (ConfigError naming the option otherwise)."""
+    config.validate()
+    rule = RULES.get(config.rule)
+    arch = ARCHS.get(config.arch)
+    rule_options = resolved(build_options(rule.Config, config.rule_options, f"rule {config.rule!r}"))
+    arch_options = resolved(build_options(arch.Config, config.arch_options, f"architecture {config.arch!r}"))
+    defaults = dataset_defaults(config.dataset)
+    unknown = sorted(set(config.dataset_options) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"dataset {config.dataset!r} has no option {', '.join(unknown)}; its options are: "
+            f"{', '.join(sorted(defaults)) or '(none)'}"
+        )
+    dataset_options = {**defaults, **config.dataset_options}
+    return dataclasses.replace(
+        config, rule_options=rule_options, arch_options=arch_options, dataset_options=dataset_options
+    )
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """cpu, or this process's GPU (``local_rank`` under torchrun); auto picks cuda when there is one."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda, but PyTorch sees no CUDA device; use --device cpu (or auto)")
+    return torch.device(f"cuda:{local_rank}") if name == "cuda" else torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def precision_context(config: TrainConfig, device: torch.device):
+    """``torch.autocast`` for bf16/fp16 (the forward and every rule's backward run in it), else a no-op."""
+    if config.precision == "fp32":
+        return nullcontext()
+    if config.precision == "fp16" and device.type != "cuda":
+        raise ConfigError("--precision fp16 needs a CUDA device (it trains with a loss scaler); on the CPU use bf16")
+    dtype = torch.bfloat16 if config.precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def set_backends(config: TrainConfig) -> dict[str, Any]:
+    """Apply the TF32 switches (off unless asked) and return what is in effect, for config.json."""
+    torch.backends.cuda.matmul.allow_tf32 = config.tf32
+    torch.backends.cudnn.allow_tf32 = config.tf32
+    return {
+        "matmul_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "cudnn_tf32": torch.backends.cudnn.allow_tf32,
+        "memory_format": "channels_last" if config.channels_last else "contiguous",
+        "precision": config.precision,
+    }
+
+
+def macs_per_example(model: nn.Module, example: torch.Tensor) -> int:
+    """Multiply-adds of one forward pass per example, counted on the weight layers (an estimate for threads)."""
+    total = 0
+
+    def count(module, args, output):
+        nonlocal total
+        if isinstance(output, torch.Tensor) and getattr(module, "weight", None) is not None:
+            per_output = module.weight[0].numel() if module.weight.dim() >= 2 else 1
+            total += output[0].numel() * per_output
+
+    handles = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    was = model.training
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            model.eval()(example[:1])
+    except Exception:  # noqa: BLE001  (an energy net or a custom model: any estimate is better than none)
+        total = SMALL_MODEL_MACS
+    finally:
+        model.train(was)
+        for h in handles:
+            h.remove()
+    return total
+
+
+def auto_threads(model: nn.Module, example: torch.Tensor, workers: int = 1) -> int:
+    """CPU threads for one process: 1 for a small model (per-operation overhead dominates, and more threads only
+    wait on each other), else the cores not already busy (load average), shared among ``workers`` processes."""
+    cores = os.cpu_count() or 1
+    if macs_per_example(model, example) < SMALL_MODEL_MACS:
+        return 1
+    busy = round(os.getloadavg()[0]) if hasattr(os, "getloadavg") else 0
+    return max(1, min(cores, cores - busy) // workers)
+
+
+def lr_factor(config: TrainConfig, epoch: int) -> float:
+    """The learning-rate multiplier of epoch ``epoch`` (0-based): a pure function of the epoch and the
+    configuration, so a resumed run (even one given more epochs) follows the schedule it states."""
+    if config.lr_schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
+    if config.lr_schedule == "step":
+        return 0.1 ** sum(epoch >= m for m in config.lr_milestones)
+    return 1.0
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return torch.optim.Adam(
+        params,
+        lr=config.lr,
+        betas=(config.adam_beta1, config.adam_beta2),
+        eps=config.adam_eps,
+        weight_decay=config.weight_decay,
+    )
+
+
+@dataclass
+class TrainState:
+    """A run's whole training state, saved and restored as one object (``checkpoint.pt``).
+
+    ``loop`` is the engine's bookkeeping (epoch, step, best accuracy, ...); ``generator`` orders the data.
+    """
+
+    model: nn.Module
+    rule: Rule
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    device: torch.device
+    scaler: Any = None  # torch.amp.GradScaler for fp16
+    loop: dict[str, Any] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit: weights, optimizer and rule state, every RNG stream."""
+        cuda = self.device.type == "cuda"
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rule": self.rule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "state": dict(self.loop),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "shuffle": self.generator.get_state(),
+                "cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+            },
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.rule.load_state_dict(ckpt["rule"])
+        if self.scaler is not None and ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.loop = dict(ckpt["state"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.generator.set_state(ckpt["rng"]["shuffle"])
+        if self.device.type == "cuda" and ckpt["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
+
+
+def build(
+    config: TrainConfig, data, device: torch.device | str = "cpu", dist: Distributed = SINGLE
+) -> TrainState:
+    """Model, rule and optimizer for a resolved ``config`` on ``data`` (already on ``device``), seeded.
+
+    The seed fixes the initialisation, every random feedback matrix and the data order."""
+    device = torch.device(device)
+    seed_everything(config.seed)
+    model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options)
+    model = initialize(model, config.init).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
+    rule.dist = dist
+    model = rule.prepare(model, data.sample(2)[0].to(device))
+    rule.to(device)
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    generator = torch.Generator().manual_seed(config.seed)
+    return TrainState(model, rule, make_optimizer(config, model), generator, device, scaler)

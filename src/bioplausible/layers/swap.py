@@ -1,0 +1,189 @@
+"""Swap the trainable layers of any ``nn.Module`` for their feedback versions, keeping the very same weights.
+
+The swap matches modules by ``isinstance`` against the layer-type table (:mod:`.types`); the root module itself may
+be a layer (``convert(nn.Linear(8, 4), "fa")`` returns the swapped layer). With an example input the model is
+traced once (eval mode, no gradient, every random stream left as it was) to learn what only a forward pass shows:
+
+* the order in which the layers run (feedback drawn per layer is drawn in that order, so a seed fixes it);
+* each layer's input shape (DFA sizes its B from it; a convolution's input size is not in the module);
+* the output layer: the one whose output *is* the model's output (``bp_layers=("last",)``); a model whose output
+  is not one layer's output says so and asks for the layer's name;
+* layers whose forward never runs: their weights are used functionally or not at all.
+
+Modules that use their weights without calling their own forward (``FUNCTIONAL_USERS``: nn.MultiheadAttention),
+and layer types the table does not know (nn.Embedding, nn.ConvTranspose2d, ...), keep backprop: they are listed
+in the result's ``unchanged`` and named in a warning, never swapped silently to no effect.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, IncompatibleError
+from .feedback import FeedbackLayer, FeedbackMode
+from .types import FUNCTIONAL_USERS, layer_type
+
+OUTPUT_ALIASES = ("last", "output")
+
+
+class KeptOnBackpropWarning(UserWarning):
+    """Layers with weights that a rule cannot train keep their true gradient (backprop)."""
+
+
+@dataclass
+class Trace:
+    """What one forward pass of the example input shows about the swappable layers."""
+
+    order: list[str] = field(default_factory=list)  # layer names in the order they ran (first call)
+    input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # one sample's input shape per layer
+    output_layer: str | None = None  # the layer whose output is the model's output
+    output_shape: tuple[int, ...] = ()  # one sample's model output shape
+
+
+@dataclass
+class Swap:
+    """The result of :func:`swap_layers`."""
+
+    model: nn.Module  # the model (a new object only when the root itself was swapped)
+    converted: list[str]  # swapped layers, in module order ("" is the root)
+    unchanged: list[str]  # modules with parameters that keep their true gradient
+    trace: Trace | None  # None without an example input
+
+
+def swappable_layers(model: nn.Module) -> list[str]:
+    """Names of the modules a feedback rule can replace, in module order ("" for the root itself)."""
+    names, skip = [], []
+    for name, module in model.named_modules():
+        if any(name.startswith(prefix) for prefix in skip):
+            continue
+        if isinstance(module, FUNCTIONAL_USERS):
+            skip.append(f"{name}." if name else "")
+            continue
+        if isinstance(module, FeedbackLayer):
+            continue
+        if layer_type(module) is not None:
+            names.append(name)
+    return names
+
+
+@torch.no_grad()
+def trace(model: nn.Module, example_input: torch.Tensor, names: Iterable[str]) -> Trace:
+    """Run ``model`` once on ``example_input`` and record :class:`Trace` for the layers ``names``."""
+    result = Trace()
+    outputs: dict[str, torch.Tensor] = {}
+
+    def hook(name):
+        def record(module, args, output):
+            if name not in result.input_shapes:
+                result.order.append(name)
+                result.input_shapes[name] = tuple(args[0].shape[1:])
+                outputs[name] = output
+
+        return record
+
+    modules = dict(model.named_modules())
+    handles = [modules[name].register_forward_hook(hook(name)) for name in names]
+    devices = [example_input.device] if example_input.device.type == "cuda" else []
+    was_training = {m: m.training for m in model.modules()}
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            out = model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in was_training.items():
+            module.training = mode
+    if isinstance(out, torch.Tensor):
+        result.output_shape = tuple(out.shape[1:])
+        result.output_layer = next((n for n, o in outputs.items() if o is out), None)
+    return result
+
+
+def resolve_kept(names: Iterable[str], candidates: list[str], found: Trace | None) -> set[str]:
+    """Layer names to keep on backprop, with ``last`` / ``output`` resolved to the output layer."""
+    resolved = set()
+    for name in names:
+        if name in OUTPUT_ALIASES:
+            if found is None:
+                raise ConfigError(
+                    f"bp_layers={name!r} needs to know which layer produces the model's output: pass an example "
+                    "input (convert(model, rule, example_input=x[:1], ...)) or name the layer"
+                )
+            if found.output_layer is None:
+                raise ConfigError(
+                    f"bp_layers={name!r}: no single layer's output is the model's output (it is computed after the "
+                    f"last layer), so name the layer to keep on backprop; layers: {', '.join(candidates)}"
+                )
+            name = found.output_layer
+        if name not in candidates:
+            raise ConfigError(
+                f"bp_layers names {name!r}, which is not a layer the rule can swap; choose from: last, "
+                + ", ".join(candidates)
+            )
+        resolved.add(name)
+    return resolved
+
+
+def swap_layers(
+    model: nn.Module,
+    mode: Callable[[str, nn.Module], FeedbackMode],
+    keep: Iterable[str] = (),
+    example_input: torch.Tensor | None = None,
+) -> Swap:
+    """Replace every swappable layer not in ``keep`` by its feedback version with ``mode(name, layer)``, in place.
+
+    Raises:
+        ConfigError: a name in ``keep`` that is not a swappable layer, or an output alias that cannot be resolved.
+        IncompatibleError: a layer configuration the feedback version cannot serve (e.g. circular padding).
+    """
+    candidates = swappable_layers(model)
+    found = trace(model, example_input, candidates) if example_input is not None else None
+    kept = resolve_kept(keep, candidates, found)
+    converted = []
+    for name in candidates:
+        if name in kept:
+            continue
+        old = model.get_submodule(name)
+        entry = layer_type(old)
+        entry.check(old)
+        new = entry.feedback_class.from_module(old, mode(name, old))
+        if name:
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, new)
+        else:
+            model = new
+        converted.append(name)
+    unchanged = [n for n, m in model.named_modules() if n not in converted and any(m.parameters(recurse=False))]
+    warn_kept_on_backprop(model, converted, found)
+    return Swap(model, converted, unchanged, found)
+
+
+def warn_kept_on_backprop(model: nn.Module, converted: list[str], found: Trace | None) -> None:
+    """One warning naming the weight-bearing modules that keep backprop without being asked to."""
+    silent = []
+    for name, module in model.named_modules():
+        if isinstance(module, FUNCTIONAL_USERS):
+            silent.append(f"{name or 'the model'} ({type(module).__name__}: uses its weights functionally)")
+        elif layer_type(module) is None and not isinstance(module, FeedbackLayer):
+            if any(p.dim() >= 2 for p in module.parameters(recurse=False)):
+                silent.append(f"{name} ({type(module).__name__}: no feedback version)")
+    if found is not None:
+        silent += [f"{n} (never ran on the example input)" for n in converted if n not in found.order]
+    if silent:
+        warnings.warn(
+            "these modules keep their true gradient (backprop), not the rule's: " + "; ".join(silent),
+            KeptOnBackpropWarning,
+            stacklevel=4,
+        )
+
+
+def require_layers(converted: list[str], kept: Iterable[str], rule: str, model: nn.Module) -> None:
+    """IncompatibleError when a rule found nothing to train."""
+    if not converted and not list(kept):
+        raise IncompatibleError(f"rule {rule!r} found no Linear or Conv layer to train in {type(model).__name__}")

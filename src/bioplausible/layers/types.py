@@ -1,0 +1,78 @@
+"""One table per layer type: everything the library knows about a trainable torch layer, in one entry.
+
+The swap (:mod:`.swap`), the initialisations (``--init``), target propagation's inverses and the weight mirrors
+read this table; none of them has a branch per layer type. A new layer type is one entry:
+
+    register_layer_type(LayerType(nn.Linear, FeedbackLinear, fan_in=..., matrices=..., transpose=...))
+
+The swap matches a module to an entry by ``isinstance`` (the most specific registered type wins), so a subclass of
+nn.Linear is swapped like nn.Linear; modules that use their weights without calling their own forward
+(``nn.MultiheadAttention``) are listed in ``FUNCTIONAL_USERS`` and never swapped (see :mod:`.swap`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerType:
+    """A torch layer type and how each part of the library treats it.
+
+    Attributes:
+        torch_type: the layer class (matched with isinstance).
+        feedback_class: its feedback version (:class:`~.feedback.FeedbackLayer` subclass with ``from_module``).
+        fan_in: inputs feeding one output unit (the 1/√fan_in scale of inits and feedback matrices).
+        matrices: the weight as (fan_out, fan_in) matrices to initialise (one per position for unshared layers).
+        transpose: ``transpose(layer, channels_in, hidden_shape) -> nn.Module``: the learnable map from the layer's
+            output back to an input of shape ``hidden_shape`` (target propagation's inverses), or None.
+        check: raises IncompatibleError for a configuration of the layer the feedback version cannot serve.
+    """
+
+    torch_type: type[nn.Module]
+    feedback_class: type[nn.Module]
+    fan_in: Callable[[nn.Module], int]
+    matrices: Callable[[nn.Module], list[torch.Tensor]]
+    transpose: Callable[[nn.Module, int, torch.Size], nn.Module] | None = None
+    check: Callable[[nn.Module], None] = lambda layer: None
+
+
+LAYER_TYPES: dict[type[nn.Module], LayerType] = {}
+
+# Modules whose forward uses their (or their children's) weights without calling the children's forward: swapping
+# a child there would change nothing, silently. They keep backprop, with a warning (see swap.py).
+FUNCTIONAL_USERS: tuple[type[nn.Module], ...] = (nn.MultiheadAttention,)
+
+
+def register_layer_type(entry: LayerType) -> LayerType:
+    if entry.torch_type in LAYER_TYPES:
+        raise ValueError(f"layer type {entry.torch_type.__name__} is already registered")
+    LAYER_TYPES[entry.torch_type] = entry
+    return entry
+
+
+def layer_type(module: nn.Module) -> LayerType | None:
+    """The entry for ``module`` (most specific registered base class first), or None if it has none."""
+    for cls in type(module).__mro__:
+        if cls in LAYER_TYPES:
+            return LAYER_TYPES[cls]
+    return None
+
+
+def fan_in(layer: nn.Module) -> int:
+    """Inputs feeding one output unit of a registered layer (or of its feedback version)."""
+    entry = layer_type(layer)
+    return entry.fan_in(layer) if entry else layer.weight[0].numel()
+
+
+def dense_matrices(layer: nn.Module) -> list[torch.Tensor]:
+    """The weight viewed as one (out, in·k·k) matrix: Linear and Conv2d."""
+    return [layer.weight.data.view(layer.weight.shape[0], -1)]
+
+
+def dense_fan_in(layer: nn.Module) -> int:
+    return layer.weight[0].numel()
