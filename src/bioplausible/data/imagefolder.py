@@ -218,11 +218,11 @@ def scan_image_folder(folder: Path, classes: Sequence[str] | None = None) -> _Li
                     f"class folder {split_dir / name} has no images ({', '.join(sorted(EXTENSIONS))}); "
                     "add some or remove the folder from both splits"
                 )
-            for relative, size, mtime_ns in files:
-                path = f"{split}/{name}/{relative}"
-                paths.append(path)
-                labels.append(label)
-                digest.update(os.fsencode(f"{path}\t{size}\t{mtime_ns}\n"))
+            prefix = f"{split}/{name}/"
+            paths.extend(prefix + relative for relative, _, _ in files)
+            labels.extend([label] * len(files))
+            # One update per class folder: per-file Python work is most of a cached load's scan.
+            digest.update(os.fsencode("".join(f"{prefix}{r}\t{size}\t{mtime}\n" for r, size, mtime in files)))
         num_train = num_train or len(paths)  # set once, after the train split
     return _Listing(folder, test_split, order, paths, labels, num_train, digest.hexdigest())
 
@@ -255,7 +255,8 @@ def _image_files(class_dir: Path, prefix: str = "") -> list[tuple[str, int, int]
 
 
 def _is_image(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in EXTENSIONS
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in EXTENSIONS  # os.path.splitext, minus its cost on 60,000 names
 
 
 # ---------------------------------------------------------------- decoding
@@ -457,7 +458,10 @@ def channel_stats(pixels: torch.Tensor) -> tuple[tuple[float, ...], tuple[float,
 
 
 def normalise_images(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 (N, C, H, W) -> float32 ((x / 255) - mean) / std per channel, as one new tensor."""
+    """uint8 (N, C, H, W) -> float32 ((x / 255) - mean) / std per channel, as one new tensor.
+
+    Fusing the arithmetic would not pay: allocating the float32 output (614 MB for CIFAR-10) costs most of the time.
+    """
     shape = (1, len(mean), 1, 1)
     mean_t = torch.tensor(mean, dtype=torch.float32).view(shape)
     std_t = torch.tensor(std, dtype=torch.float32).view(shape)
