@@ -76,7 +76,13 @@ def cifar10(root: Path, download: bool = True) -> Dataset:
         return _from_image_folder(image_folder)
     if partial is None:
         expected = [*TRAIN_FILES, TEST_FILE, META_FILE]
-        fetch_or_explain("cifar10", root / FOLDER, expected, download, lambda: _download(root), URL)
+        try:
+            fetch_or_explain("cifar10", root / FOLDER, expected, download, lambda: _download(root), URL)
+        except DataError as err:
+            raise DataError(
+                f"{err}; or put an image folder train/<class>/<image> and test/<class>/<image> (classes "
+                f"{CLASSES[0]} ... {CLASSES[-1]}) in {root / IMAGE_FOLDERS[0]} or {root / IMAGE_FOLDERS[1]}"
+            ) from err
         partial = _find_folder(root)
         if partial is None:
             raise DataError(f"the CIFAR-10 archive from {URL} did not contain {FOLDER}/{TEST_FILE} and data batches")
