@@ -101,6 +101,15 @@ def test_mnist_parses_and_normalises(tmp_path):
     np.testing.assert_allclose(data.train_x[:, 0].numpy(), expected, rtol=1e-5, atol=1e-5)
     assert data.train_y.tolist() == arrays["train-labels-idx1-ubyte"].tolist()
     assert data.num_classes == 10 and data.input_shape == (1, 28, 28)
+    assert data.source == {
+        "layout": "idx",
+        "path": str(tmp_path / "mnist"),
+        "description": "MNIST",
+        "num_train": 12,
+        "num_test": 5,
+        "cache": None,
+        "files": list(IDX_NAMES),
+    }
 
 
 def test_fashion_mnist_uses_its_own_statistics(tmp_path):
@@ -397,8 +406,9 @@ def test_real_mnist():
 
 @pytest.mark.skipif(not (REAL_DATA / "cifar10-subset").is_dir(), reason="real CIFAR-10 subset not in ../shared/data")
 def test_real_cifar10_subset():
+    # Not REAL_DATA itself: there the full JPEG folder wins over the subset (and takes ~15 s to decode the first time).
     with pytest.warns(UserWarning, match=r"found 1 of 5"):
-        data = load_dataset("cifar10", REAL_DATA, download=False)
+        data = load_dataset("cifar10", REAL_DATA / "cifar10-subset", download=False)
     assert data.train_x.shape == (4000, 3, 32, 32) and data.test_x.shape == (1000, 3, 32, 32)
     assert data.classes[0] == "airplane"
     assert data.train_x.mean(dim=(0, 2, 3)).abs().max() < 0.05

@@ -1,4 +1,5 @@
-"""Datasets: normalised tensors, loaded by name; in memory, except ``imagenet``, which is streamed from disk.
+"""Datasets: normalised tensors, loaded by name; in memory (image folders decoded once and cached), except
+``imagenet``, which is streamed from disk.
 
     >>> from bioplausible.data import load_dataset
     >>> data = load_dataset("digits")

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,6 +42,13 @@ class Dataset:
         test_y: Test labels.
         num_classes: Number of classes; labels lie in ``[0, num_classes)``.
         classes: Optional human-readable class names, indexed by label.
+        augment: Optional on-device transform of each training batch (N, C, H, W) -> same shape.
+        source: What was read, for the run's records (JSON-ready): always ``layout`` (e.g. ``"idx"``,
+            ``"pickle"``, ``"image-folder"``, ``"sklearn"``, ``"generated"``), ``path`` (the folder read, or
+            None), ``description`` (a label for tables, e.g. ``"CIFAR-10 (JPEG q75)"``), ``num_train`` and
+            ``num_test`` (as read, before any validation split) and ``cache`` (the decoded-tensor cache file
+            used, or None); a layout may add keys (``files``, ``checksum``, ...). Empty for a Dataset built by
+            hand.
     """
 
     name: str
@@ -52,6 +59,7 @@ class Dataset:
     num_classes: int
     classes: list[str] | None = None
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # on-device, per training batch
+    source: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
@@ -161,6 +169,15 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(DATA_ENV)
     if env:
         return _existing_dir(Path(env).expanduser(), f"fix or unset ${DATA_ENV}")
+    return cache_dir()
+
+
+def cache_dir() -> Path:
+    """The per-user cache folder, ``$XDG_CACHE_HOME/bioplausible`` or ``~/.cache/bioplausible``, created if needed.
+
+    Downloads go there by default (see :func:`resolve_data_dir`), and decoded image folders are cached in its
+    ``imagefolder/`` subfolder whatever the data folder is, since a data folder may be read-only or shared.
+    """
     cache_home = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     cache = Path(cache_home).expanduser() / "bioplausible"
     cache.mkdir(parents=True, exist_ok=True)

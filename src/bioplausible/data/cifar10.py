@@ -1,13 +1,26 @@
-"""CIFAR-10 from the official python pickle batches (``cifar-10-batches-py/``).
+"""CIFAR-10 from the official python pickle batches (``cifar-10-batches-py/``) or from an image folder.
 
-Whatever ``data_batch_N`` files are present are used, so a subset (e.g. one batch) loads with a warning.
-The pickles are read with an unpickler that allows only the few globals the format needs, so a tampered
-file cannot run code.
+Where it looks, in ``root`` (the data folder), and what wins:
+
+1. the pickle layout with all 5 training batches, in ``root/cifar-10-batches-py/``,
+   ``root/cifar10/cifar-10-batches-py/`` or ``root/cifar10-subset/cifar-10-batches-py/``;
+2. else an image folder ``{train,test}/<class>/<image>`` in ``root/cifar10-jpeg/``, ``root/cifar10/`` or ``root``
+   itself (``--data-dir`` pointing at the folder), decoded once and cached (see :mod:`.imagefolder`): a folder,
+   normally the full set, is preferred to a pickle subset;
+3. else an incomplete pickle layout (a subset, e.g. one batch), with a warning;
+4. else the official pickle archive is downloaded into ``root/cifar-10-batches-py/`` when allowed.
+
+Both layouts are normalised with the same fixed channel statistics (``MEAN``, ``STD``, those of the official
+training set), so a model sees the same scale whichever it was trained on. Labels follow the official class order
+``CLASSES`` (airplane ... truck, that of ``batches.meta``), not the order of the folder names (the two coincide, but
+the folder loader is told the order rather than relying on it). The pickles are read with an unpickler that allows
+only the few globals the format needs, so a tampered file cannot run code.
 """
 
 from __future__ import annotations
 
 import codecs
+import logging
 import os
 import pickle
 import tarfile
@@ -22,8 +35,13 @@ from ..errors import DataError
 from ..registry import DATASETS
 from .augment import random_crop_flip
 from .base import Dataset, download_file, fetch_or_explain
+from .imagefolder import TEST_SPLITS, normalise_images, read_image_folder
+
+logger = logging.getLogger(__name__)
 
 FOLDER = "cifar-10-batches-py"
+PICKLE_PARENTS = (".", "cifar10", "cifar10-subset")  # where FOLDER is looked for, relative to root
+IMAGE_FOLDERS = ("cifar10-jpeg", "cifar10", ".")  # where train/ and test/ are looked for, relative to root
 TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_FILE = "test_batch"
 META_FILE = "batches.meta"
@@ -31,33 +49,65 @@ URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MEAN = (0.4914, 0.4822, 0.4465)
 STD = (0.2470, 0.2435, 0.2616)
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+COUNTS = (50000, 10000)  # train, test
 
 
 @DATASETS.register("cifar10")
 def cifar10(root: Path, download: bool = True) -> Dataset:
     """CIFAR-10 colour images, (3, 32, 32), 10 classes: 50,000 train / 10,000 test when complete.
 
-    Looked for in ``root/cifar-10-batches-py/``, ``root/cifar10/cifar-10-batches-py/`` and
-    ``root/cifar10-subset/cifar-10-batches-py/``; downloaded into the first when missing and allowed.
-    Training batches are augmented with :func:`~bioplausible.data.augment.random_crop_flip` (padding 4) unless
-    ``augment`` is set to None.
+    Read from the official pickle batches or from an image folder (e.g. the JPEG release), in the order of
+    preference of the module docstring; downloaded (pickle) when neither is found and ``download`` allows.
+    ``Dataset.source`` records the layout, folder and description read (``"CIFAR-10"`` for the pickles,
+    ``"CIFAR-10 (JPEG q75)"`` for a folder of quality-75 JPEGs). Training batches are augmented with
+    :func:`~bioplausible.data.augment.random_crop_flip` (padding 4) unless ``augment`` is set to None.
+
+    Raises:
+        DataError: If nothing is found and it cannot be downloaded, or the files are corrupt (naming the file).
     """
-    folder = _find_folder(root)
-    if folder is None:
+    complete = _find_folder(root, complete=True)
+    if complete is not None:
+        return _from_pickles(complete)
+    image_folder = _find_image_folder(root)
+    partial = _find_folder(root)
+    if image_folder is not None:
+        if partial is not None:
+            logger.info("CIFAR-10: reading the image folder %s, not the pickle subset in %s", image_folder, partial)
+        return _from_image_folder(image_folder)
+    if partial is None:
         expected = [*TRAIN_FILES, TEST_FILE, META_FILE]
-        fetch_or_explain("cifar10", root / FOLDER, expected, download, lambda: _download(root), URL)
-        folder = _find_folder(root)
-        if folder is None:
+        try:
+            fetch_or_explain("cifar10", root / FOLDER, expected, download, lambda: _download(root), URL)
+        except DataError as err:
+            raise DataError(
+                f"{err}; or put an image folder train/<class>/<image> and test/<class>/<image> (classes "
+                f"{CLASSES[0]} ... {CLASSES[-1]}) in {root / IMAGE_FOLDERS[0]} or {root / IMAGE_FOLDERS[1]}"
+            ) from err
+        partial = _find_folder(root)
+        if partial is None:
             raise DataError(f"the CIFAR-10 archive from {URL} did not contain {FOLDER}/{TEST_FILE} and data batches")
+    return _from_pickles(partial)
+
+
+def _from_pickles(folder: Path) -> Dataset:
     train_files = [folder / f for f in TRAIN_FILES if (folder / f).is_file()]
     if len(train_files) < len(TRAIN_FILES):
         warnings.warn(
             f"found {len(train_files)} of {len(TRAIN_FILES)} CIFAR-10 training batches in {folder}; "
             "results are on a subset of the training set",
-            stacklevel=3,  # the caller of load_dataset
+            stacklevel=4,  # the caller of load_dataset
         )
     train_x, train_y = _merge([_read_batch(f) for f in train_files])
     test_x, test_y = _merge([_read_batch(folder / TEST_FILE)])  # normalised tensors, like the training set
+    source = {
+        "layout": "pickle",
+        "path": str(folder),
+        "description": "CIFAR-10",
+        "num_train": len(train_y),
+        "num_test": len(test_y),
+        "cache": None,
+        "files": [f.name for f in train_files] + [TEST_FILE],
+    }
     return Dataset(
         "cifar10",
         train_x,
@@ -67,13 +117,53 @@ def cifar10(root: Path, download: bool = True) -> Dataset:
         num_classes=10,
         classes=_class_names(folder),
         augment=random_crop_flip(4),  # the standard one; the engine drops it when augmentation is off
+        source=source,
     )
 
 
-def _find_folder(root: Path) -> Path | None:
-    """The first candidate folder with the test batch and at least one training batch."""
-    for folder in (root / FOLDER, root / "cifar10" / FOLDER, root / "cifar10-subset" / FOLDER):
-        if (folder / TEST_FILE).is_file() and any((folder / f).is_file() for f in TRAIN_FILES):
+def _from_image_folder(folder: Path) -> Dataset:
+    images = read_image_folder(folder, classes=CLASSES)
+    if images.train_x.shape[1:] != (3, 32, 32):
+        raise DataError(
+            f"{folder} holds images of shape {tuple(images.train_x.shape[1:])} (channels, height, width); "
+            "CIFAR-10 images are 32x32 colour"
+        )
+    found = (len(images.train_y), len(images.test_y))
+    if found != COUNTS:
+        warnings.warn(
+            f"found {found[0]:,} training and {found[1]:,} test images of CIFAR-10's {COUNTS[0]:,} and {COUNTS[1]:,} "
+            f"in {folder}; results are on a subset",
+            stacklevel=4,  # the caller of load_dataset
+        )
+    description = "CIFAR-10" if images.formats == ["PNG"] else f"CIFAR-10 ({images.format_label})"
+    return Dataset(
+        "cifar10",
+        normalise_images(images.train_x, MEAN, STD),
+        images.train_y,
+        normalise_images(images.test_x, MEAN, STD),
+        images.test_y,
+        num_classes=10,
+        classes=list(CLASSES),
+        augment=random_crop_flip(4),
+        source=images.source(description),
+    )
+
+
+def _find_folder(root: Path, complete: bool = False) -> Path | None:
+    """The first pickle folder with the test batch and all (``complete``) or at least one of the training batches."""
+    need = all if complete else any
+    for parent in PICKLE_PARENTS:
+        folder = root / parent / FOLDER  # pathlib drops a "." part
+        if (folder / TEST_FILE).is_file() and need((folder / f).is_file() for f in TRAIN_FILES):
+            return folder
+    return None
+
+
+def _find_image_folder(root: Path) -> Path | None:
+    """The first candidate folder with ``train/`` and a test split (``test/`` or ``val/``)."""
+    for name in IMAGE_FOLDERS:
+        folder = root / name
+        if (folder / "train").is_dir() and any((folder / s).is_dir() for s in TEST_SPLITS):
             return folder
     return None
 
@@ -127,16 +217,9 @@ def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _merge(batches: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    images = np.concatenate([b[0] for b in batches])
-    labels = np.concatenate([b[1] for b in batches])
-    return _normalise(images), torch.from_numpy(labels)
-
-
-def _normalise(images: np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(images.astype(np.float32) / 255.0)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    images = torch.from_numpy(np.concatenate([b[0] for b in batches]))
+    labels = torch.from_numpy(np.concatenate([b[1] for b in batches]))
+    return normalise_images(images, MEAN, STD), labels
 
 
 def _class_names(folder: Path) -> list[str]:

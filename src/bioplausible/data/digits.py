@@ -40,4 +40,13 @@ def digits(root: Path, download: bool = True) -> Dataset:
         torch.from_numpy(test_y),
         num_classes=10,
         classes=[str(i) for i in range(10)],
+        source={
+            "layout": "sklearn",
+            "path": None,
+            "description": "scikit-learn digits (8x8)",
+            "num_train": len(train_y),
+            "num_test": len(test_y),
+            "cache": None,
+            "split": f"stratified {1 - TEST_FRACTION:.0%}/{TEST_FRACTION:.0%}, seed {SPLIT_SEED}",
+        },
     )

@@ -27,6 +27,7 @@ IMAGE_MAGIC = 2051  # unsigned bytes, 3 dimensions
 LABEL_MAGIC = 2049  # unsigned bytes, 1 dimension
 IMAGE_SIZE = 28
 COUNTS = (60000, 10000)  # train, test
+DESCRIPTIONS = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # labels for tables (Dataset.source)
 
 MNIST_URL = "https://ossci-datasets.s3.amazonaws.com/mnist/"
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -99,8 +100,24 @@ def _load_idx(
     train_y = _labels(read_idx(paths[1], LABEL_MAGIC, len(train_x)), paths[1])
     test_x = _normalise(read_idx(paths[2], IMAGE_MAGIC, test_n), *mean_std)
     test_y = _labels(read_idx(paths[3], LABEL_MAGIC, len(test_x)), paths[3])
+    source = {
+        "layout": "idx",
+        "path": str(paths[0].parent),
+        "description": DESCRIPTIONS[name],
+        "num_train": len(train_y),
+        "num_test": len(test_y),
+        "cache": None,
+        "files": [p.name for p in paths],
+    }
     return Dataset(
-        name, train_x, train_y, test_x, test_y, num_classes=10, classes=classes or [str(i) for i in range(10)]
+        name,
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes=10,
+        classes=classes or [str(i) for i in range(10)],
+        source=source,
     )
 
 

@@ -42,9 +42,16 @@ def synthetic(
     centres = CENTRE_SCALE * torch.randn(num_classes, num_features, generator=gen)
     train_x, train_y = _sample(centres, n_train, gen)
     test_x, test_y = _sample(centres, n_test, gen)
-    return Dataset(
-        "synthetic", train_x, train_y, test_x, test_y, num_classes, [f"class {i}" for i in range(num_classes)]
-    )
+    source = {
+        "layout": "generated",
+        "path": None,
+        "description": f"synthetic Gaussian clusters ({num_classes} classes, {num_features} features, seed {seed})",
+        "num_train": n_train,
+        "num_test": n_test,
+        "cache": None,
+    }
+    classes = [f"class {i}" for i in range(num_classes)]
+    return Dataset("synthetic", train_x, train_y, test_x, test_y, num_classes, classes, source=source)
 
 
 def _sample(centres: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
