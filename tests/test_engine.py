@@ -19,9 +19,9 @@ from bioplausible.config import TrainConfig
 from bioplausible.data import load_dataset
 from bioplausible.engine import config_replace, fit
 from bioplausible.errors import ConfigError
-from bioplausible.runs import RUN_FACTS, RunFolder, read_json
+from bioplausible.runs import RunFolder, read_json
 
-RUN_FILES = ["checkpoint.pt", "config.json", "metrics.jsonl", "summary.json"]
+RUN_FILES = [".lock", "checkpoint.pt", "config.json", "metrics.jsonl", "probes.json", "summary.json"]
 
 
 def metrics_of(path: str | Path) -> list[dict]:
@@ -50,7 +50,7 @@ def test_run_folder_holds_config_metrics_summary_and_checkpoint(tiny_config):
     saved = read_json(path / "config.json")
     assert saved["version"] == bioplausible.__version__
     assert saved["seed"] == 7
-    assert TrainConfig.from_dict({k: v for k, v in saved.items() if k not in RUN_FACTS})
+    assert TrainConfig.from_dict(saved, drop_facts=True)
 
     records = metrics_of(path)
     lines = (path / "metrics.jsonl").read_text().splitlines()

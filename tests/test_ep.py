@@ -111,7 +111,7 @@ def test_persistent_states_restart_each_example_from_its_last_equilibrium():
     x, y = batch()
     rule = create_rule("ep", beta=0.1, nudging="one-sided", persistent=True)
     rule.prepare(net)
-    assert rule.wants_index
+    assert rule.per_example_state
     index = torch.arange(3, 3 + len(x))
     free, _, _ = rule.equilibria(net, x, y, index)
     assert free.steps > 10
@@ -161,7 +161,7 @@ def test_energy_does_not_increase_along_free_dynamics(clip_states, epsilon):
 def test_ep_refuses_feed_forward_nets_and_bad_options():
     torch.manual_seed(0)
     mlp = create_arch("mlp", (4,), 3, depth=1, width=5)
-    with pytest.raises(IncompatibleError, match="symmetric energy network.*MLP is feed-forward"):
+    with pytest.raises(IncompatibleError, match="symmetric energy network.*MLP is not one"):
         create_rule("ep").prepare(mlp)
     with pytest.raises(ConfigError, match="beta must be > 0"):
         create_rule("ep", beta=0.0)
@@ -292,7 +292,7 @@ def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_confi
         "arch_options": {"hidden_sizes": [20, 20], "free_steps": 60, "nudged_steps": 8},
     }
     whole = fit(tiny_config(epochs=2, out=str(tmp_path / "whole"), **options), quiet=True)
-    memory = torch.load(whole / "checkpoint.pt", weights_only=False)["rule"]
+    memory = torch.load(whole / "checkpoint.pt", weights_only=False)["rule"]["_extra_state"]
     assert 400 < int(memory["seen"].sum()) <= 2 * 4 * 100  # two epochs of 4 batches, reshuffled
     fit(tiny_config(epochs=1, out=str(tmp_path / "split"), **options), quiet=True)
     split = fit(tiny_config(epochs=2, out=str(tmp_path / "split"), resume=True, **options), quiet=True)

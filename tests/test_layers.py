@@ -9,7 +9,13 @@ from torch import nn
 
 import bioplausible
 from bioplausible.errors import ConfigError, IncompatibleError
-from bioplausible.layers import FeedbackConv2d, FeedbackLocallyConnected2d, LocallyConnected2d, feedback_layers
+from bioplausible.layers import (
+    FeedbackConv2d,
+    FeedbackLocallyConnected2d,
+    FeedbackMode,
+    LocallyConnected2d,
+    feedback_layers,
+)
 from bioplausible.probes import angle_deg, feedback_angles
 
 FEEDBACK_RULES = ["fa", "dfa", "usf", "frsf", "brsf", "kp", "wm"]
@@ -59,7 +65,7 @@ def test_feedback_rules_differ_from_backprop_on_conv_and_lc(rule_name, local):
     x, y = batch()
     model = conv_net(local)
     reference = grads_of(copy.deepcopy(model), x, y)
-    model, rule = bioplausible.convert(model, rule_name)
+    model, rule = bioplausible.convert(model, rule_name, example_input=x[:1])
     got = grads_of(model, x, y, rule)
     assert angle_deg(got["0.weight"], reference["0.weight"]) > 5.0
     expected = reference["5.weight"]  # the output layer sees the true error (kp adds its weight decay)
@@ -84,7 +90,8 @@ def test_locally_connected_backward_matches_autograd():
     """The feedback LC layer with B = W reproduces autograd through unfold + bmm, input gradient included."""
     torch.manual_seed(0)
     plain = LocallyConnected2d(2, 3, (6, 6), 3, stride=1, padding=0)
-    layer = FeedbackLocallyConnected2d.from_module(copy.deepcopy(plain))
+    layer = FeedbackLocallyConnected2d.from_module(copy.deepcopy(plain), FeedbackMode())
+    layer.register_buffer("feedback", layer.weight.detach().clone())  # B = W: backprop
     x = torch.randn(5, 2, 6, 6, requires_grad=True)
     (gx_ref,) = torch.autograd.grad(plain(x).pow(2).sum(), x)
     (gx,) = torch.autograd.grad(layer(x).pow(2).sum(), x)
@@ -94,7 +101,7 @@ def test_locally_connected_backward_matches_autograd():
 def test_dfa_conv_input_gradient_is_projected_output_error():
     """The gradient reaching h_1 (the second conv's input) is e B, reshaped to h_1's (C, H, W)."""
     x, y = batch()
-    model, rule = bioplausible.convert(conv_net(), "dfa")
+    model, rule = bioplausible.convert(conv_net(), "dfa", example_input=x[:1])
     seen = {}
 
     def grab(module, inputs):
@@ -157,7 +164,7 @@ def test_convert_resnet_usf_changes_conv_and_linear_gradients_but_not_batch_norm
 
     # Batch norm backpropagates truly: with the output layer on backprop, the batch norms right below it (and the
     # convolutions feeding them) get exactly backprop's gradient; everything below a sign-feedback layer does not.
-    usf, rule = bioplausible.convert(copy.deepcopy(model), "usf", bp_layers=("last",))
+    usf, rule = bioplausible.convert(copy.deepcopy(model), "usf", example_input=x[:1], bp_layers=("last",))
     got = grads_of(usf, x, y, rule)
     for name in ["layer1.bn2.weight", "layer1.bn2.bias", "layer1.shortcut.1.weight", "layer1.conv2.weight"]:
         torch.testing.assert_close(got[name], reference[name], rtol=1e-4, atol=1e-6, msg=name)
@@ -214,13 +221,10 @@ def torchvision_style_resnet18(width: int = 8, classes: int = 10) -> nn.Module:
 @pytest.mark.parametrize("rule_name", ["usf", "fa", "dfa", "kp"])
 def test_convert_torchvision_style_resnet18(rule_name):
     model = torchvision_style_resnet18()
-    model, rule = bioplausible.convert(model, rule_name)
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    model, rule = bioplausible.convert(model, rule_name, example_input=x[:1])
     assert len(rule.layers) == 21  # 1 stem + 16 block + 3 downsample convolutions, and fc
     assert len(rule.unchanged) == 20 and all("bn" in n or "downsample.1" in n for n in rule.unchanged)
-    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
-    with torch.no_grad():
-        model.eval()(x[:2])  # draws DFA's B, as the engine does
-    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     losses = []
     for _ in range(8):

@@ -32,7 +32,7 @@ def grads(model):
 
 def rule_grads(rule_name, model, x, y, **options):
     rule = create_rule(rule_name, **options)
-    rule.prepare(model)
+    rule.prepare(model, x[:2])
     model.zero_grad()
     rule.step(model, x, y)
     return rule, grads(model)
@@ -106,25 +106,42 @@ def test_dfa_hidden_update_matches_hand_computation():
     assert model.hidden[1].feedback.shape == (10, 8)
 
 
+@pytest.mark.parametrize("plain_loop", [False, True], ids=["rule.step", "loss.backward"])
 @pytest.mark.parametrize("rule_name", ["usf", "frsf", "brsf"])
-def test_sign_symmetry_feedback_follows_sign_of_weights(rule_name):
+def test_sign_symmetry_feedback_follows_sign_of_weights(rule_name, plain_loop):
+    """After SGD steps have flipped signs of W, the backward uses sign(current W) ⊙ M: the gradient equals fa's
+    with B set to that by hand — in rule.step and in a plain loss.backward() loop alike."""
     x, y = batch()
     model = make()
     rule = create_rule(rule_name)
-    rule.prepare(model)
+    rule.prepare(model, x[:2])
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    before = {n: layer.feedback.clone() for n, layer in feedback_layers(model).items()}
-    for _ in range(2):
+    signs = {n: torch.sign(layer.weight.detach()) for n, layer in feedback_layers(model).items()}
+    for _ in range(3):
         optimizer.zero_grad()
-        rule.step(model, x, y)
+        if plain_loop:
+            nn.functional.cross_entropy(model(x), y).backward()
+        else:
+            rule.step(model, x, y)
         optimizer.step()
-    rule.step(model, x, y)  # B is refreshed from the updated W before the forward pass
-    changed = 0
-    for name, layer in feedback_layers(model).items():
-        magnitude = layer.feedback_magnitude
-        torch.testing.assert_close(layer.feedback, torch.sign(layer.weight.detach()) * magnitude, rtol=0, atol=0)
-        changed += not torch.equal(layer.feedback, before[name])
-    assert changed > 0, "a large SGD step must flip some signs, so B must change"
+    flipped = sum((torch.sign(layer.weight.detach()) != signs[n]).sum().item() for n, layer in model.named_modules()
+                  if n in signs)  # fmt: skip
+    assert flipped > 0, "large SGD steps must flip some signs"
+    model.zero_grad()
+    torch.manual_seed(1)
+    rule.step(model, x, y)  # brsf redraws M in this forward; M is then fixed until the next one
+    got = grads(model)
+    twin = make()
+    twin.load_state_dict({k: v for k, v in model.state_dict().items() if "feedback" not in k})
+    twin = create_rule("fa").prepare(twin)
+    for name, layer in feedback_layers(twin).items():
+        source = model.get_submodule(name)
+        layer.feedback.copy_(torch.sign(source.weight.detach()) * source.feedback_magnitude)
+    twin.zero_grad()
+    nn.functional.cross_entropy(twin(x), y).backward()
+    for name, p in twin.named_parameters():
+        if name in got:
+            torch.testing.assert_close(p.grad, got[name], rtol=1e-6, atol=1e-7, msg=name)
     if rule_name == "usf":
         layer = model.hidden[1]
         assert layer.feedback_magnitude.dim() == 0
@@ -136,7 +153,7 @@ def test_brsf_redraws_magnitudes_every_batch_and_frsf_does_not():
     for rule_name, should_change in [("brsf", True), ("frsf", False)]:
         model = make()
         rule = create_rule(rule_name)
-        rule.prepare(model)
+        rule.prepare(model, x[:2])
         first = model.hidden[1].feedback_magnitude.clone()
         rule.step(model, x, y)
         assert (not torch.equal(first, model.hidden[1].feedback_magnitude)) == should_change, rule_name
@@ -183,13 +200,14 @@ WORKS_ON_ENERGY_NETS = {"bp"}  # backprop through time of the settling dynamics
 
 
 def refusal(rule_name: str, arch: str) -> str | None:
-    """The message pattern of an IncompatibleError the pair must raise, or None if the pair must train."""
-    if rule_name in ENERGY_RULES and arch not in ENERGY_ARCHS:
-        return "symmetric energy network"
-    if arch in ENERGY_ARCHS and rule_name not in ENERGY_RULES | WORKS_ON_ENERGY_NETS:
-        return "layered architecture" if rule_name in TARGET_PROP else "no Linear or Conv layer"
-    if rule_name in TARGET_PROP and not hasattr(ARCHS.get(arch), "layers_spec"):
-        return "layered architecture"
+    """The message pattern of an IncompatibleError the pair must raise, or None if the pair must train: read from
+    the declarations (a rule's ``requires``, an architecture's ``provides``), which test_declarations checks."""
+    rule, provides = RULES.get(rule_name), set(ARCHS.get(arch).provides)
+    missing = [p for p in rule.requires if p.name not in provides]
+    if missing:
+        return "needs " + missing[0].needs.split(" (")[0]
+    if "energy" in provides and rule_name not in ENERGY_RULES | WORKS_ON_ENERGY_NETS:
+        return "no Linear or Conv layer"
     return None
 
 
@@ -209,12 +227,9 @@ def test_every_rule_fills_every_grad_on_every_arch(rule_name, arch):
     message = refusal(rule_name, arch)
     if message:
         with pytest.raises(IncompatibleError, match=message):
-            rule.prepare(model)  # the pairings allowed to refuse, and they must say why
+            rule.prepare(model, x[:2])  # the pairings allowed to refuse, and they must say why
         return
-    rule.prepare(model)
-    with torch.no_grad():
-        model.eval()(x[:2])  # what the engine does: state drawn on first use exists before the optimizer
-        model.train()
+    model = rule.prepare(model, x[:2])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     before = copy.deepcopy(model.state_dict())
     losses = []
@@ -235,8 +250,14 @@ def test_state_dict_roundtrip_keeps_feedback():
     clone = make(seed=5)
     create_rule("frsf").prepare(clone)
     clone.load_state_dict(model.state_dict())
-    assert torch.equal(clone.hidden[0].feedback, model.hidden[0].feedback)
     assert torch.equal(clone.hidden[0].feedback_magnitude, model.hidden[0].feedback_magnitude)
+    for rule_name in ("fa", "dfa", "kp", "wm"):  # fixed, direct, learned and mirrored B travel with the model
+        model, clone = make(), make(seed=5)
+        x = batch()[0][:2]
+        create_rule(rule_name).prepare(model, x)
+        create_rule(rule_name).prepare(clone, x)
+        clone.load_state_dict(model.state_dict())
+        assert torch.equal(clone.hidden[0].feedback, model.hidden[0].feedback), rule_name
 
 
 def test_unknown_rule_lists_known_rules():
@@ -269,9 +290,7 @@ def test_alignment_probes_leave_model_and_rule_unchanged(rule_name):
     x, y = batch()
     model = make("mlp", depth=2, width=16)
     rule = create_rule(rule_name)
-    rule.prepare(model)
-    with torch.no_grad():
-        model(x[:2])  # builds state drawn on first use
+    rule.prepare(model, x[:2])
     before_model = copy.deepcopy(model.state_dict())
     before_rule = copy.deepcopy(rule.state_dict())
     metrics = alignment_probes(model, rule, x, y)

@@ -21,7 +21,8 @@ from bioplausible.errors import ConfigError, IncompatibleError
 from bioplausible.layers.local import LocallyConnected2d
 from bioplausible.probes import angle_deg
 from bioplausible.rules import create_rule
-from bioplausible.rules.target_prop import LocalTranspose, lift
+from bioplausible.layers import LocalTranspose
+from bioplausible.rules.target_prop import lift
 
 TP_RULES = ["dtp", "sdtp", "aosdtp"]
 LAYERED = {
@@ -44,9 +45,7 @@ def prepared(rule_name, arch="mlp", shape=(1, 8, 8), seed=0, **options):
     torch.manual_seed(seed)
     model = create_arch(arch, shape, 10, **LAYERED.get(arch, (None, {}))[1])
     rule = create_rule(rule_name, **options)
-    rule.prepare(model)
-    with torch.no_grad():
-        model(torch.zeros(2, *shape))
+    rule.prepare(model, torch.zeros(2, *shape))
     return model, rule
 
 
@@ -104,10 +103,9 @@ def linear_setup(rule_name, orthogonal=False, loss="ce", **options):
     torch.manual_seed(0)
     model = LinearNet(orthogonal=orthogonal)
     rule = create_rule(rule_name, loss=loss, **options)
-    rule.prepare(model)
     x = torch.randn(8, 6, dtype=torch.float64)
     y = torch.arange(8) % 6
-    model(x)  # builds the inverses
+    rule.prepare(model, x)  # builds the inverses
     exact_inverses(model, rule)
     return model, rule, x, y
 
@@ -214,10 +212,10 @@ def test_dtp_with_one_hidden_layer_needs_no_inverse():
     model = create_arch("mlp", (1, 8, 8), 10, depth=1, width=16)
     reference = copy.deepcopy(model)
     rule = create_rule("dtp")
-    rule.prepare(model)
     x, y = batch((1, 8, 8))
+    rule.prepare(model, x)
     rule.step(model, x, y)
-    assert len(rule.inverses) == 0 and rule.state_dict()["optimizer"] is None
+    assert len(rule.inverses) == 0 and rule.optimizer is None
     nn.functional.cross_entropy(reference(x), y).backward()
     torch.testing.assert_close(model.hidden[0].weight.grad, 0.2 * reference.hidden[0].weight.grad)
 
@@ -231,7 +229,7 @@ def test_aosdtp_adds_untrained_auxiliary_outputs():
     x, y = batch((1, 8, 8))
     rule.step(model, x, y)
     assert torch.equal(rule.aux, aux)
-    assert rule.state_dict()["aux"] is rule.aux
+    assert torch.equal(rule.state_dict()["aux"], rule.aux)  # A is saved with the rule
 
 
 def test_probe_reports_every_layer_and_changes_nothing():
@@ -359,10 +357,9 @@ def test_dense_mlp_feature_read_twice_gets_the_mean_of_both_targets():
     torch.manual_seed(0)
     model = create_arch("dense-mlp", (1, 8, 8), 10, depth=2, width=16)
     rule = create_rule("sdtp")
-    rule.prepare(model)
     x, y = batch((1, 8, 8))
+    rule.prepare(model, x)
     with torch.no_grad():
-        model(x)
         features, inputs = rule.forward_layers(x)
         targets = rule.targets(features, inputs, y, None)
         h1, h2, out = features[1], features[2], features[3]
@@ -402,9 +399,8 @@ def test_conv_inverse_is_the_adjoint_of_the_convolution():
 
     model = Net()
     rule = create_rule("dtp")
-    rule.prepare(model)
     x = torch.randn(2, 2, 8, 8)
-    model(x)
+    rule.prepare(model, x)
     op = rule.inverses[rule.readers[1].inverse].op
     assert isinstance(op, nn.ConvTranspose2d) and op.output_padding == (1, 1)
     h = torch.randn(2, 3, 8, 8, requires_grad=True)
@@ -464,8 +460,8 @@ def test_dense_convnet_targets_pass_back_through_pooling():
     ("options", "message"),
     [
         ({"noise": -0.1}, "noise must be >= 0"),
-        ({"alpha": 0.0}, r"alpha must be in \(0, 1\]"),
-        ({"alpha": 1.5}, r"alpha must be in \(0, 1\]"),
+        ({"alpha": 0.0}, r"alpha must be > 0"),
+        ({"alpha": 1.5}, r"alpha must be <= 1"),
         ({"schedule": "sometimes"}, "schedule must be one of parallel, alternating"),
         ({"inverse_optimizer": "lbfgs"}, "inverse_optimizer"),
         ({"aux_outputs": -1}, "aux_outputs must be >= 0"),
@@ -479,12 +475,22 @@ def test_bad_options_raise_config_error(options, message):
 @pytest.mark.parametrize("arch", ["resnet20", "alexnet"])
 def test_non_layered_arch_says_why(arch):
     model = create_arch(arch, (3, 16, 16), 10, width_multiplier=0.25)
-    with pytest.raises(IncompatibleError, match="layered architecture.*residual additions, batch norm"):
-        create_rule("sdtp").prepare(model)
+    with pytest.raises(IncompatibleError, match="needs a layered network.*offers no layers_spec"):
+        create_rule("sdtp").prepare(model, torch.zeros(1, 3, 16, 16))
 
 
-def test_any_module_without_the_protocol_is_incompatible():
-    with pytest.raises(IncompatibleError, match="layers_spec"):
+def test_a_plain_sequential_is_layered_and_what_is_not_says_why():
+    """nn.Sequential(Linear, Tanh, Linear) is a layered net: TP trains it. A module it cannot invert is named."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 4))
+    x, y = torch.randn(6, 4, 4), torch.arange(6) % 4
+    rule = create_rule("dtp")
+    rule.prepare(model, x)
+    rule.step(model, x, y)
+    assert all(p.grad is not None for p in model.parameters()) and len(rule.inverses) == 1
+    with pytest.raises(IncompatibleError, match="'1' \\(BatchNorm1d\\) is not a weight layer"):
+        create_rule("dtp").prepare(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)), x[:1, 0])
+    with pytest.raises(ConfigError, match="example input"):
         create_rule("dtp").prepare(nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)))
 
 
@@ -500,17 +506,16 @@ def test_inverses_follow_the_model_when_it_moves():
     assert all(v.dtype == torch.float64 for s in rule.optimizer.state.values() for v in s.values() if v.dim() > 0)
 
 
-def test_state_dict_restores_the_inverses_even_before_they_exist():
+def test_state_dict_restores_the_inverses_aux_and_optimizer():
     model, rule = prepared("aosdtp", "mlp")
     x, y = batch((1, 8, 8))
     rule.step(model, x, y)
     state = copy.deepcopy(rule.state_dict())
     clone = copy.deepcopy(model)
     other = create_rule("aosdtp")
-    other.prepare(clone)
-    other.load_state_dict(state)  # before the first forward pass: kept until the inverses are built
-    torch.manual_seed(123)
-    clone(x)
+    torch.manual_seed(123)  # other inverses and A than the original's
+    other.prepare(clone, x)
+    other.load_state_dict(state)
     for k, v in rule.inverses.state_dict().items():
         assert torch.equal(other.inverses.state_dict()[k], v), k
     assert torch.equal(other.aux, rule.aux)

@@ -22,7 +22,9 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'bioplausible' has no attribute {name!r}")
     module, attr = _LAZY[name]
     value = importlib.import_module(f".{module}", __name__)
-    return getattr(value, attr) if attr else value
+    value = getattr(value, attr) if attr else value
+    globals()[name] = value  # importing the submodule bound its module object to the same name: replace it
+    return value
 
 
 __all__ = ["ARCHS", "DATASETS", "RULES", "BioplausibleError", "__version__", "archs", "convert", "data", "rules"]

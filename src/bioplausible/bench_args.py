@@ -10,7 +10,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="mlp")
     p.add_argument("--input-shape", default="784", help="one sample's shape, e.g. 784 or 3,32,32")
     p.add_argument("--classes", type=int, default=10)
-    p.add_argument("--arch-options", default="{}", help='architecture options as JSON, e.g. \'{"depth": 3}\'')
+    p.add_argument("--arch-options", default="{}", help="architecture options as JSON, e.g. '{\"depth\": 3}'")
     p.add_argument("--depth", type=int, default=3, help="for archs with a depth option")
     p.add_argument("--width", type=int, default=1000, help="for archs with a width option")
     p.add_argument("--batch-size", type=int, default=128)
@@ -19,7 +19,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels-last", action="store_true", help="channels-last images and conv weights")
     p.add_argument("--rounds", type=int, default=60, help="interleaved rounds; the median is reported")
     p.add_argument(
-        "--steps", type=int, default=3, help="steps timed per rule per round (few: rules then see the same machine state)"
+        "--steps",
+        type=int,
+        default=3,
+        help="steps timed per rule per round (few: rules then see the same machine state)",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: ratios, not speed)")

@@ -199,9 +199,7 @@ class TrainState:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"], self.device)
 
 
-def build(
-    config: TrainConfig, data, device: torch.device | str = "cpu", dist: Distributed = SINGLE
-) -> TrainState:
+def build(config: TrainConfig, data, device: torch.device | str = "cpu", dist: Distributed = SINGLE) -> TrainState:
     """Model, rule and optimizer for a resolved ``config`` on ``data`` (already on ``device``), seeded.
 
     The seed fixes the initialisation, every random feedback matrix and the data order."""

@@ -207,9 +207,31 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _unknown_flags_error(unknown: list[str], names: dict[str, list[str]], ns) -> ConfigError:
+    """One line for flags no chosen owner has: which rules / architectures / datasets do have them."""
+    flags = [u.split("=")[0] for u in unknown if u.startswith("--")]
+    if not flags:
+        return ConfigError(f"unexpected argument(s) {' '.join(unknown)}")
+    option = flags[0][2:].replace("-", "_").split(".")[-1]
+    owners = []
+    for kind, registry in (("rule", RULES), ("architecture", ARCHS)):
+        for name in registry.list():
+            if option in {f.name for f in dataclasses.fields(registry.get(name).Config)}:
+                owners.append(f"{kind} {name}")
+    chosen = f"rule {ns.rule}, architecture {ns.arch} or dataset {ns.dataset}"
+    where = f"; it is an option of {', '.join(owners)}" if owners else ""
+    return ConfigError(f"{flags[0]} ({option}) is not an option of {chosen}{where} (see `bioplausible train --help`)")
+
+
 def cmd_train(argv: list[str]) -> int:
     p, names, base = train_parser(argv)
-    ns = p.parse_args(argv)
+    ns, unknown = p.parse_known_args(argv)
+    if unknown:
+        raise _unknown_flags_error(unknown, names, argparse.Namespace(
+            rule=getattr(ns, "rule", base.get("rule", "bp")),
+            arch=getattr(ns, "arch", base.get("arch", "mlp")),
+            dataset=getattr(ns, "dataset", base.get("dataset", "digits")),
+        ))  # fmt: skip
     config = config_from_args(ns, names, base)
     from .engine import fit  # torch loads here, not for --help
     from .runs import read_json

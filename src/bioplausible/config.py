@@ -66,14 +66,15 @@ def _bound_errors(name: str, value: Any, meta: dict[str, Any]) -> list[str]:
 
 def check_fields(obj: Any, what: str) -> None:
     """ConfigError naming the first field of ``obj`` outside its declared choices or bounds."""
+    prefix = f"{what}: " if what else ""
     for f in dataclasses.fields(obj):
         value, meta = getattr(obj, f.name), f.metadata
         choices = meta.get("choices")
         if choices and value not in choices:
-            raise ConfigError(f"{what}: {f.name} must be one of {', '.join(map(str, choices))} (got {value!r})")
+            raise ConfigError(f"{prefix}{f.name} must be one of {', '.join(map(str, choices))} (got {value!r})")
         errors = _bound_errors(f.name, value, meta)
         if errors:
-            raise ConfigError(f"{what}: {errors[0]}")
+            raise ConfigError(prefix + errors[0])
 
 
 def _coerce(cls: type, options: dict[str, Any]) -> dict[str, Any]:
@@ -157,22 +158,20 @@ class TrainConfig:
         "loss scaler)",
         choices=("fp32", "bf16", "fp16"),
     )
-    channels_last: bool = option(False, "store image batches and conv weights channels-last (faster convs on some CPUs)")
+    channels_last: bool = option(
+        False, "store image batches and conv weights channels-last (faster convs on some CPUs)"
+    )
     tf32: bool = option(False, "allow TF32 matmuls and convolutions on CUDA (off: full fp32)")
     seed: int = option(0, "random seed: fixes initialisation, feedback matrices and data order")
     device: str = option(
         "auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"), role="location"
     )
-    out: str | None = option(
-        None, "run folder (default: runs/<dataset>-<arch>-<rule>-s<seed>-<time>)", role="location"
-    )
+    out: str | None = option(None, "run folder (default: runs/<dataset>-<arch>-<rule>-s<seed>-<time>)", role="location")
     resume: bool = option(
         False, "continue the run in --out from its last checkpoint (its saved settings are used)", role="location"
     )
     val_fraction: float = option(0.0, "fraction of the training set held out for validation (0: none)", min=0, below=1)
-    patience: int = option(
-        0, "early stopping: epochs without validation improvement before stopping (0: off)", min=0
-    )
+    patience: int = option(0, "early stopping: epochs without validation improvement before stopping (0: off)", min=0)
     max_batches: int = option(0, "train on at most this many batches per epoch (0: all), for quick checks", min=0)
     max_steps: int = option(
         0,
@@ -214,7 +213,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting out of range or not among its choices, naming the setting."""
-        check_fields(self, "config")
+        check_fields(self, "")
         if self.lr_schedule == "step" and not self.lr_milestones:
             raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
 

@@ -72,7 +72,9 @@ class Registry(Generic[T]):
         entry = self._entries.get(name)
         if entry is None:
             lower = {n.lower(): n for n in self._entries}
-            close = [lower[name.lower()]] if name.lower() in lower else difflib.get_close_matches(name, self._entries, 1)
+            close = (
+                [lower[name.lower()]] if name.lower() in lower else difflib.get_close_matches(name, self._entries, 1)
+            )
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(sorted(self._entries))}"

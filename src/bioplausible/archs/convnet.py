@@ -80,7 +80,6 @@ class ConvNet(Architecture):
         self.pool = nn.MaxPool2d(2)
         self.out = nn.Linear(c.channels, num_classes, bias=c.bias)
 
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x  # (N, C, H, W)
         for layer, pool in zip(self.convs, self.pools):

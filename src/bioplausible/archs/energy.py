@@ -163,6 +163,7 @@ class EnergyNet(nn.Module):
     """Layered (optionally skip- or densely connected) Hopfield-like network; ``forward`` settles the free phase."""
 
     Config = EnergyNetConfig
+    provides = ("energy",)
 
     def __init__(
         self,

@@ -38,6 +38,7 @@ VARIANTS: dict[str, list[tuple[int, int, int]]] = {
 }
 AUTO_VARIANT = {1: "mnist", 3: "cifar"}  # input channels -> variant
 
+
 @dataclass
 class LocalNetConfig:
     variant: str = option(

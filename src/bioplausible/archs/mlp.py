@@ -42,7 +42,6 @@ class MLP(Architecture):
         self.act = make_activation(c.activation)
         self.out = nn.Linear(sizes[-1], num_classes, bias=c.bias)
 
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)  # (N, D)
         for layer in self.hidden:

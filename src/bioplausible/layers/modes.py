@@ -171,7 +171,9 @@ class DirectFeedback(FeedbackMode):
     def input_grad(self, layer, h, operand):
         e = self.error.get().to(h.dtype)
         if operand.shape[0] != e.shape[1]:
-            raise IncompatibleError(f"DFA feedback was drawn for {operand.shape[0]} outputs; the error has {e.shape[1]}")
+            raise IncompatibleError(
+                f"DFA feedback was drawn for {operand.shape[0]} outputs; the error has {e.shape[1]}"
+            )
         if self.shape == "kernel":
             rows, cols = layer.output_size(h.shape[-2:])
             spread = e[:, :, None, None].expand(-1, -1, rows, cols)

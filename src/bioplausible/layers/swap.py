@@ -159,8 +159,9 @@ def swap_layers(
         else:
             model = new
         converted.append(name)
-    unchanged = [n for n, m in model.named_modules() if n not in converted and any(m.parameters(recurse=False))]
-    warn_kept_on_backprop(model, converted, found)
+    unchanged = [n for n, m in model.named_modules() if n not in converted and any(True for _ in m.parameters(False))]
+    if converted:  # a model with nothing to convert is refused by the rule, with the reason
+        warn_kept_on_backprop(model, converted, found)
     return Swap(model, converted, unchanged, found)
 
 

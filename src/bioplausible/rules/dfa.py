@@ -83,8 +83,7 @@ class DirectFeedbackAlignment(FeedbackRule):
         layers = list(self.layers.items())
         if not layers or any(not isinstance(layer, nn.Linear) for _, layer in layers):
             raise ConfigError(
-                "dfa sizes B from the layers' inputs: pass an example input, "
-                "convert(model, 'dfa', example_input=x[:1])"
+                "dfa sizes B from the layers' inputs: pass an example input, convert(model, 'dfa', example_input=x[:1])"
             )
         return Trace(
             order=[n for n, _ in layers],

@@ -38,7 +38,9 @@ FEEDBACK_ANGLE = ProbeSpec(
 
 @dataclass
 class FeedbackConfig:
-    feedback_scale: float = option(1.0, "scale of the feedback matrices B, relative to the forward weights' init", above=0)
+    feedback_scale: float = option(
+        1.0, "scale of the feedback matrices B, relative to the forward weights' init", above=0
+    )
     bp_layers: tuple[str, ...] = option(
         (), "layers trained by backprop instead ('last' = the layer whose output is the model's output)"
     )
@@ -80,7 +82,9 @@ class FeedbackRule(Rule):
 
     def feedback_parameters(self) -> list[nn.Parameter]:
         """Feedback matrices the optimizer must train (learned feedback), else empty."""
-        return [p for layer in self.layers.values() for n, p in layer.named_parameters(recurse=False) if n == "feedback"]
+        return [
+            p for layer in self.layers.values() for n, p in layer.named_parameters(recurse=False) if n == "feedback"
+        ]
 
 
 @RULES.register("fa")

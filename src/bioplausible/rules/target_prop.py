@@ -206,7 +206,9 @@ class TargetPropagation(Rule):
     requires = (LAYERED,)
     stochastic = True
     probes = (
-        ProbeSpec("tp_target_norm", "‖ĥ − h‖ per example", title="Target propagation: size of each layer's target step"),
+        ProbeSpec(
+            "tp_target_norm", "‖ĥ − h‖ per example", title="Target propagation: size of each layer's target step"
+        ),
         ProbeSpec(
             "tp_target_angle", "angle between ĥ − h and −∂L/∂h", "°", title="Target propagation: target vs gradient"
         ),
