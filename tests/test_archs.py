@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 
 import pytest
@@ -63,21 +62,20 @@ def test_defaults_are_written_once_in_the_config(name):
         pytest.skip("energy-net keeps keyword arguments until its settling rewrite lands")
     params = inspect.signature(cls).parameters
     assert list(params) == ["input_shape", "num_classes", "config", "options"], name
-    config = build_options(cls.Config, {}, name)
-    shape = MNIST if name not in ("alexnet",) else (3, 32, 32)
+    shape = MNIST if name != "alexnet" else (3, 32, 32)
     torch.manual_seed(0)
-    a = cls(shape, 10, config) if name not in SMALL else cls(shape, 10, build_options(cls.Config, SMALL[name], name))
+    a = cls(shape, 10, build_options(cls.Config, SMALL.get(name, {}), name))
     torch.manual_seed(0)
-    b = create_arch(name, shape, 10, **({} if name not in SMALL else SMALL[name]))
+    b = create_arch(name, shape, 10, **SMALL.get(name, {}))
     assert [p.shape for p in a.parameters()] == [p.shape for p in b.parameters()]
 
 
 @pytest.mark.parametrize("name", ARCHS.list())
 def test_declared_protocols_match_the_model(name):
     """What an architecture declares (``provides``) is what the protocol checks find on a built model."""
-    from bioplausible.protocols import PROTOCOLS
-
     from test_rules import SMALL_ARCHS
+
+    from bioplausible.protocols import PROTOCOLS
 
     shape, options = SMALL_ARCHS[name]
     model = create_arch(name, shape, 10, **options)

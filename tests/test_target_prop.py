@@ -18,10 +18,10 @@ from bioplausible.archs.spec import LayerSpec, compose
 from bioplausible.data import load_dataset
 from bioplausible.engine import fit
 from bioplausible.errors import ConfigError, IncompatibleError
+from bioplausible.layers import LocalTranspose
 from bioplausible.layers.local import LocallyConnected2d
 from bioplausible.probes import angle_deg
 from bioplausible.rules import create_rule
-from bioplausible.layers import LocalTranspose
 from bioplausible.rules.target_prop import lift
 
 TP_RULES = ["dtp", "sdtp", "aosdtp"]

@@ -26,7 +26,6 @@ from filelock import FileLock, Timeout
 
 from .errors import ConfigError
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

@@ -403,5 +403,7 @@ class EnergyNet(nn.Module):
         return s, residuals
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The output layer's state (N, classes) at the free fixed point, settled from zero."""
-        return self.settle(x).state[:, self.layer_slice(len(self.sizes) - 1)]
+        """The output layer's state (N, classes) at the free fixed point, settled from zero (in the parameters'
+        dtype even under autocast: a bf16 state cannot resolve a settling tolerance of 1e-4)."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self.settle(x).state[:, self.layer_slice(len(self.sizes) - 1)]

@@ -108,10 +108,8 @@ class Dataset:
         for start in range(0, self.num_train, batch_size):
             batch = order[start : start + batch_size]
             idx = batch.tensor_split(world_size)[rank]
-            if self.augment:  # the whole global batch, in every process: the random draws stay identical
-                x = self.augment(self.train_x[batch]).tensor_split(world_size)[rank]
-            else:
-                x = self.train_x[idx]
+            # augmented as a whole global batch in every process: the random draws stay identical across them
+            x = self.augment(self.train_x[batch]).tensor_split(world_size)[rank] if self.augment else self.train_x[idx]
             yield (x, self.train_y[idx], idx) if with_index else (x, self.train_y[idx])
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -171,9 +171,8 @@ def warn_kept_on_backprop(model: nn.Module, converted: list[str], found: Trace |
     for name, module in model.named_modules():
         if isinstance(module, FUNCTIONAL_USERS):
             silent.append(f"{name or 'the model'} ({type(module).__name__}: uses its weights functionally)")
-        elif layer_type(module) is None and not isinstance(module, FeedbackLayer):
-            if any(p.dim() >= 2 for p in module.parameters(recurse=False)):
-                silent.append(f"{name} ({type(module).__name__}: no feedback version)")
+        elif layer_type(module) is None and any(p.dim() >= 2 for p in module.parameters(recurse=False)):
+            silent.append(f"{name} ({type(module).__name__}: no feedback version)")
     if found is not None:
         silent += [f"{n} (never ran on the example input)" for n in converted if n not in found.order]
     if silent:

@@ -201,8 +201,12 @@ class EquilibriumPropagation(Rule):
     def step(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """``index``: the batch's dataset indices, which persistent states need (the engine passes them)."""
-        grads, free, nudged, target = self.estimate(model, x, y, index)
+        """``index``: the batch's dataset indices, which persistent states need (the engine passes them).
+
+        Under autocast the settling and the contrast run in the parameters' dtype: bf16 cannot resolve the
+        settling tolerance, and the update is a small difference of two energies."""
+        with torch.autocast(x.device.type, enabled=False):
+            grads, free, nudged, target = self.estimate(model, x, y, index)
         for name, p in model.named_parameters():
             if name in grads:
                 p.grad = grads[name] if p.grad is None else p.grad + grads[name]

@@ -1,0 +1,375 @@
+"""No fault may be silent: the situations researchers meet when they bring their own models, precisions, training
+loops and settings (issue 11), each tested over the whole kind it belongs to (every rule, layer type, topology)."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bioplausible
+from bioplausible.archs import create_arch
+from bioplausible.errors import ConfigError, IncompatibleError
+from bioplausible.layers import KeptOnBackpropWarning, feedback_layers
+from bioplausible.registry import RULES
+from bioplausible.rules import create_rule
+
+FEEDBACK = ["fa", "dfa", "usf", "frsf", "brsf", "kp", "wm"]
+TP = ["dtp", "sdtp", "aosdtp"]
+# one small net per layer type: Linear, Conv2d, locally connected
+NETS = {
+    "linear": ("mlp", (1, 8, 8), {"depth": 2, "width": 16}),
+    "conv": ("convnet", (1, 8, 8), {"depth": 2, "channels": 4}),
+    "local": ("lc-net", (1, 8, 8), {"hidden": 16, "width_multiplier": 0.125}),
+}
+ENERGY = ("energy-net", (1, 8, 8), {"hidden_sizes": (12,), "free_steps": 40, "nudged_steps": 8})
+
+
+def make(net: str, seed: int = 0, dtype=torch.float32):
+    arch, shape, options = NETS[net] if net in NETS else ENERGY
+    torch.manual_seed(seed)
+    model = create_arch(arch, shape, 10, **options).to(dtype)
+    g = torch.Generator().manual_seed(seed + 1)
+    x = torch.randn(8, *shape, generator=g).to(dtype)
+    return model, x, torch.arange(8) % 10
+
+
+def pairs():
+    """(rule, net) for every rule on every net it trains: feedback rules and TP on each layer type, EP on energy."""
+    out = [(r, n) for r in ["bp", *FEEDBACK, *TP] for n in NETS]
+    return [*out, ("ep", "energy"), ("bp", "energy")]
+
+
+def weight_grads(model):
+    return {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+# ------------------------------------------------------------------------- 1. mixed precision, 2. dtypes
+@pytest.mark.parametrize(("rule_name", "net"), pairs())
+def test_every_rule_trains_under_cpu_bf16_autocast(rule_name, net):
+    model, x, y = make(net)
+    rule = create_rule(rule_name)
+    model = rule.prepare(model, x[:2])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        metrics = rule.step(model, x, y)
+    assert math.isfinite(metrics["loss"].item())
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.dtype == p.dtype and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("net", NETS)
+def test_fa_with_b_equal_w_is_bp_under_autocast(net):
+    """Under bf16 autocast, FA with B = W gives backprop's gradients (to bf16 precision) on each layer type."""
+    model, x, y = make(net)
+    reference = copy.deepcopy(model)
+    model, rule = bioplausible.convert(model, "fa", example_input=x[:1])
+    for layer in feedback_layers(model).values():
+        layer.feedback.copy_(layer.weight.detach())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rule.step(model, x, y)
+        F.cross_entropy(reference(x).float(), y).backward()
+    got, want = weight_grads(model), weight_grads(reference)
+    for name, g in want.items():
+        cos = F.cosine_similarity(got[name].flatten(), g.flatten(), dim=0)
+        assert cos > 0.999, (name, cos.item())
+
+
+@pytest.mark.parametrize(("rule_name", "net"), pairs())
+def test_every_rule_steps_a_float64_model(rule_name, net):
+    """A rule's own tensors (B, noise, inverses, states) follow the model's dtype."""
+    model, x, y = make(net, dtype=torch.float64)
+    rule = create_rule(rule_name)
+    model = rule.prepare(model, x[:2])
+    rule.step(model, x, y)
+    assert all(t.dtype == torch.float64 for t in [*model.state_dict().values(), *rule.state_dict().values()]
+               if torch.is_tensor(t) and t.is_floating_point())  # fmt: skip
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float64, name
+
+
+# ------------------------------------------------------------------------- 3. the output layer is found, not guessed
+class OutFirst(nn.Module):
+    """Registers the output layer before the hidden one: module order is not forward order."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = nn.Linear(4, 3)
+        self.hid = nn.Linear(6, 4)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hid(x)))
+
+
+def test_the_output_layer_is_the_one_whose_output_is_the_models():
+    torch.manual_seed(0)
+    x, y = torch.randn(5, 6), torch.tensor([0, 1, 2, 0, 1])
+    model, rule = bioplausible.convert(OutFirst(), "dfa", example_input=x[:1])
+    rule.step(model, x, y)  # B sized from the traced shapes: no shape error
+    assert model.out.feedback.shape == (3, 4) and model.hid.feedback.shape == (3, 6)
+    for name in FEEDBACK:
+        model, rule = bioplausible.convert(OutFirst(), name, example_input=x[:1], bp_layers=("last",))
+        assert type(model.out) is nn.Linear and "hid" in rule.layers, name
+
+
+def test_an_output_computed_after_the_last_layer_asks_for_the_layers_name():
+    model = nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3), nn.Softmax(dim=1))
+    with pytest.raises(ConfigError, match="name the layer"):
+        bioplausible.convert(model, "fa", example_input=torch.randn(1, 6), bp_layers=("last",))
+    with pytest.raises(ConfigError, match="example input"):
+        bioplausible.convert(nn.Sequential(nn.Linear(6, 3)), "fa", bp_layers=("last",))
+
+
+# ------------------------------------------------------------------------- 4. learned feedback must learn
+def test_kp_with_an_optimizer_built_before_convert_says_what_to_do():
+    model, x, y = make("linear")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)  # B does not exist yet
+    model, rule = bioplausible.convert(model, "kp", example_input=x[:1])
+    optimizer.zero_grad()
+    rule.step(model, x, y)
+    optimizer.step()
+    with pytest.raises(ConfigError, match="B is in no optimizer.*after bioplausible.convert"):
+        rule.step(model, x, y)
+
+
+@pytest.mark.parametrize("plain_loop", [False, True])
+def test_kp_feedback_learns_with_the_optimizer_built_after_convert(plain_loop):
+    model, x, y = make("linear")
+    model, rule = bioplausible.convert(model, "kp", example_input=x[:1])
+    before = {n: layer.feedback.detach().clone() for n, layer in feedback_layers(model).items()}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward() if plain_loop else rule.step(model, x, y)
+        optimizer.step()
+    assert all(not torch.equal(layer.feedback, before[n]) for n, layer in feedback_layers(model).items())
+
+
+# ------------------------------------------------------------------------- 5. a plain training loop is the same rule
+@pytest.mark.parametrize("net", NETS)
+@pytest.mark.parametrize("rule_name", FEEDBACK)
+def test_a_plain_loss_backward_loop_trains_the_same_rule_as_rule_step(rule_name, net):
+    """Three SGD steps with ``loss.backward()`` end with exactly the weights (and B) of three ``rule.step``s:
+    sign(W) is fresh, brsf redraws, wm mirrors, kp learns B, dfa gets e — inside the layers."""
+    states = []
+    for plain in (False, True):
+        model, x, y = make(net)
+        model, rule = bioplausible.convert(model, rule_name, example_input=x[:1])
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        torch.manual_seed(7)
+        for _ in range(3):
+            optimizer.zero_grad()
+            F.cross_entropy(model(x), y).backward() if plain else rule.step(model, x, y)
+            optimizer.step()
+        states.append(model.state_dict())
+    for key, value in states[0].items():
+        torch.testing.assert_close(states[1][key], value, rtol=0, atol=0, msg=key)
+
+
+# ------------------------------------------------------------------------- 9. fixed feedback is fixed
+def test_dfa_state_dict_loads_into_a_fresh_twin_before_any_forward():
+    model, x, y = make("conv")
+    model, _ = bioplausible.convert(model, "dfa", example_input=x[:1])
+    twin, _ = bioplausible.convert(make("conv", seed=3)[0], "dfa", example_input=x[:1])
+    twin.load_state_dict(model.state_dict())  # no size mismatch: B exists from prepare on
+    for name, layer in feedback_layers(model).items():
+        assert torch.equal(twin.get_submodule(name).feedback, layer.feedback)
+
+
+def test_dfa_refuses_an_input_size_its_feedback_was_not_drawn_for():
+    conv = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Conv2d(2, 2, 3, padding=1), nn.Tanh(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))  # fmt: skip
+    model, rule = bioplausible.convert(conv, "dfa", example_input=torch.randn(1, 1, 5, 5))
+    before = {n: layer.feedback.clone() for n, layer in feedback_layers(model).items()}
+    with torch.no_grad():
+        model.eval()(torch.randn(2, 1, 6, 6))  # an eval forward at another size draws nothing
+    assert all(torch.equal(layer.feedback, before[n]) for n, layer in feedback_layers(model).items())
+    with pytest.raises(IncompatibleError, match="drawn for inputs of 50 numbers; this input has 72"):
+        rule.step(model, torch.randn(2, 1, 6, 6), torch.tensor([0, 1]))
+
+    class Sequence(nn.Module):  # (N, T, in) inputs: the first layer sees T·in numbers per example
+        def __init__(self):
+            super().__init__()
+            self.embed, self.step, self.out = nn.Linear(4, 4), nn.Linear(4, 5), nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.step(torch.tanh(self.embed(x)))).mean(1))
+
+    model, rule = bioplausible.convert(Sequence(), "dfa", example_input=torch.randn(1, 3, 4))
+    rule.step(model, torch.randn(2, 3, 4), torch.tensor([0, 1]))
+    with pytest.raises(IncompatibleError, match="drawn for inputs of 12 numbers; this input has 16"):
+        rule.step(model, torch.randn(2, 4, 4), torch.tensor([0, 1]))
+
+
+# ------------------------------------------------------------------------- 12. any model, said plainly
+def test_a_bare_layer_converts():
+    layer, rule = bioplausible.convert(nn.Linear(8, 4), "fa")
+    assert type(layer).__name__ == "FeedbackLinear" and list(rule.layers) == [""]
+    rule.step(layer, torch.randn(3, 8), torch.tensor([0, 1, 2]))
+    assert layer.weight.grad is not None
+
+
+def test_modules_that_use_weights_functionally_keep_backprop_with_a_warning():
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(4, 8)
+            self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            h = self.embed(x)
+            return self.head(self.attn(h, h, h)[0].mean(1))
+
+    with pytest.warns(KeptOnBackpropWarning, match="attn \\(MultiheadAttention: uses its weights functionally\\)"):
+        model, rule = bioplausible.convert(Attention(), "fa", example_input=torch.randn(1, 5, 4))
+    assert "attn" in rule.unchanged and set(rule.layers) == {"embed", "head"}
+    assert type(model.attn.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear  # not swapped
+
+
+def test_an_unused_layer_neither_crashes_kp_nor_passes_unnoticed():
+    class Unused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.spare = nn.Linear(4, 4), nn.Linear(4, 2), nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.b(torch.tanh(self.a(x)))
+
+    with pytest.warns(KeptOnBackpropWarning, match="spare \\(never ran on the example input\\)"):
+        model, rule = bioplausible.convert(Unused(), "kp", example_input=torch.randn(1, 4))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        optimizer.zero_grad()
+        rule.step(model, torch.randn(3, 4), torch.tensor([0, 1, 0]))
+        optimizer.step()
+
+
+# ------------------------------------------------------------------------- 10. measuring changes nothing
+@pytest.mark.parametrize("rule_name", RULES.list())
+def test_a_step_draws_random_numbers_only_if_the_rule_says_so(rule_name):
+    """The ``stochastic`` declaration is what decides which rules the probe-isolation test covers: check it."""
+    net = "energy" if rule_name == "ep" else "linear"
+    model, x, y = make(net)
+    rule = create_rule(rule_name)
+    model = rule.prepare(model, x[:2])
+    state = torch.get_rng_state()
+    rule.step(model, x, y)
+    drew = not torch.equal(state, torch.get_rng_state())
+    assert drew == type(rule).stochastic or (drew is False and rule_name == "ep"), rule_name
+
+
+def stochastic_pairs():
+    return [(r, "energy" if r == "ep" else "linear") for r in RULES.list() if RULES.get(r).stochastic]
+
+
+@pytest.mark.parametrize(("rule_name", "net"), stochastic_pairs())
+def test_probes_leave_every_random_stream_as_they_found_it(rule_name, net, tiny_config, tmp_path):
+    arch, shape, options = NETS[net] if net in NETS else ENERGY
+    finals = []
+    for probe_every in (0, 1):
+        config = tiny_config(
+            rule=rule_name, arch=arch, arch_options=options, dataset="digits", epochs=2, max_batches=2,
+            probe_every=probe_every, out=str(tmp_path / f"p{probe_every}"),
+        )  # fmt: skip
+        finals.append(torch.load(bioplausible_fit(config) / "checkpoint.pt", weights_only=False)["model"])
+    for key, value in finals[0].items():
+        assert torch.equal(finals[1][key], value), key
+
+
+def bioplausible_fit(config):
+    from bioplausible.engine import fit
+
+    return fit(config, quiet=True)
+
+
+# ------------------------------------------------------------------------- 8. an exploding run is reported
+def test_a_run_huge_from_its_first_step_ends_diverged(tiny_config):
+    """Divergence is judged against the chance-level loss, not only the first loss: a loss of 6e10 at the first
+    step is divergence, a NaN anywhere in the metrics too, and the run ends ``diverged`` with the reason."""
+    from bioplausible.engine import Diverged, check_divergence
+    from bioplausible.runs import read_json
+
+    rule = create_rule("bp")
+    reference = rule.reference_loss(10)
+    assert reference == pytest.approx(math.log(10))
+    with pytest.raises(Diverged, match="over 100× the chance-level loss"):
+        check_divergence(6e10, {"loss": 6e10}, reference, tiny_config(), rule, 1)
+    with pytest.raises(Diverged, match="settle_residual became nan"):
+        check_divergence(1.0, {"loss": 1.0, "settle_residual": math.nan}, reference, tiny_config(), rule, 1)
+    path = bioplausible_fit(tiny_config(lr=1e4, optimizer="sgd", loss="mse", epochs=2))
+    summary = read_json(path / "summary.json")
+    assert summary["status"] == "diverged" and "at step" in summary["reason"], summary
+
+
+# ------------------------------------------------------------------------- warnings are errors here
+def test_converting_the_library_archs_warns_about_nothing():
+    for net in NETS:
+        model, x, _ = make(net)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            bioplausible.convert(model, "fa", example_input=x[:1])
+
+
+# ------------------------------------------------------------------------- 7. resume takes effect or refuses
+def test_resume_with_more_epochs_replans_the_schedule_and_refuses_other_changes(tiny_config, tmp_path):
+    from bioplausible.runs import RunFolder
+
+    config = tiny_config(lr_schedule="cosine", epochs=1, lr=1e-3, probe_every=0)
+    bioplausible_fit(config)
+    bioplausible_fit(tiny_config(lr_schedule="cosine", epochs=3, lr=1e-3, probe_every=0, resume=True))
+    lrs = [r["train/lr"] for r in RunFolder(config.out).read_metrics()]
+    assert lrs == pytest.approx([1e-3, 0.75e-3, 0.25e-3])  # epoch 2 learns (it got 0 before)
+    with pytest.raises(ConfigError, match=r"lr: saved 0\.001, given 0\.002"):
+        bioplausible_fit(tiny_config(lr_schedule="cosine", epochs=4, lr=2e-3, probe_every=0, resume=True))
+    with pytest.raises(ConfigError, match="lr_schedule: saved 'cosine', given 'constant'"):
+        bioplausible_fit(tiny_config(epochs=4, lr=1e-3, probe_every=0, resume=True))
+
+
+# ------------------------------------------------------------------------- 15. one writer per run folder
+def test_a_second_writer_is_refused_and_a_failed_start_leaves_no_folder(tiny_config, tmp_path):
+    import subprocess
+    import sys
+
+    held = tmp_path / "held"
+    held.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+         "print('held', flush=True); time.sleep(600)", str(held / ".lock")],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="in use by another process"):
+            bioplausible_fit(tiny_config(out=str(held)))
+    finally:
+        holder.kill()
+    assert not (held / "config.json").exists()
+    missing = tmp_path / "never"
+    with pytest.raises(bioplausible.errors.DataError):
+        bioplausible_fit(tiny_config(dataset="mnist", data_dir=str(tmp_path), download=False, out=str(missing)))
+    assert not missing.exists()  # nothing blocks a corrected retry, nothing to clean up
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        bioplausible_fit(tiny_config(out=str(a_file)))
+
+
+# ------------------------------------------------------------------------- 17. threads that do not collapse
+def test_small_models_train_on_one_thread_by_default():
+    from bioplausible.build import auto_threads
+
+    model, x, _ = make("linear")
+    assert auto_threads(model, x) == 1
+
+
+def test_early_stopping_is_announced_only_when_it_stops_early(tiny_config, capsys):
+    from bioplausible.runs import read_json
+
+    path = bioplausible_fit(tiny_config(epochs=2, patience=5, val_fraction=0.2))
+    assert read_json(path / "summary.json")["epochs"] == 2
+    assert "early stop" not in capsys.readouterr().err
