@@ -31,7 +31,7 @@ ENERGY = ("energy-net", (1, 8, 8), {"hidden_sizes": (12,), "free_steps": 40, "nu
 
 
 def make(net: str, seed: int = 0, dtype=torch.float32):
-    arch, shape, options = NETS[net] if net in NETS else ENERGY
+    arch, shape, options = NETS.get(net, ENERGY)
     torch.manual_seed(seed)
     model = create_arch(arch, shape, 10, **options).to(dtype)
     g = torch.Generator().manual_seed(seed + 1)
@@ -269,7 +269,7 @@ def stochastic_pairs():
 
 @pytest.mark.parametrize(("rule_name", "net"), stochastic_pairs())
 def test_probes_leave_every_random_stream_as_they_found_it(rule_name, net, tiny_config, tmp_path):
-    arch, shape, options = NETS[net] if net in NETS else ENERGY
+    arch, shape, options = NETS.get(net, ENERGY)
     finals = []
     for probe_every in (0, 1):
         config = tiny_config(
@@ -338,8 +338,8 @@ def test_a_second_writer_is_refused_and_a_failed_start_leaves_no_folder(tiny_con
     held = tmp_path / "held"
     held.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
-         "print('held', flush=True); time.sleep(600)", str(held / ".lock")],
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); "
+         "lock.acquire(); print('held', flush=True); time.sleep(600)", str(held / ".lock")],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
