@@ -373,3 +373,34 @@ def test_early_stopping_is_announced_only_when_it_stops_early(tiny_config, capsy
     path = bioplausible_fit(tiny_config(epochs=2, patience=5, val_fraction=0.2))
     assert read_json(path / "summary.json")["epochs"] == 2
     assert "early stop" not in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- 13. memory-light DFA for convolutions
+def test_kernel_shaped_dfa_feedback_sends_the_broadcast_error_through_the_transposed_convolution():
+    """dfa_feedback=kernel: B (n_e, C, k, k); the second conv's input gradient is conv_transpose(e ⊗ 1, B), and B
+    costs n_e·C·k² numbers instead of n_e·C·H·W."""
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3, 2, 1), nn.Tanh(), nn.Conv2d(4, 6, 3, 1, 1), nn.Tanh(),
+                             nn.Flatten(), nn.Linear(6 * 16, 10))  # fmt: skip
+
+    x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    model, rule = bioplausible.convert(net(), "dfa", example_input=x[:1], dfa_feedback="kernel")
+    B = model[2].feedback
+    assert B.shape == (10, 4, 3, 3) and model[5].feedback.shape == (10, 96)  # the Linear keeps the dense form
+    seen = {}
+
+    def grab(module, args):
+        if args[0].requires_grad:  # the training forward, not the no-grad one below
+            args[0].register_hook(lambda g: seen.setdefault("g", g))
+
+    model[2].register_forward_pre_hook(grab)
+    rule.step(model, x, y)
+    with torch.no_grad():
+        e = (model(x).softmax(-1) - F.one_hot(y, 10)) / len(y)
+        spread = e[:, :, None, None].expand(-1, -1, 4, 4)
+        expected = F.conv_transpose2d(spread, B, stride=1, padding=1)
+    torch.testing.assert_close(seen["g"], expected, rtol=1e-4, atol=1e-6)
+    dense, _ = bioplausible.convert(net(), "dfa", example_input=x[:1])
+    assert dense[2].feedback.numel() == 10 * 4 * 4 * 4 and B.numel() == 10 * 4 * 9

@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from bioplausible.archs import ARCHS, create_arch
-from bioplausible.archs.spec import LayerSpec, compose
 from bioplausible.data import load_dataset
 from bioplausible.engine import fit
 from bioplausible.errors import ConfigError, IncompatibleError
+from bioplausible.layered import LayerSpec, compose
 from bioplausible.layers import LocalTranspose
 from bioplausible.layers.local import LocallyConnected2d
 from bioplausible.probes import angle_deg

@@ -243,10 +243,15 @@ def probe_specs(rule: Rule) -> list[dict[str, Any]]:
 def run_probes(state: TrainState, x: torch.Tensor, y: torch.Tensor, context) -> dict[str, float]:
     """The generic alignment probes and the rule's own, on the fixed probe batch; no state or random stream of the
     run changes (a run with probes trains exactly as one without)."""
-    with context():
-        record = alignment_probes(state.model, state.rule, x, y)
-        with same_random_streams(state.model):
-            record.update(state.rule.probe(state.model, x, y))
+    rule, dist = state.rule, state.rule.dist
+    rule.dist = SINGLE  # every process probes the same whole batch: no collective, no share of a global batch
+    try:
+        with context():
+            record = alignment_probes(state.model, rule, x, y)
+            with same_random_streams(state.model):
+                record.update(rule.probe(state.model, x, y))
+    finally:
+        rule.dist = dist
     return record
 
 

@@ -27,7 +27,7 @@ class Protocol:
 
 
 def _layered(model: nn.Module) -> bool:
-    from .archs.spec import layered_view  # the Sequential fallback lives beside the layered protocol
+    from .layered import layered_view
 
     return layered_view(model, explain=False) is not None
 

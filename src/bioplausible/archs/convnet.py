@@ -21,10 +21,10 @@ from torch import nn
 
 from ..config import option
 from ..errors import ConfigError
+from ..layered import LayerSpec, global_average_pool
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
 from .base import Architecture, arch_options
-from .spec import LayerSpec, global_average_pool
 
 
 @dataclass

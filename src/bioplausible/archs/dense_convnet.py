@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..layered import LayerSpec, global_average_pool
 from ..registry import ARCHS
 from .activations import make_activation
 from .base import Architecture, arch_options
 from .convnet import ConvNetConfig, check_image_input, pool_after
-from .spec import LayerSpec, global_average_pool
 
 
 @ARCHS.register("dense-convnet")

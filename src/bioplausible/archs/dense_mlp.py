@@ -14,11 +14,11 @@ import math
 import torch
 from torch import nn
 
+from ..layered import LayerSpec, flatten
 from ..registry import ARCHS
 from .activations import make_activation
 from .base import Architecture, arch_options
 from .mlp import MLPConfig
-from .spec import LayerSpec, flatten
 
 
 @ARCHS.register("dense-mlp")

@@ -24,12 +24,12 @@ from torch import nn
 
 from ..config import option
 from ..errors import ConfigError
+from ..layered import LayerSpec, flatten
 from ..layers.local import LocallyConnected2d
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
 from .base import Architecture, arch_options
 from .convnet import check_image_input, scaled
-from .spec import LayerSpec, flatten
 
 #: (out_channels, kernel_size, stride) of each locally connected (or convolutional) layer, per variant.
 VARIANTS: dict[str, list[tuple[int, int, int]]] = {

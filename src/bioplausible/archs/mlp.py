@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from ..config import option
+from ..layered import LayerSpec, flatten
 from ..registry import ARCHS
 from .activations import ACTIVATIONS, make_activation
 from .base import Architecture, arch_options
-from .spec import LayerSpec, flatten
 
 
 @dataclass

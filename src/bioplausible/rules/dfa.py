@@ -59,7 +59,7 @@ class DirectFeedbackAlignment(FeedbackRule):
         return model
 
     def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
-        shape = self.config.dfa_feedback if hasattr(layer, "geometry") else "dense"
+        shape = self.config.dfa_feedback if isinstance(layer, nn.Conv2d) else "dense"
         return DirectFeedback(self.error, shape)
 
     def init_feedback(self, found: Trace | None) -> None:

@@ -62,9 +62,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..archs.spec import layered_view
 from ..config import option
 from ..errors import ConfigError, IncompatibleError
+from ..layered import layered_view
 from ..layers.types import layer_type
 from ..probes import angle_deg
 from ..protocols import LAYERED

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import IncompatibleError
+from .errors import IncompatibleError
 
 
 @dataclass
@@ -76,7 +76,7 @@ def sequential_specs(model: nn.Sequential) -> list[LayerSpec]:
     between them) and is followed by at most one activation; the last layer has none. Raises IncompatibleError
     naming the first module that does not fit.
     """
-    from ..layers.types import layer_type  # a light import: the table, no rule
+    from .layers.types import layer_type  # the table of layer types: no rule, no architecture
 
     specs: list[LayerSpec] = []
     pending_flatten = False

@@ -1,0 +1,32 @@
+"""Train several rules one after another in one process group (launched by tests/test_distributed.py, alone or
+under torchrun), so the data-parallel tests start the interpreter and the process group once, not once per rule.
+
+    python tests/ddp_job.py OUT EPOCHS fresh|resume RULE [RULE ...]
+"""
+
+import sys
+
+from bioplausible.config import TrainConfig
+from bioplausible.engine import fit
+
+SMALL = {"arch": "mlp", "arch_options": {"depth": 2, "width": 12}}
+ENERGY = {
+    "arch": "energy-net",
+    "arch_options": {"hidden_sizes": (8,), "free_steps": 30, "nudged_steps": 6},
+    "rule_options": {"persistent": True},
+}
+
+
+def main() -> None:
+    out, epochs, mode, *rules = sys.argv[1:]
+    for rule in rules:
+        setup = ENERGY if rule == "ep" else SMALL
+        config = TrainConfig(
+            rule=rule, dataset="synthetic", epochs=int(epochs), batch_size=32, lr=0.01, seed=3, device="cpu",
+            threads=1, progress=False, out=f"{out}/{rule}", resume=mode == "resume", **setup,
+        )  # fmt: skip
+        fit(config, quiet=True)
+
+
+if __name__ == "__main__":
+    main()
