@@ -57,7 +57,7 @@ def tiny_config(tmp_path) -> Callable[..., TrainConfig]:
 def run_cli(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
     """Run ``python -m bioplausible.cli ARGS`` in ``tmp_path``; returns the finished process with text output."""
 
-    def run(*args: Any, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    def run(*args: Any, env: dict[str, str] | None = None, timeout: float = 1800) -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "bioplausible.cli", *map(str, args)],
             cwd=tmp_path,

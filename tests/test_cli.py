@@ -184,3 +184,25 @@ def test_bad_input_is_one_error_line(run_cli, tmp_path, case):
         assert fragment.replace("{tmp}", str(tmp_path)) in lines[0], (fragment, lines[0])
     # A failed start leaves nothing that would block a corrected retry with the same --out.
     assert not RunFolder(tmp_path / "out").holds_run()
+
+
+def test_help_and_list_do_not_import_torch(tmp_path):
+    """`bioplausible --help` and `list` start in a fraction of a second: they import neither torch, optuna nor
+    matplotlib (measured with `python -X importtime -m bioplausible list`; asserted here without a clock)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, io, contextlib\n"
+        "from bioplausible.cli import main\n"
+        "for argv in (['--help'], ['list'], ['reproduce', '--help'], ['bench', '--help']):\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        try:\n"
+        "            main(argv)\n"
+        "        except SystemExit:\n"
+        "            pass\n"
+        "print(sorted(m for m in ('torch', 'optuna', 'matplotlib') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", result.stdout

@@ -23,7 +23,7 @@ def bash_commands() -> list[str]:
 COMMANDS = bash_commands()
 
 
-def cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def cli(args: list[str], cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
     result = subprocess.run(
         [sys.executable, "-m", "bioplausible.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
     )
@@ -81,7 +81,7 @@ def test_bioplausible_command(command, tmp_path):
 def test_torchrun_command(command, tmp_path):
     args = shortened(shlex.split(command)[1:], tmp_path)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--master_port", "29511"]
-    result = subprocess.run([*launcher, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*launcher, *args], cwd=tmp_path, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "summary.json").exists()
 
@@ -99,7 +99,7 @@ def test_benchmark_command(command, tmp_path):
     else:
         args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
-        [sys.executable, str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=300, cwd=tmp_path
+        [sys.executable, str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=1800, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
     expected = ("ratio to bp", "saved for backward", "time to the fixed-cap run's final test accuracy", "epoch 1 fwd 1")

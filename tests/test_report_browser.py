@@ -53,7 +53,7 @@ def test_report_renders_in_headless_chromium(tiny_config, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]

@@ -378,7 +378,7 @@ def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_pa
         subprocess.Popen([sys.executable, "-c", code, str(folder), storage], stderr=subprocess.PIPE, text=True)
         for _ in range(2)
     ]
-    logs = [w.communicate(timeout=300)[1] for w in workers]
+    logs = [w.communicate(timeout=1800)[1] for w in workers]
     assert all(w.returncode == 0 for w in workers), logs
     study = optuna.load_study(study_name="shared", storage=storage)
     done = complete(study)
