@@ -31,7 +31,6 @@ import torch
 from bioplausible.archs import create_arch
 from bioplausible.data import cifar10 as cifar
 from bioplausible.data.imagefolder import normalise_images
-from bioplausible.engine import materialize
 from bioplausible.rules import create_rule
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -74,8 +73,7 @@ def model_from_run(run: Path) -> tuple[torch.nn.Module, str]:
         sys.exit(f"{run} trained on {config.get('dataset')!r}, not cifar10")
     model = create_arch(config["arch"], INPUT_SHAPE, 10, **config.get("arch_options", {}))
     rule = create_rule(config["rule"], loss=config.get("loss", "ce"), **config.get("rule_options", {}))
-    model = rule.prepare(model)
-    materialize(model, torch.zeros(2, *INPUT_SHAPE))
+    model = rule.prepare(model, torch.zeros(2, *INPUT_SHAPE))
     checkpoint = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)  # the user's own run
     model.load_state_dict(checkpoint["model"])
     return model, f"{config['rule']} {config['arch']} {config.get('arch_options', {})} from {run}"
@@ -88,7 +86,7 @@ def small_trained_model(jpeg_dir: Path, per_class: int, epochs: int) -> tuple[to
     torch.manual_seed(0)
     model = create_arch(SMALL_NET["arch"], INPUT_SHAPE, 10, **SMALL_NET["arch_options"])
     rule = create_rule(SMALL_NET["rule"])
-    model = rule.prepare(model)
+    model = rule.prepare(model, torch.zeros(2, *INPUT_SHAPE))
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     t0 = time.perf_counter()
     for _ in range(epochs):

@@ -13,13 +13,20 @@ import time
 import torch
 from torch import nn
 
-from bioplausible.layers import FeedbackLocallyConnected2d, LocallyConnected2d
+from bioplausible.layers import FeedbackLocallyConnected2d, FeedbackMode, LocallyConnected2d
 from bioplausible.report import markdown_table
 
 SHAPES = [  # (in_channels, out_channels, in_size, kernel, stride, padding): Bartunov et al. Table 3, MNIST
     (1, 32, 28, 3, 2, 1),
     (32, 64, 14, 3, 2, 1),
 ]
+
+
+def feedback_version(layer: nn.Module) -> nn.Module:
+    """The layer with fixed feedback B = a copy of W (FA's arithmetic; B's values do not change the time)."""
+    fb = FeedbackLocallyConnected2d.from_module(layer, FeedbackMode())
+    fb.register_buffer("feedback", fb.weight.detach().clone())
+    return fb
 
 
 def saved_bytes(layer: nn.Module, x: torch.Tensor) -> int:
@@ -56,9 +63,7 @@ def main() -> None:
         layers = {
             "Conv2d": nn.Conv2d(c_in, c_out, k, s, pad),
             "LocallyConnected2d": LocallyConnected2d(c_in, c_out, (size, size), k, s, pad),
-            "LocallyConnected2d (fa)": FeedbackLocallyConnected2d.from_module(
-                LocallyConnected2d(c_in, c_out, (size, size), k, s, pad)
-            ),
+            "LocallyConnected2d (fa)": feedback_version(LocallyConnected2d(c_in, c_out, (size, size), k, s, pad)),
         }
         for name, layer in layers.items():
             time_fwd_bwd(layer, x, 3)  # warm-up

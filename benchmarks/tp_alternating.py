@@ -20,7 +20,7 @@ import torch
 from bioplausible.archs import create_arch
 from bioplausible.archs.init import INITS, initialize
 from bioplausible.data import load_dataset
-from bioplausible.engine import materialize, seed_everything
+from bioplausible.build import seed_everything
 from bioplausible.errors import BioplausibleError
 from bioplausible.rules import create_rule
 
@@ -87,8 +87,7 @@ def main() -> None:
     rule = create_rule(args.rule, loss="ce", **options)
     if args.clamp:
         clamp_targets(rule, args.clamp)
-    rule.prepare(model)
-    materialize(model, data.sample(2)[0])
+    rule.prepare(model, data.sample(2)[0])
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     generator = torch.Generator().manual_seed(0)
     probe_x, probe_y = data.sample(500)
