@@ -19,8 +19,8 @@ import torch
 
 from bioplausible.archs import create_arch
 from bioplausible.archs.init import INITS, initialize
-from bioplausible.data import load_dataset
 from bioplausible.build import seed_everything
+from bioplausible.data import load_dataset
 from bioplausible.errors import BioplausibleError
 from bioplausible.rules import create_rule
 
