@@ -24,7 +24,13 @@ from bioplausible.errors import ConfigError
 from bioplausible.report.html import write_report
 from bioplausible.runs import load_run
 from bioplausible.studies import load_spec, preset_spec, run_sweep
-from bioplausible.studies.sensitivity import claim_sentences, claim_tests, configuration_rows, varying_settings
+from bioplausible.studies.sensitivity import (
+    claim_sentences,
+    claim_tests,
+    configuration_rows,
+    untrained_by_backprop,
+    varying_settings,
+)
 from bioplausible.studies.sweep import points_of, results_from_runs
 
 
@@ -278,3 +284,12 @@ def test_only_the_skip_connections_study_has_a_medium_budget():
     with pytest.raises(ConfigError, match="budgets small, paper"):
         preset_spec("bartunov2018", "medium")
     assert json.dumps(preset_spec("skip-connections", "medium"))  # plain data: it goes into spec.yaml and the db
+
+
+def test_the_report_warns_where_backprop_itself_does_not_train():
+    def record(arch, depth, lr, accuracy):
+        return {"arch": arch, "rule": "bp", "accuracy": accuracy, "seed": 0,
+                "params": {"arch_options": {"depth": depth, "activation": "sigmoid"}, "lr": lr}}  # fmt: skip
+
+    results = [record("mlp", 7, 0.1, 0.11), record("mlp", 7, 0.01, 0.19), record("mlp", 3, 0.1, 0.97)]
+    assert untrained_by_backprop(results) == ["mlp depth=7 activation=sigmoid (best 19.0 %)"]

@@ -33,6 +33,7 @@ def study_sections(folder: Path, results: list[dict[str, Any]], n_boot: int = N_
         configuration_table,
         curve_table,
         plot_sensitivity,
+        untrained_by_backprop,
         varying_settings,
         write_results_csv,
     )
@@ -41,7 +42,15 @@ def study_sections(folder: Path, results: list[dict[str, Any]], n_boot: int = N_
     sections: list[Section] = []
     tests = claim_tests(results, n_boot)
     if tests:
-        text = "\n\n".join([*claim_sentences(tests), claim_table(tests), BOOTSTRAP_NOTE.format(n_boot=n_boot)])
+        untrained = untrained_by_backprop(results)
+        caution = (
+            ["Caution: at this budget backprop itself does not train " + "; ".join(untrained) + ". There a dense "
+             "curve lying higher says that the dense net trains within the budget, not that it is less sensitive."]
+            if untrained
+            else []
+        )  # fmt: skip
+        parts = [*caution, *claim_sentences(tests), claim_table(tests), BOOTSTRAP_NOTE.format(n_boot=n_boot)]
+        text = "\n\n".join(parts)
         sections.append(("Does our data support the claim? (dense − plain, per rule)", text, None))
     figure = plot_sensitivity(results, folder / "sensitivity.png")
     sections.append(("Hyperparameter sensitivity (sorted best to worst)", curve_table(results, n_boot), figure))

@@ -221,6 +221,24 @@ def pair_clause(t: dict[str, Any]) -> str:
     return text
 
 
+def untrained_by_backprop(results: list[dict[str, Any]], threshold: float = 0.5) -> list[str]:
+    """Where the control (bp) does not train a net at this budget: "mlp depth=7 activation=sigmoid (best 19.2 %)"
+    for every (arch, depth, activation) whose best configuration (over lr and iterations, mean over seeds) stays
+    below ``threshold``. There a dense - plain difference measures what trains within the budget, not sensitivity."""
+    by_config: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for r in results:
+        if r["rule"] == CONTROL:
+            flat = flat_params(r)
+            where = (str(r["arch"]), *(f"{k}={flat[k]}" for k in ("depth", "activation") if k in flat))
+            by_config[where][config_key(r)].append(float(r["accuracy"]))
+    notes = []
+    for where, configs in sorted(by_config.items()):
+        best = max(sum(v) / len(v) for v in configs.values())
+        if best < threshold:
+            notes.append(f"{' '.join(where)} (best {100 * best:.1f} %)")
+    return notes
+
+
 # ------------------------------------------------------------------------------------------- configurations
 
 
