@@ -102,7 +102,7 @@ def test_the_report_of_a_study_is_one_self_contained_html_page(tiny_study):
     assert "<table>" in page and "<th>rule</th>" in page and "within 1 pt of best" in page
     assert "<script" not in page and "http" not in page.split("<body>")[1]
     md = (folder / "report.md").read_text()
-    assert "![Hyperparameter sensitivity](sensitivity.png)" in md and "| mlp" in md
+    assert "![Hyperparameter sensitivity (sorted best to worst)](sensitivity.png)" in md and "| mlp" in md
     assert (folder / "sensitivity.png").stat().st_size > 5_000
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .papers import published_for
 from .plots import (
     plot_layer_probes,
     plot_learning_curves,
@@ -64,8 +65,8 @@ def representative_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_report(folder: str | Path) -> Path:
     """Write ``report.md``, its PNG figures and ``report.html`` into ``folder``; returns the HTML path."""
-    from ..studies.sensitivity import plot_sensitivity, sensitivity_table
     from ..studies.sweep import results_from_runs
+    from .sensitivity import study_sections
 
     folder = Path(folder)
     runs = find_runs(folder)
@@ -79,12 +80,12 @@ def write_report(folder: str | Path) -> Path:
     notes = study_notes(folder)
     if notes:
         sections.append(("Study", notes, None))
-    sections.append(("Results (ours beside the papers')", results_table(runs), None))
+    if not study or any(published_for(r["config"]) for r in runs):  # a study lists its configurations instead
+        sections.append(("Results (ours beside the papers')", results_table(runs), None))
     if study:
         results = results_from_runs(runs)
         if results:
-            figure = plot_sensitivity(results, folder / "sensitivity.png")
-            sections.append(("Hyperparameter sensitivity", sensitivity_table(results), figure))
+            sections += study_sections(folder, results)
     figure = plot_p_sweep(runs, folder / "p_sweep.png")
     if figure:
         sections.append(("Layer skipping: test error against the rewiring probability p", None, figure))
@@ -174,6 +175,6 @@ def markdown_to_html(text: str) -> str:
                 + "</tbody></table>"
             )
         elif lines:
-            text_html = html.escape(" ".join(lines))
-            out.append("<p>" + re.sub(r"`([^`]+)`", r"<code>\1</code>", text_html) + "</p>")
+            text_html = re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(" ".join(lines)))
+            out.append("<p>" + re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", text_html) + "</p>")
     return "\n".join(out)

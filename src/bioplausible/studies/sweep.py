@@ -538,20 +538,42 @@ def trial_results(study: optuna.Study) -> list[dict[str, Any]]:
 
 
 def results_from_runs(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The same records from run folders alone (``load_run`` dicts): a report needs no database."""
+    """The same records from run folders alone (``load_run`` dicts): a report needs no database.
+
+    A run with early-stopping points (``eval_steps``) gives one record per point, its configuration's settings
+    with ``iterations`` = the point instead of the run's ``max_steps`` / ``eval_steps`` / ``epochs``, and the test
+    accuracy after that many steps (exactly what a separate run of that many steps ends with). A diverged run
+    scores chance at the points it did not record, as its trial does; a point beyond an unfinished budget is left
+    out.
+    """
     results = []
     for run in runs:
         config, summary = run["config"], run["summary"]
         if summary.get("status") not in ("ok", "diverged"):
             continue
-        results.append(
-            {
-                "arch": config.get("arch"),
-                "rule": config.get("rule"),
-                "accuracy": score(summary),
-                "status": summary["status"],
-                "params": {k: v for k, v in config.items() if k not in NOT_SETTINGS},
-                "run": run["path"],
-            }
-        )
+        params = {k: v for k, v in config.items() if k not in NOT_SETTINGS}
+        record = {"arch": config.get("arch"), "rule": config.get("rule"), "status": summary["status"],
+                  "seed": config.get("seed"), "run": run["path"]}  # fmt: skip
+        points = config.get("eval_steps") or []
+        if not points:
+            results.append({**record, "accuracy": score(summary), "params": params})
+            continue
+        for point, accuracy in early_stopping_points(points, summary).items():
+            settings = {k: v for k, v in params.items() if k not in STEP_BUDGET}
+            results.append({**record, "accuracy": accuracy, "params": {**settings, "iterations": point}})
     return results
+
+
+STEP_BUDGET = ("max_steps", "eval_steps", "epochs")  # how long the run trained: replaced by its points' iterations
+
+
+def early_stopping_points(points: Iterable[int], summary: dict[str, Any]) -> dict[int, float]:
+    """Test accuracy at each early-stopping point of a run: recorded, or chance when the run diverged first."""
+    recorded = {int(k): v for k, v in (summary.get("step_test_accuracy") or {}).items()}
+    chance = summary["test_accuracy"] if summary.get("status") == "diverged" else None
+    accuracies = {}
+    for point in sorted(int(p) for p in points):
+        value = recorded.get(point, chance)
+        if value is not None:
+            accuracies[point] = value if math.isfinite(value) else 0.0
+    return accuracies
