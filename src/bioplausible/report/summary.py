@@ -68,7 +68,7 @@ def varying_settings(configs: list[dict[str, Any]]) -> list[str]:
     "lr=0.000237 init=lecun seed=1" (a hyperparameter search, or seeds of one configuration)."""
     flats = [flat_settings(c) for c in configs]
     keys = sorted({k for f in flats for k in f})
-    varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]
+    varying = [k for k in keys if len({repr(f.get(k)) for f in flats}) > 1]  # runs of one label: one rule
     return [" ".join(f"{k}={f.get(k, 'default')}" for k in varying) for f in flats]
 
 

@@ -346,10 +346,8 @@ def available_spec(spec: dict[str, Any]) -> tuple[dict[str, Any] | None, list[st
 
     Returns ``None`` for the spec when nothing of it can run.
     """
-    from ..cli import _load_registries
-    from ..registry import ARCHS, RULES
+    from ..registry import ARCHS, RULES  # names only: nothing is imported to list them
 
-    _load_registries()
     spec = copy.deepcopy(spec)
     base = spec.get("base", {})
     missing: dict[str, set[str]] = {"rule": set(), "arch": set()}

@@ -253,7 +253,9 @@ def varying_settings(results: list[dict[str, Any]]) -> list[str]:
     """The settings whose value differs between configurations (arch, rule and seed aside), in reading order."""
     flats = [flat_params(r) for r in results]
     keys = {k for f in flats for k in f} - {"seed", "arch", "rule"}
-    varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
+    # a setting varies when it takes two values among the runs that have it (a rule's option that only one rule
+    # has, at one value, does not vary: resolved configs list every option of each run's own rule)
+    varying = [k for k in keys if len({json.dumps(f[k], default=str) for f in flats if k in f}) > 1]
     return sorted(varying, key=lambda k: (SETTING_ORDER.index(k) if k in SETTING_ORDER else len(SETTING_ORDER), k))
 
 
