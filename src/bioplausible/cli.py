@@ -278,10 +278,10 @@ def cmd_report(args) -> int:
 
 def _apply_overrides(spec: dict[str, Any], args) -> dict[str, Any]:
     """--epochs / --data-dir / --device / --threads from the command line replace the spec's base settings."""
-    for name in ("epochs", "data_dir", "device", "threads"):
+    for name in ("epochs", "max_steps", "eval_steps", "data_dir", "device", "threads"):
         value = getattr(args, name, None)
         if value is not None:
-            spec.setdefault("base", {})[name] = value
+            spec.setdefault("base", {})[name] = list(value) if isinstance(value, tuple) else value
     return spec
 
 
@@ -332,6 +332,10 @@ def _add_study_arguments(p: argparse.ArgumentParser, out_required: bool) -> None
                    "sqlite:///OUT/study.db)")  # fmt: skip
     p.add_argument("--n-trials", type=int, default=None, help="run at most N trials now (rerun to continue)")
     p.add_argument("--epochs", type=int, default=None, help="override the spec's epochs (e.g. for a quick check)")
+    p.add_argument("--max-steps", type=int, default=None, help="override the spec's step budget (step studies)")
+    p.add_argument(
+        "--eval-steps", type=_list_parser(int), default=None, metavar="A,B,...", help="override the evaluation steps"
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--device", default=None, choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, default=None, help="CPU threads per trial (default: auto, see train)")
@@ -375,7 +379,8 @@ def build_parser() -> Parser:
 
     p = sub.add_parser("reproduce", help="run one of the seed studies: " + ", ".join(PRESETS))
     p.add_argument("study", choices=list(PRESETS))
-    p.add_argument("--budget", choices=BUDGETS, default="small", help="small: 2 CPU cores in ~1 h; paper: published")
+    budgets = "small: a quick smoke test; medium: 2 CPU cores in a few hours; paper: the published budget"
+    p.add_argument("--budget", choices=BUDGETS, default="small", help=budgets)
     _add_study_arguments(p, out_required=False)
 
     from .bench_args import add_bench_arguments

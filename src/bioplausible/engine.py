@@ -358,15 +358,12 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
                 record = train_one_epoch(state, data, config, desc, dist, step_evals, reference)
             except Diverged as err:
                 status, reason = "diverged", str(err)
+                records += step_records(epoch, step_evals)  # the evaluations made before it diverged count
                 log(f"diverged in epoch {epoch + 1}: {err}")
                 break
             loop["train_time_s"] += time.perf_counter() - t0
             loop["epoch"] = epoch + 1
-            records += [
-                {"epoch": epoch + 1, "step": k, "eval": "step", "test/loss": m["loss"], "test/accuracy": m["accuracy"]}
-                for k, m in sorted(step_evals.items())
-                if m is not None
-            ]
+            records += step_records(epoch, step_evals)
             record = {"epoch": epoch + 1, "step": loop["step"], "train/lr": lr, **record}
             record.update(evaluate_epoch(state, data, val, config, context))
             if config.probe_every and (epoch + 1) % config.probe_every == 0:
@@ -393,6 +390,15 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
         raise
     loop["wall_time_s"] = time.perf_counter() - started
     return status, reason
+
+
+def step_records(epoch: int, step_evals: dict[int, dict[str, float] | None]) -> list[dict[str, Any]]:
+    """metrics.jsonl records of the evaluations at ``eval_steps`` made during epoch ``epoch`` (0-based)."""
+    return [
+        {"epoch": epoch + 1, "step": k, "eval": "step", "test/loss": m["loss"], "test/accuracy": m["accuracy"]}
+        for k, m in sorted(step_evals.items())
+        if m is not None
+    ]
 
 
 def summarize(
