@@ -54,9 +54,16 @@ def default_out(config: TrainConfig) -> Path:
 
 
 def resume_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
-    """The settings in which ``config`` differs from a saved run's (resolved) config, resumable ones aside."""
-    mine = json.loads(json.dumps(config.to_dict()))  # as JSON sees it: tuples become lists
-    return [k for k in sorted(SETTINGS - RESUMABLE) if k in saved and saved[k] != mine[k]]
+    """The settings in which ``config`` differs from a saved run's config, resumable ones aside. The saved config
+    is resolved first, so a run written before options were saved resolved compares by its defaults."""
+    saved = as_json(resolve_config(TrainConfig.from_dict(saved, drop_facts=True)).to_dict())
+    mine = as_json(config.to_dict())
+    return [k for k in sorted(SETTINGS - RESUMABLE) if saved[k] != mine[k]]
+
+
+def as_json(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as JSON sees it (tuples become lists), for comparing a config with a saved one."""
+    return json.loads(json.dumps(data))
 
 
 def open_run_folder(config: TrainConfig, dist: Distributed) -> tuple[RunFolder, dict[str, Any] | None]:
@@ -82,7 +89,7 @@ def check_resume(saved: dict[str, Any], config: TrainConfig, log) -> None:
     """Refuse a resume that changes a setting other than the resumable ones; say what a changed length does."""
     differ = resume_differences(saved, config)
     if differ:
-        details = "; ".join(f"{k}: saved {saved[k]!r}, given {getattr(config, k)!r}" for k in differ)
+        details = "; ".join(f"{k}: saved {saved.get(k)!r}, given {getattr(config, k)!r}" for k in differ)
         raise ConfigError(
             f"cannot resume {config.out} with different settings ({details}); only the number of epochs or steps, "
             "the evaluation steps, and where and how it runs may change"
