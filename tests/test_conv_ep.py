@@ -232,6 +232,7 @@ def test_engine_trains_it_with_persistent_states(tiny_config, tmp_path):
         ({"activation": "tanh"}, "activation must be one of"),
         ({"settle_order": "random"}, "settle_order must be one of"),
         ({"free_steps": 0}, "free_steps and nudged_steps"),
+        ({"input_scale": 0.0}, "input_scale must be > 0"),
         ({"conv_channels": (2, 2, 2), "kernel_sizes": (3,)}, "convolution 2 .* leaves no output on a 8×8 input"),
     ],
 )

@@ -113,6 +113,9 @@ class ConvEnergyNetConfig:
     nudged_steps: int = option(20, "most settling steps of each nudged phase")
     tolerance: float = option(1e-3, "settling stops once the largest state change of a step is below this (0: never)")
     input_rho: bool = option(False, "feed the input through ρ = clamp(x, 0, 1) instead of as given")
+    input_scale: float = option(
+        1.0, "multiply the input by this (1/3: Laborieux et al.'s CIFAR-10 normalisation, by 3× the pixel std)"
+    )
 
     def validate(self) -> None:
         for name in ("conv_channels", "kernel_sizes", "paddings", "hidden_sizes"):
@@ -132,6 +135,7 @@ class ConvEnergyNetConfig:
             (self.settle_order in ORDERS, f"settle_order must be one of {', '.join(ORDERS)}"),
             (self.free_steps >= 1 and self.nudged_steps >= 1, "free_steps and nudged_steps must be >= 1"),
             (self.tolerance >= 0.0, f"tolerance must be >= 0 (got {self.tolerance})"),
+            (self.input_scale > 0.0, f"input_scale must be > 0 (got {self.input_scale})"),
         ]
         for ok, message in checks:
             if not ok:
@@ -237,16 +241,17 @@ class ConvEnergyNet(nn.Module):
         nudged_steps: int = 20,
         tolerance: float = 1e-3,
         input_rho: bool = False,
+        input_scale: float = 1.0,
     ):
         super().__init__()
         config = ConvEnergyNetConfig(
             conv_channels, kernel_sizes, paddings, pooling, hidden_sizes, readout, activation, settle_order,
-            free_steps, nudged_steps, tolerance, input_rho,
+            free_steps, nudged_steps, tolerance, input_rho, input_scale,
         )  # fmt: skip
         config.validate()
         self.config = config
         self.readout, self.free_steps, self.nudged_steps = config.readout, config.free_steps, config.nudged_steps
-        self.tolerance, self.input_rho = config.tolerance, config.input_rho
+        self.tolerance, self.input_rho, self.input_scale = config.tolerance, config.input_rho, config.input_scale
         self.sigma, self.primitive = ACTIVATIONS[config.activation]
         self.connections = nn.ModuleDict()
         self.shapes = self._build(tuple(input_shape), num_classes)  # shape of each layer s_1 … s_L
@@ -321,8 +326,9 @@ class ConvEnergyNet(nn.Module):
         return [state[:, self.offsets[l] : self.offsets[l + 1]].view(-1, *shape) for l, shape in enumerate(self.shapes)]
 
     def input_state(self, x: torch.Tensor) -> torch.Tensor:
-        """s_0 = x (N, C, H, W), or clamp(x, 0, 1) with ``input_rho``; in the parameters' dtype."""
+        """s_0 = input_scale · x (N, C, H, W), clamped to [0, 1] with ``input_rho``; in the parameters' dtype."""
         x = x.to(self.connections["0-1"].weight.dtype)
+        x = x * self.input_scale if self.input_scale != 1.0 else x
         return x.clamp(0, 1) if self.input_rho else x
 
     def join(self, layers: list[torch.Tensor], force: Callable | None = None) -> torch.Tensor:
