@@ -193,8 +193,9 @@ SMALL_ARCHS = {
     "resnet20": ((3, 8, 8), {"width_multiplier": 0.25}),
     "alexnet": ((3, 16, 16), {"width_multiplier": 0.05, "dropout": 0.0}),
     "energy-net": ((1, 8, 8), {"hidden_sizes": (16,), "free_steps": 30, "nudged_steps": 8}),
+    "conv-energy-net": ((1, 8, 8), {"conv_channels": (4,), "kernel_sizes": (3,), "hidden_sizes": (8,)}),
 }
-ENERGY_ARCHS = {"energy-net"}  # symmetric energy networks, the only ones EP trains
+ENERGY_ARCHS = {"energy-net", "conv-energy-net"}  # symmetric energy networks, the only ones EP trains
 ENERGY_RULES = {"ep"}
 WORKS_ON_ENERGY_NETS = {"bp"}  # backprop through time of the settling dynamics
 
