@@ -217,7 +217,7 @@ def test_engine_trains_it_with_persistent_states(tiny_config, tmp_path):
         arch_options={"conv_channels": [4], "kernel_sizes": [3], "paddings": [1], "free_steps": 30},
     )
     run = fit(config, quiet=True)
-    memory = torch.load(run / "checkpoint.pt", weights_only=False)["rule"]
+    memory = torch.load(run / "checkpoint.pt", weights_only=False)["rule"]["_extra_state"]
     assert int(memory["seen"].sum()) == 150
 
 
@@ -231,7 +231,7 @@ def test_engine_trains_it_with_persistent_states(tiny_config, tmp_path):
         ({"readout": "softmax"}, "readout must be one of"),
         ({"activation": "tanh"}, "activation must be one of"),
         ({"settle_order": "random"}, "settle_order must be one of"),
-        ({"free_steps": 0}, "free_steps and nudged_steps"),
+        ({"free_steps": 0}, "free_steps must be >= 1"),
         ({"input_scale": 0.0}, "input_scale must be > 0"),
         ({"conv_channels": (2, 2, 2), "kernel_sizes": (3,)}, "convolution 2 .* leaves no output on a 8×8 input"),
     ],

@@ -65,6 +65,7 @@ from torch import nn
 from ..config import option
 from ..errors import ConfigError
 from ..registry import ARCHS
+from .base import Architecture, arch_options
 from .energy import Settling
 
 POOLINGS = ("max", "avg", "none")
@@ -87,12 +88,12 @@ ACTIVATIONS = {
 
 @dataclass
 class ConvEnergyNetConfig:
-    conv_channels: tuple[int, ...] = option((32, 64), "feature maps of each convolutional layer, e.g. 32,64")
-    kernel_sizes: tuple[int, ...] = option((5,), "kernel size of each convolution (one value: all of them)")
-    paddings: tuple[int, ...] = option((0,), "zero padding of each convolution (one value: all of them)")
+    conv_channels: tuple[int, ...] = option((32, 64), "feature maps of each convolutional layer, e.g. 32,64", min=1)
+    kernel_sizes: tuple[int, ...] = option((5,), "kernel size of each convolution (one value: all of them)", min=1)
+    paddings: tuple[int, ...] = option((0,), "zero padding of each convolution (one value: all of them)", min=0)
     pooling: str = option("max", "2×2 pooling after each convolution, inside Φ", POOLINGS)
     hidden_sizes: tuple[int, ...] = option(
-        (), "sizes of the fully connected hidden layers (conv-energy-net: after the convolutions, may be none)"
+        (), "sizes of the fully connected hidden layers (conv-energy-net: after the convolutions, may be none)", min=1
     )
     readout: str = option(
         "linear",
@@ -109,37 +110,23 @@ class ConvEnergyNetConfig:
     settle_order: str = option(
         "alternating", "synchronous (all layers at once) or alternating (odd layers, then even ones)", ORDERS
     )
-    free_steps: int = option(100, "most settling steps of the free phase")
-    nudged_steps: int = option(20, "most settling steps of each nudged phase")
-    tolerance: float = option(1e-3, "settling stops once the largest state change of a step is below this (0: never)")
+    free_steps: int = option(100, "most settling steps of the free phase", min=1)
+    nudged_steps: int = option(20, "most settling steps of each nudged phase", min=1)
+    tolerance: float = option(
+        1e-3, "settling stops once the largest state change of a step is below this (0: never)", min=0
+    )
     input_rho: bool = option(False, "feed the input through ρ = clamp(x, 0, 1) instead of as given")
     input_scale: float = option(
-        1.0, "multiply the input by this (1/3: Laborieux et al.'s CIFAR-10 normalisation, by 3× the pixel std)"
+        1.0, "multiply the input by this (1/3: Laborieux et al.'s CIFAR-10 normalisation, by 3× the pixel std)", above=0
     )
 
     def validate(self) -> None:
-        for name in ("conv_channels", "kernel_sizes", "paddings", "hidden_sizes"):
-            value = getattr(self, name)
-            setattr(self, name, (value,) if isinstance(value, int) else tuple(int(v) for v in value))
         n = len(self.conv_channels)
-        checks = [
-            (n >= 1 and min(self.conv_channels) >= 1, f"conv_channels must be >= 1 each (got {self.conv_channels})"),
-            (len(self.kernel_sizes) in (1, n), f"kernel_sizes needs 1 or {n} values (got {self.kernel_sizes})"),
-            (len(self.paddings) in (1, n), f"paddings needs 1 or {n} values (got {self.paddings})"),
-            (min(self.kernel_sizes, default=0) >= 1, f"kernel_sizes must be >= 1 (got {self.kernel_sizes})"),
-            (min(self.paddings, default=0) >= 0, f"paddings must be >= 0 (got {self.paddings})"),
-            (all(h >= 1 for h in self.hidden_sizes), f"hidden_sizes must be >= 1 each (got {self.hidden_sizes})"),
-            (self.pooling in POOLINGS, f"pooling must be one of {', '.join(POOLINGS)} (got {self.pooling!r})"),
-            (self.readout in READOUTS, f"readout must be one of {', '.join(READOUTS)} (got {self.readout!r})"),
-            (self.activation in ACTIVATIONS, f"activation must be one of {', '.join(ACTIVATIONS)} for conv-energy-net"),
-            (self.settle_order in ORDERS, f"settle_order must be one of {', '.join(ORDERS)}"),
-            (self.free_steps >= 1 and self.nudged_steps >= 1, "free_steps and nudged_steps must be >= 1"),
-            (self.tolerance >= 0.0, f"tolerance must be >= 0 (got {self.tolerance})"),
-            (self.input_scale > 0.0, f"input_scale must be > 0 (got {self.input_scale})"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        if n < 1:
+            raise ConfigError("conv_channels needs at least one convolutional layer")
+        for name in ("kernel_sizes", "paddings"):
+            if len(getattr(self, name)) not in (1, n):
+                raise ConfigError(f"{name} needs 1 or {n} values (got {getattr(self, name)})")
 
 
 def pool(a: torch.Tensor, kind: str) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -220,35 +207,18 @@ def conv_output(size: int, kernel: int, padding: int) -> int:
 
 
 @ARCHS.register("conv-energy-net")
-class ConvEnergyNet(nn.Module):
+class ConvEnergyNet(Architecture):
     """Convolutional energy network (Laborieux et al. 2021); ``forward`` settles the free phase and returns ŷ."""
 
     Config = ConvEnergyNetConfig
+    provides = ("energy",)
 
     def __init__(
-        self,
-        input_shape: tuple[int, ...],
-        num_classes: int,
-        conv_channels: tuple[int, ...] = (32, 64),
-        kernel_sizes: tuple[int, ...] = (5,),
-        paddings: tuple[int, ...] = (0,),
-        pooling: str = "max",
-        hidden_sizes: tuple[int, ...] = (),
-        readout: str = "linear",
-        activation: str = "hard-sigmoid",
-        settle_order: str = "alternating",
-        free_steps: int = 100,
-        nudged_steps: int = 20,
-        tolerance: float = 1e-3,
-        input_rho: bool = False,
-        input_scale: float = 1.0,
+        self, input_shape: tuple[int, ...], num_classes: int, config: ConvEnergyNetConfig | None = None, **options
     ):
         super().__init__()
-        config = ConvEnergyNetConfig(
-            conv_channels, kernel_sizes, paddings, pooling, hidden_sizes, readout, activation, settle_order,
-            free_steps, nudged_steps, tolerance, input_rho, input_scale,
-        )  # fmt: skip
-        config.validate()
+        config = arch_options(type(self), config, options)
+        readout, settle_order = config.readout, config.settle_order
         self.config = config
         self.readout, self.free_steps, self.nudged_steps = config.readout, config.free_steps, config.nudged_steps
         self.tolerance, self.input_rho, self.input_scale = config.tolerance, config.input_rho, config.input_scale
