@@ -1,7 +1,8 @@
 # Two entry points that do all the set-up on a fresh machine:
 #   make demo   quickstart: compare bp, fa, dfa and usf on mlp and dense-mlp (digits, no download)
 #   make test   lint (ruff) and the test suite (pytest)
-# The torch pin is the CPU wheel this project is developed with; override it elsewhere, e.g. TORCH=torch.
+# The torch pin is the CPU wheel this project is developed with (on its machines); elsewhere the same pin from PyPI is
+# the CUDA build: pass TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" for the CPU one.
 VENV ?= .venv
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -12,7 +13,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
@@ -22,6 +23,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test: lint
 	$(PY) -m pytest

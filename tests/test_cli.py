@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bioplausible.cli import main
 from bioplausible.config import TrainConfig
 from bioplausible.runs import RunFolder
 
@@ -167,17 +168,22 @@ BAD_INPUT = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUT))
-def test_bad_input_is_one_error_line(run_cli, tmp_path, case):
+def test_bad_input_is_one_error_line(tmp_path, case, monkeypatch, capsys):
     write_mnist_files(tmp_path / "garbage", b"this is not gzip data at all")
     write_mnist_files(tmp_path / "truncated", truncated_gzip())
     args, fragments = BAD_INPUT[case]
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
 
-    result = run_cli("train", *QUICK, *args, "--out", "out")
+    monkeypatch.chdir(tmp_path)  # in-process (the CLI's subprocess path is covered by the tests above)
+    try:
+        code = main(["train", *QUICK, *args, "--out", "out"])
+    except SystemExit as exit:  # argparse's own errors
+        code = exit.code
+    stderr = capsys.readouterr().err
 
-    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert code == 2, (code, stderr)
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:

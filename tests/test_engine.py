@@ -197,9 +197,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, run_cli):
     )
     killed = RunFolder(tmp_path / "killed")
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 1800  # a guard against a hang, not a speed limit
         while not (killed.checkpoint.exists() and killed.read_metrics()) and victim.poll() is None:
-            assert time.monotonic() < deadline, "the run wrote no epoch within 60 s"
+            assert time.monotonic() < deadline, "the run wrote no epoch within 30 minutes"
             time.sleep(0.01)
         time.sleep(0.2)  # into the second epoch
         was_running = victim.poll() is None
