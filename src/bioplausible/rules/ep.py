@@ -34,7 +34,7 @@ The rule works on any model with the energy-network protocol (``settle``, ``ener
 
 from __future__ import annotations
 
-import functools
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -61,6 +61,9 @@ class EPConfig:
     persistent: bool = option(
         False, "start each training example's free phase from its own last free equilibrium (Gammell et al.)"
     )
+    remove_skip_after: int = option(
+        0, "remove the layer-skipping connections (zeroed, frozen) after this many epochs (0: never; Gammell)"
+    )
 
     def validate(self) -> None:
         self.layer_lr_scale = tuple(float(v) for v in self.layer_lr_scale)
@@ -72,6 +75,8 @@ class EPConfig:
             raise ConfigError(f"cost must be one of {', '.join(COSTS)} (got {self.cost!r})")
         if any(not v >= 0 for v in self.layer_lr_scale):
             raise ConfigError(f"layer_lr_scale entries must be >= 0 (got {self.layer_lr_scale})")
+        if self.remove_skip_after < 0:
+            raise ConfigError(f"remove_skip_after must be >= 0 epochs (got {self.remove_skip_after})")
 
 
 def cost_value(cost: str, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -87,6 +92,27 @@ def nudge_force(cost: str, beta: float, target: torch.Tensor, out: torch.Tensor)
     return -beta * error
 
 
+class Nudge:
+    """The nudging force −β ∂C/∂s_L as a function of the output state (N, C), with what block settling needs to
+    step the output exactly: ``curvature`` bounds the largest eigenvalue of β ∂²C/∂s_L² (MSE: β, exact, the force
+    is linear; cross-entropy: β/2, since softmax's Jacobian diag(p) − ppᵀ has eigenvalues in [0, ½]) and
+    ``inner_steps`` is how many projected-gradient steps the output takes per sweep (MSE: 1, which is exact)."""
+
+    def __init__(self, cost: str, beta: float, target: torch.Tensor):
+        self.cost, self.beta, self.target = cost, beta, target
+        self.curvature = beta if cost == "mse" else beta / 2
+        self.inner_steps = 1 if cost == "mse" else 3
+
+    def __call__(self, out: torch.Tensor) -> torch.Tensor:
+        return nudge_force(self.cost, self.beta, self.target, out)
+
+
+def unsettled(settling) -> bool:
+    """Whether a settling ran to its cap with its last residual not below its tolerance (False for a fixed number
+    of steps, tolerance 0, and for models whose settlings do not say)."""
+    return bool(getattr(settling, "unsettled", False))
+
+
 @RULES.register("ep")
 class EquilibriumPropagation(Rule):
     """Equilibrium propagation: contrast of a free and a nudged equilibrium of an energy network."""
@@ -100,6 +126,8 @@ class EquilibriumPropagation(Rule):
         # whether it has one yet. Grown on demand, kept in state_dict so a resumed run continues exactly.
         self.memory: torch.Tensor | None = None
         self.seen: torch.Tensor | None = None
+        self.model: nn.Module | None = None  # the model prepared, whose skip connections start_epoch may remove
+        self.warned: set[str] = set()  # the settling warnings given (each once per rule instance)
 
     @property
     def wants_index(self) -> bool:
@@ -118,7 +146,17 @@ class EquilibriumPropagation(Rule):
             raise ConfigError(
                 f"layer_lr_scale needs one multiplier per non-input layer ({model.num_layers}); got {len(scales)}"
             )
+        if self.config.remove_skip_after and not hasattr(model, "remove_skip_connections"):
+            raise IncompatibleError(f"remove_skip_after needs a model with remove_skip_connections ({type(model)})")
+        self.model = model
         return model
+
+    def start_epoch(self, epoch: int) -> None:
+        """From epoch ``remove_skip_after`` (0-based, i.e. after that many epochs) on, the prepared model trains
+        without its layer-skipping connections. Idempotent, so a resumed run removes them again."""
+        after = self.config.remove_skip_after
+        if after and epoch >= after and self.model is not None:
+            self.model.remove_skip_connections()
 
     def betas(self) -> list[float]:
         """The β of each nudged phase for this batch."""
@@ -170,7 +208,7 @@ class EquilibriumPropagation(Rule):
         target = F.one_hot(y, free.state.shape[1] - out.start).to(free.state.dtype)
         nudged = {}
         for beta in self.betas():
-            force = functools.partial(nudge_force, self.config.cost, beta, target)
+            force = Nudge(self.config.cost, beta, target)
             nudged[beta] = model.settle(x, state=free.state, steps=model.nudged_steps, force=force)
         return free, nudged, target
 
@@ -192,20 +230,58 @@ class EquilibriumPropagation(Rule):
     def step(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
-        """``index``: the batch's dataset indices, which persistent states need (the engine passes them)."""
+        """``index``: the batch's dataset indices, which persistent states need (the engine passes them).
+
+        Besides loss and accuracy, returns the settling's health: ``free_steps`` and ``nudged_steps`` (steps or
+        sweeps used, the nudged mean over phases), ``settle_residual`` (the free phase's last max |Δs|: not finite
+        or huge when the dynamics blew up), ``nudged_residual`` (the largest last residual of the nudged phases),
+        ``free_unsettled`` (1 when the free phase ran to its cap above the tolerance) and ``nudged_unsettled``
+        (the fraction of nudged phases that did). An unsettled phase is also warned about, once per rule."""
         grads, free, nudged, target = self.estimate(model, x, y, index)
         for name, p in model.named_parameters():
             if name in grads:
                 p.grad = grads[name] if p.grad is None else p.grad + grads[name]
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
-        nudged_steps = sum(s.steps for s in nudged.values()) / len(nudged)
+        phases = list(nudged.values())
+        self.warn_unsettled(free, phases)
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
             "free_steps": torch.tensor(float(free.steps)),
-            "nudged_steps": torch.tensor(float(nudged_steps)),
+            "nudged_steps": torch.tensor(sum(s.steps for s in phases) / len(phases)),
+            "settle_residual": free.residuals[-1].detach(),
+            "nudged_residual": torch.stack([s.residuals[-1] for s in phases]).amax().detach(),
+            "free_unsettled": torch.tensor(float(unsettled(free))),
+            "nudged_unsettled": torch.tensor(sum(unsettled(s) for s in phases) / len(phases)),
         }
+
+    def warn_unsettled(self, free, nudged: list) -> None:
+        """Warn (once per rule instance and kind) when a settling blew up or a phase stopped at its cap above the
+        tolerance: the EP update is then not the gradient of the loss."""
+        residual = free.residuals[-1].item()
+        if not residual < 1e3 and "diverged" not in self.warned:  # also catches inf and nan
+            self.warned.add("diverged")
+            warnings.warn(
+                f"EP: the free phase's settling blew up (last max |Δs| = {residual:.3g}); use --settle block, a "
+                "smaller --epsilon or --clip-states, or a smaller learning rate",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        for kind, phase in [("free", free), *(("nudged", s) for s in nudged)]:
+            if kind in self.warned or not unsettled(phase):
+                continue
+            self.warned.add(kind)
+            flag = "--free-steps" if kind == "free" else "--nudged-steps"
+            warnings.warn(
+                f"EP: a {kind} phase stopped at its cap of {phase.steps} steps with max |Δs| = "
+                f"{phase.residuals[-1].item():.2g}, not below the tolerance {phase.tolerance:g}: the EP update is "
+                f"then not the loss gradient. Raise {flag}, use --settle block"
+                + (" or --persistent" if kind == "free" else "")
+                + f" (metric train/{kind}_unsettled counts such phases; warned once)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def state_dict(self) -> dict:
         return {} if self.memory is None else {"memory": self.memory, "seen": self.seen}
@@ -216,9 +292,13 @@ class EquilibriumPropagation(Rule):
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """‖ΔW‖ per connected layer pair (the vanishing-signal curves), free-phase steps and last residual."""
         grads, free, _, _ = self.estimate(model, x, y)
-        metrics = {
-            f"probe/ep_update_norm/{key}": grads[f"connections.{key}.weight"].norm().item() for key in model.connections
+        metrics = {  # a removed (frozen) connection has no update: 0
+            f"probe/ep_update_norm/{key}": grads[name].norm().item()
+            if (name := f"connections.{key}.weight") in grads
+            else 0.0
+            for key in model.connections
         }
         metrics["probe/ep_free_steps"] = float(free.steps)
         metrics["probe/ep_residual_last"] = free.residuals[-1].item()
+        metrics["probe/ep_free_unsettled"] = float(unsettled(free))
         return metrics
