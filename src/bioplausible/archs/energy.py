@@ -694,6 +694,7 @@ class _BlockPlan:
         self.drive = torch.cat([drive[l - 1] for l in order], 1).detach()
         self.g = torch.empty_like(self.drive)
         self.classes = []
+        links = self._reindex(links)
         for cls in classes:
             block = slice(at[cls[0]].start, at[cls[-1]].stop)
             layers = [
@@ -707,18 +708,24 @@ class _BlockPlan:
             view = (self.state[:, block], self.g[:, block])
             self.classes.append(_Class(*view, layers, self._links_into(links, block), rest, out))
 
-    def _links_into(self, links, block: slice) -> tuple[torch.Tensor, ...] | None:
-        """The sparse links whose target lies in ``block``, in class-ordered columns."""
+    def _reindex(self, links) -> tuple[torch.Tensor, ...] | None:
+        """The sparse links (source, target, w) with their columns in class order."""
         if links is None:
             return None
         source, target, w = (t.detach() for t in links)
         inverse = torch.empty_like(self.perm)
         inverse[self.perm] = torch.arange(len(self.perm), device=self.perm.device)
-        source, target = inverse[source], inverse[target]
-        keep = (target >= block.start) & (target < block.stop)
-        if not keep.any():
+        return inverse[source], inverse[target], w
+
+    def _links_into(self, links, block: slice) -> tuple[torch.Tensor, ...] | None:
+        """The links whose target lies in ``block``: (source columns, target columns within the block, w, buffer)."""
+        if links is None:
             return None
-        picked = self.state.new_empty(len(self.state), int(keep.sum()))
+        source, target, w = links
+        keep = ((target >= block.start) & (target < block.stop)).nonzero().squeeze(1)
+        if not len(keep):
+            return None
+        picked = self.state.new_empty(len(self.state), len(keep))
         return source[keep], target[keep] - block.start, w[keep], picked
 
     def standard(self, s: torch.Tensor) -> torch.Tensor:
