@@ -72,6 +72,7 @@ skip connections needed once trained?); the ``ep`` rule's ``remove_skip_after`` 
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 from collections.abc import Callable, Iterator
@@ -99,7 +100,7 @@ class EnergyNetConfig:
     topology: str = option("layered", "which layer pairs are connected", choices=TOPOLOGIES)
     p: float = option(0.1, "skip topology: probability of rewiring each connection into a layer-skipping one")
     a: float = option(0.0, "skip topology: new connections ~ U[-a, a] (0: the Glorot bound of their layer pair)")
-    epsilon: float = option(0.5, "step size ε of the settling dynamics")
+    epsilon: float = option(0.5, "Euler settling: step size ε, in (0, 1] (block settling does not use it)")
     free_steps: int = option(500, "most settling steps (block: sweeps) of the free phase")
     nudged_steps: int = option(100, "most settling steps (block: sweeps) of each nudged phase")
     tolerance: float = option(1e-4, "settling stops once the largest state change of a step is below this (0: never)")
@@ -608,34 +609,15 @@ class EnergyNet(nn.Module):
 
         The state is held with the layers reordered class by class (each class one block of columns), so a class
         is relaxed by one ``lerp_`` and one ``clamp_``; a sweep does the products of one Euler step (each pair
-        once per direction), one copy for the residual and 2 elementwise operations per class."""
+        once per direction), one copy for the residual and 2 elementwise operations per class, prepared once per
+        settling as a list of calls (``_BlockPlan.operations``)."""
         plan = _BlockPlan(self, drive, neighbours, links, s)
         s, prev = plan.state, torch.empty_like(plan.state)
-        t, inner = self._output_step(force)
+        sweep = [functools.partial(prev.copy_, s), *plan.operations(force, self.omega, *self._output_step(force))]
         residuals = []
         for _ in range(steps):
-            prev.copy_(s)
-            for cls in plan.classes:
-                for g_l, d_l, terms in cls.layers:
-                    if terms:
-                        (v, w), *rest = terms
-                        torch.addmm(d_l, v, w, out=g_l)
-                        for v, w in rest:
-                            g_l.addmm_(v, w)
-                    else:
-                        g_l.copy_(d_l)
-                if cls.links is not None:
-                    source, target, w, picked = cls.links
-                    torch.index_select(s, 1, source, out=picked).mul_(w)
-                    cls.g.index_add_(1, target, picked)
-                if force is not None and cls.out is not None:
-                    if cls.rest is not None:
-                        _relax(*cls.rest, self.omega)
-                    s_out, g_out = cls.out
-                    for _ in range(inner):
-                        s_out.lerp_(g_out + force(s_out), t).clamp_(0, 1)
-                else:
-                    _relax(cls.s, cls.g, self.omega)
+            for operation in sweep:  # a flat list: at batch 20 the Python between the kernels is part of the cost
+                operation()
             residual = prev.sub_(s).abs_().amax()
             residuals.append(residual)
             if tolerance > 0 and residual.item() < tolerance:
@@ -658,34 +640,24 @@ class EnergyNet(nn.Module):
         return self.settle(x).state[:, self.layer_slice(len(self.sizes) - 1)]
 
 
-def _relax(s: torch.Tensor, g: torch.Tensor, omega: float) -> None:
-    """s ← clip((1 − ω) s + ω g, 0, 1) in place: the exact layer minimiser clip(g) at ω = 1, over-relaxed above."""
+def _relax(s: torch.Tensor, g: torch.Tensor, omega: float) -> list[Callable[[], object]]:
+    """The calls that set s ← clip((1 − ω) s + ω g, 0, 1) in place: the exact layer minimiser clip(g) at ω = 1,
+    over-relaxed above."""
     if omega == 1.0:
-        torch.clamp(g, 0, 1, out=s)
-    else:
-        s.lerp_(g, omega).clamp_(0, 1)
-
-
-class _Class(NamedTuple):
-    """One colour class of an in-place block sweep: views of its columns of the class-ordered state s and drive g."""
-
-    s: torch.Tensor  # (N, n_class)
-    g: torch.Tensor
-    layers: list[tuple[torch.Tensor, torch.Tensor, list]]  # per layer (g_l, drive_l, [(s_k, W_kl)])
-    links: tuple[torch.Tensor, ...] | None  # (source columns of s, target columns of g, w, buffer) of sparse links
-    rest: tuple[torch.Tensor, torch.Tensor] | None  # (s, g) of the layers before the output, in the output's class
-    out: tuple[torch.Tensor, torch.Tensor] | None  # (s_L, g_L) when the class holds the output layer
+        return [functools.partial(torch.clamp, g, 0, 1, out=s)]
+    return [functools.partial(s.lerp_, g, omega), functools.partial(s.clamp_, 0, 1)]
 
 
 class _BlockPlan:
-    """The buffers and views of an in-place block settling: the state with the layers ordered class by class."""
+    """The buffers and views of an in-place block settling: the state with the layers ordered class by class,
+    each class a block of columns."""
 
     def __init__(self, net: EnergyNet, drive: list[torch.Tensor], neighbours, links, s: torch.Tensor):
-        classes = net.colour_classes()
-        order = [l for cls in classes for l in cls]
-        at, start = {}, 0
+        self.classes, self.neighbours, self.output = net.colour_classes(), neighbours, net.num_layers
+        order = [l for cls in self.classes for l in cls]
+        self.at, start = {}, 0
         for l in order:
-            at[l] = slice(start, start + net.sizes[l])
+            self.at[l] = slice(start, start + net.sizes[l])
             start += net.sizes[l]
         self.perm = torch.cat([torch.arange(net.offsets[l - 1], net.offsets[l]) for l in order]).to(s.device)
         self.identity = order == sorted(order)
@@ -693,20 +665,33 @@ class _BlockPlan:
         self.state = (s.clone() if self.identity else s[:, self.perm]).clamp_(0, 1)  # (N, H), class order
         self.drive = torch.cat([drive[l - 1] for l in order], 1).detach()
         self.g = torch.empty_like(self.drive)
-        self.classes = []
-        links = self._reindex(links)
-        for cls in classes:
+        self.links = self._reindex(links)
+
+    def operations(self, force, omega: float, t: float, inner: int) -> list[Callable[[], object]]:
+        """The calls of one sweep, in order: per class, g_l = drive_l + Σ s_k W_kl for its layers (and the sparse
+        links into it), then the class relaxed toward g (in a nudged phase the output takes ``inner`` steps of t
+        on its own part of F, see ``EnergyNet._output_step``)."""
+        s, g, at, ops = self.state, self.g, self.at, []
+        for cls in self.classes:
+            for l in cls:
+                terms = [(s[:, at[k]], w.detach()) for k, w in self.neighbours[l - 1]]
+                g_l, d_l = g[:, at[l]], self.drive[:, at[l]]
+                if not terms:
+                    ops.append(functools.partial(g_l.copy_, d_l))
+                    continue
+                (v, w), *rest = terms
+                ops.append(functools.partial(torch.addmm, d_l, v, w, out=g_l))
+                ops += [functools.partial(g_l.addmm_, v, w) for v, w in rest]
             block = slice(at[cls[0]].start, at[cls[-1]].stop)
-            layers = [
-                (self.g[:, at[l]], self.drive[:, at[l]], [(self.state[:, at[k]], w.detach()) for k, w in terms])
-                for l in cls
-                for terms in [neighbours[l - 1]]
-            ]
-            out = (self.state[:, at[l]], self.g[:, at[l]]) if (l := cls[-1]) == net.num_layers else None
-            rest = slice(block.start, at[l].start)
-            rest = (self.state[:, rest], self.g[:, rest]) if out is not None and len(cls) > 1 else None
-            view = (self.state[:, block], self.g[:, block])
-            self.classes.append(_Class(*view, layers, self._links_into(links, block), rest, out))
+            ops += self._links_into(block)
+            if force is None or cls[-1] != self.output:
+                ops += _relax(s[:, block], g[:, block], omega)
+                continue
+            rest = slice(block.start, at[self.output].start)
+            ops += _relax(s[:, rest], g[:, rest], omega) if rest.stop > rest.start else []
+            s_out, g_out = s[:, at[self.output]], g[:, at[self.output]]
+            ops += [lambda s_out=s_out, g_out=g_out: s_out.lerp_(g_out + force(s_out), t).clamp_(0, 1)] * inner
+        return ops
 
     def _reindex(self, links) -> tuple[torch.Tensor, ...] | None:
         """The sparse links (source, target, w) with their columns in class order."""
@@ -717,16 +702,22 @@ class _BlockPlan:
         inverse[self.perm] = torch.arange(len(self.perm), device=self.perm.device)
         return inverse[source], inverse[target], w
 
-    def _links_into(self, links, block: slice) -> tuple[torch.Tensor, ...] | None:
-        """The links whose target lies in ``block``: (source columns, target columns within the block, w, buffer)."""
-        if links is None:
-            return None
-        source, target, w = links
+    def _links_into(self, block: slice) -> list[Callable[[], object]]:
+        """The calls that add the sparse links whose target lies in ``block`` to g: gather ρ of their sources
+        (the newest states), multiply by w, scatter-add into the block."""
+        if self.links is None:
+            return []
+        source, target, w = self.links
         keep = ((target >= block.start) & (target < block.stop)).nonzero().squeeze(1)
         if not len(keep):
-            return None
+            return []
+        source, target, w = source[keep], target[keep] - block.start, w[keep]
         picked = self.state.new_empty(len(self.state), len(keep))
-        return source[keep], target[keep] - block.start, w[keep], picked
+        return [
+            functools.partial(torch.index_select, self.state, 1, source, out=picked),
+            functools.partial(picked.mul_, w),
+            functools.partial(self.g[:, block].index_add_, 1, target, picked),
+        ]
 
     def standard(self, s: torch.Tensor) -> torch.Tensor:
         """The class-ordered state back in the layer order of ``layer_slice``."""

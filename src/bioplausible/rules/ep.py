@@ -28,6 +28,26 @@ near the new equilibrium and settling to the tolerance takes fewer steps (523 �
 p = 0.04); a layered deep net keeps needing about as many. The engine passes each batch's dataset indices
 (``wants_index``); the memory (N_train × H) is part of the rule's state_dict, so checkpoints and resume keep it.
 
+Settling health: the EP update is the loss gradient only at equilibria. ``step`` returns, besides loss and
+accuracy, ``free_steps`` / ``nudged_steps`` (steps or block sweeps used), ``settle_residual`` (the free phase's
+last max |Δs|: not finite, or large, when the dynamics blew up; with clip_states it is at most 1),
+``nudged_residual`` (the largest last residual of the nudged phases), and ``free_unsettled`` / ``nudged_unsettled``
+(the fraction of phases that ran to their cap with the residual not below the tolerance). The first such phase of
+each kind, and a blown-up settling, also raise a ``RuntimeWarning`` that says what to change (once per rule). A
+measured case: 100 Euler steps (the old default cap) on 20-16-16-5 nets, 32 random inputs, left residuals of
+1.3–3.0e-2 (three seeds), silently; block settling reaches 1e-4 there in 32–37 sweeps. (Comparing EP with the
+gradient needs β small against the distance of every unit's drive from a kink of ρ: on one of those nets a
+unit's drive lies 3.5e-4 from 1, and symmetric EP has cosines 0.55 / 0.74 / 0.93 per weight matrix with the
+gradient at β = 1e-3, 1.0000 at β ≤ 1e-4, at the same equilibrium.)
+
+The nudging force is a ``Nudge``: callable on the output state like before, and it tells block settling the
+curvature of βC so that the output's step in a nudged sweep is exact for MSE (see the energy net's
+``_output_step``).
+
+``remove_skip_after`` (Gammell et al.'s open question, whether skip connections are needed once trained): from
+that epoch on (``start_epoch``) the prepared model's layer-skipping connections are zeroed and frozen
+(``remove_skip_connections``), so the rest of training is that of the layered net.
+
 The rule works on any model with the energy-network protocol (``settle``, ``energy``, ``connections``,
 ``parameter_layers``, ``layer_slice``, ``num_layers``, ``nudged_steps``); it imports no architecture.
 """
