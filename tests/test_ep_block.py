@@ -321,3 +321,35 @@ def test_remove_skip_after_through_the_engine(tiny_config, tmp_path):
     skipping = {k for k in masks if int(k.split("-")[1]) - int(k.split("-")[0]) >= 2}
     assert skipping and all(not masks[k].any() for k in skipping)
     assert all(masks[k].any() for k in set(masks) - skipping)
+
+
+def test_nudged_phases_can_settle_by_another_method():
+    """``nudged_settle``: Gammell's truncated Euler nudged phase after a block free phase."""
+    net = net64(nudged_settle="euler")
+    x, y = batch()
+    force = forces(y)["mse +0.5"]
+    with torch.no_grad():
+        torch.testing.assert_close(net.settle(x).state, net.settle(x, method="block").state, rtol=0, atol=0)
+        nudged = net.settle(x, steps=12, force=force)
+        torch.testing.assert_close(nudged.state, net.settle(x, steps=12, force=force, method="euler").state)
+        assert not torch.equal(nudged.state, net.settle(x, steps=12, force=force, method="block").state)
+
+
+def test_two_signed_nudging_at_large_beta_with_settled_nudged_phases_is_warned_about():
+    """Under MSE, -β with β >= 1 has no nudged equilibrium; settled (block) nudged phases then train badly."""
+    for options, nudged_settle, warned in [
+        ({"nudging": "random-sign", "beta": 1.0}, "same", True),
+        ({"nudging": "symmetric", "beta": 2.0}, "same", True),
+        ({"nudging": "random-sign", "beta": 1.0}, "euler", False),  # Gammell's truncated nudged phase
+        ({"nudging": "one-sided", "beta": 1.0}, "same", False),
+        ({"nudging": "random-sign", "beta": 1.0, "cost": "ce"}, "same", False),
+        ({"nudging": "random-sign", "beta": 0.5}, "same", False),
+    ]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            create_rule("ep", **options).prepare(net64(nudged_settle=nudged_settle))
+        messages = [str(w.message) for w in caught if "no nudged equilibrium" in str(w.message)]
+        assert bool(messages) == warned, (options, nudged_settle)
+        if warned:
+            assert "--nudging one-sided" in messages[0] and "--nudged-settle euler" in messages[0]
+    assert create_rule("ep").config.nudging == "one-sided"

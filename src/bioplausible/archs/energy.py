@@ -43,7 +43,9 @@ connected pair multiplied once per direction, the products of one Euler step. In
 of F = E + βC is not a linear drive (for MSE: ½(1 + β)‖s_L‖² − …; cross-entropy has no closed form), so the
 output takes projected-gradient steps on it with step ω / (1 + κ), κ a bound on β ∂²C/∂s_L² the force supplies
 (``_output_step``): for MSE that is exactly the over-relaxed minimiser clip(s + ω((g + βy)/(1 + β) − s)).
-The starting state is projected onto [0, 1] first (every equilibrium lies there). Energy functions with several
+``nudged_settle`` picks the nudged phases' method apart from the free phase's (``euler`` with a few steps is the
+published truncated nudged phase, see the ``ep`` rule). The starting state is projected onto [0, 1] first (every
+equilibrium lies there). Energy functions with several
 minima may settle elsewhere than under Euler dynamics from the same start; the EP update needs only that the
 nudged phase starts from the free equilibrium found, and both methods' equilibria are fixed points of both maps.
 
@@ -108,6 +110,9 @@ class EnergyNetConfig:
         "block", "settling: block (each layer set to its exact minimiser, ω-relaxed) or euler (steps of ε)", SETTLINGS
     )
     omega: float = option(OMEGA, "block settling: over-relaxation ω in (0, 2) (1: plain block Gauss-Seidel)")
+    nudged_settle: str = option(
+        "same", "settling method of the nudged phases: same (as settle), block or euler", ("same", *SETTLINGS)
+    )
     clip_states: bool = option(True, "project the states onto [0, 1] after each step (Scellier & Bengio's code)")
     rewire_seed: int = option(0, "seed of the skip rewiring (the run's --seed draws the weights)")
     input_rho: bool = option(True, "feed the input through ρ (clamp to [0, 1]) as in Scellier & Bengio's energy")
@@ -129,6 +134,10 @@ class EnergyNetConfig:
                 f"{self.epsilon})" + ("" if self.epsilon <= 0 else ": larger Euler steps oscillate and never settle"),
             ),
             (self.settle in SETTLINGS, f"settle must be one of {', '.join(SETTLINGS)} (got {self.settle!r})"),
+            (
+                self.nudged_settle in ("same", *SETTLINGS),
+                f"nudged_settle must be one of same, {', '.join(SETTLINGS)} (got {self.nudged_settle!r})",
+            ),
             (0.0 < self.omega < 2.0, f"omega must be in (0, 2) (got {self.omega}): beyond 2 block settling diverges"),
             (self.free_steps >= 1 and self.nudged_steps >= 1, "free_steps and nudged_steps must be >= 1"),
             (self.tolerance >= 0.0, f"tolerance must be >= 0 (got {self.tolerance})"),
@@ -288,6 +297,7 @@ class EnergyNet(nn.Module):
         input_rho: bool = True,
         settle: str = "block",
         omega: float = OMEGA,
+        nudged_settle: str = "same",
     ):
         super().__init__()
         config = EnergyNetConfig(
@@ -302,11 +312,13 @@ class EnergyNet(nn.Module):
             clip_states=clip_states,
             settle=settle,
             omega=omega,
+            nudged_settle=nudged_settle,
         )
         config.validate()
         self.sizes = [math.prod(input_shape), *config.hidden_sizes, num_classes]
         self.epsilon, self.tolerance, self.clip_states = epsilon, tolerance, clip_states
         self.method, self.omega = settle, omega  # ``settle`` is the method that settles
+        self.nudged_method = settle if nudged_settle == "same" else nudged_settle
         self.input_rho = input_rho
         self.free_steps, self.nudged_steps = free_steps, nudged_steps
         self.offsets = [0]  # non-input layer l occupies columns offsets[l-1]:offsets[l] of the state
@@ -445,11 +457,13 @@ class EnergyNet(nn.Module):
                 Block settling reads two optional attributes of it: ``curvature`` (an upper bound on the largest
                 eigenvalue of β ∂²C/∂s_L², default 0) and ``inner_steps`` (default 1); see ``_sweeps``.
             tolerance: stop once max |Δs| < tolerance (default: the network's; 0 runs every step).
-            method: ``euler`` or ``block`` (default: the network's ``settle`` option).
+            method: ``euler`` or ``block`` (default: the network's ``settle`` option, ``nudged_settle`` when a
+                force is given).
 
         Differentiable when autograd is on (backprop through time); the engine evaluates under no_grad.
         """
-        method = self.method if method is None else method
+        if method is None:
+            method = self.method if force is None else self.nudged_method
         steps = self.free_steps if steps is None else steps
         tolerance = self.tolerance if tolerance is None else tolerance
         fast = not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
