@@ -353,3 +353,20 @@ def test_two_signed_nudging_at_large_beta_with_settled_nudged_phases_is_warned_a
         if warned:
             assert "--nudging one-sided" in messages[0] and "--nudged-settle euler" in messages[0]
     assert create_rule("ep").config.nudging == "one-sided"
+
+
+def test_block_sweeps_with_sparse_links_equal_the_masked_matrices(monkeypatch):
+    """Sparse skip pairs up to BLOCK_SPARSE_DENSITY are gathered and scattered per class, denser ones multiplied:
+    both give the same sweeps (tiny nets are dense by that measure, so both are forced here)."""
+    import bioplausible.archs.energy as energy
+
+    net = net64(hidden=(6, 5, 4, 4), topology="skip", p=0.4, gain=2.0)
+    assert any(c.sparse for c in net.connections.values())
+    x, y = batch()
+    results = {}
+    for density in (1.0, 0.0):
+        monkeypatch.setattr(energy, "BLOCK_SPARSE_DENSITY", density)
+        with torch.no_grad():
+            results[density] = [net.settle(x, steps=25, tolerance=0, force=f).state for f in forces(y).values()]
+    for a, b in zip(results[1.0], results[0.0]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)

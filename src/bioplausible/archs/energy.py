@@ -94,6 +94,11 @@ SETTLINGS = ("block", "euler")
 # ω measured (free phase from zero plus nudged phases to 1e-4): 1.7–1.8 best on 784-100×5-10 layered and skip
 # nets, 1.5–1.7 on small digits nets (where 1.8 takes 1.5× the sweeps of 1.7); 1.7 is within 10 % of the best on all.
 OMEGA = 1.7
+# Block settling gathers and scatters a class's sparse links when that class is updated. On 784-100×5-10 skip nets
+# (CPU, batch 20, ms per sweep, links / masked matrices) that wins at p = 0.004 (≈ 9 links per hidden pair, 0.09 %
+# of it: 0.23 / 0.29) and loses at p = 0.04 (0.8 %: 0.33 / 0.28) and p = 0.1 (2 %: 0.60 / 0.45). Pairs denser than
+# this are multiplied as masked matrices.
+BLOCK_SPARSE_DENSITY = 0.003
 
 
 @dataclass
@@ -212,7 +217,8 @@ class Connection(nn.Module):
         present; an inactive pair is left out of settling). Called after the mask changes or is loaded."""
         if self.sparse:
             self.where = self.mask.nonzero().t().contiguous()
-        self.active = not self.removed and (self.mask is None or bool(self.mask.any()))
+        self.density = 1.0 if self.mask is None else self.mask.mean().item()
+        self.active = not self.removed and self.density > 0
 
     @torch.no_grad()
     def remove(self) -> None:
@@ -366,7 +372,7 @@ class EnergyNet(nn.Module):
         return sum(c.count() for c in self.connections.values())
 
     def couplings(
-        self, sparse: bool = False
+        self, sparse: bool = False, density: float = 1.0
     ) -> tuple[list[list[torch.Tensor]], list[list[tuple[int, torch.Tensor]]], tuple | None]:
         """Per non-input layer l (index l − 1): the input's matrices into it, and [(k, W (n_k, n_l))] for each
         connected non-input layer k (W or Wᵀ views of the masked pair matrices, built once per settling).
@@ -374,14 +380,15 @@ class EnergyNet(nn.Module):
         With ``sparse``, the sparse (layer-skipping) pairs are left out of those lists and returned as one list of
         single connections over the concatenated state, both directions: (source columns, target columns,
         weights), so that a step adds Σ w·ρ(s_source) to each target unit at a cost of one multiply-add per
-        connection; None when there are none."""
+        connection; None when there are none. Only pairs with at most ``density`` of their entries present go to
+        that list (block settling gathers and scatters per class, so denser pairs are cheaper as matrices)."""
         inputs: list[list[torch.Tensor]] = [[] for _ in self.sizes[1:]]
         neighbours: list[list[tuple[int, torch.Tensor]]] = [[] for _ in self.sizes[1:]]
         sources, targets, weights = [], [], []
         for c in self.connections.values():
             if not c.active:
                 continue
-            if sparse and c.sparse:
+            if sparse and c.sparse and c.density <= density:
                 rows, cols = c.where
                 lower = rows + self.offsets[c.lower - 1]
                 upper = cols + self.offsets[c.upper - 1]
@@ -475,7 +482,7 @@ class EnergyNet(nn.Module):
                 run = self._steps_in_place if fast and self.clip_states else self._steps
                 s, residuals = run(drive, neighbours, links, s, steps, force, tolerance)
             elif method == "block":
-                inputs, neighbours, links = self.couplings(sparse=fast)
+                inputs, neighbours, links = self.couplings(sparse=fast, density=BLOCK_SPARSE_DENSITY)
                 drive = self.input_drive(x, inputs)
                 s = drive[0].new_zeros(len(drive[0]), self.offsets[-1]) if state is None else state
                 run = self._sweeps_in_place if fast else self._sweeps
