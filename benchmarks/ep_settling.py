@@ -32,7 +32,7 @@ import warnings
 import torch
 
 from bioplausible.archs import create_arch
-from bioplausible.archs.energy import OMEGA
+from bioplausible.archs.energy import BLOCK_SPARSE_DENSITY, OMEGA
 from bioplausible.data import load_dataset
 from bioplausible.errors import BioplausibleError
 from bioplausible.rules import create_rule
@@ -130,10 +130,11 @@ def plot_residuals(curves: dict, tolerance: float, png: str, batch: int) -> None
 # (b) cost of a step against its bare products -----------------------------------------------------------------------
 
 
-def bare_products(net, batch: int):
+def bare_products(net, batch: int, density: float = 1.0):
     """A function doing what one step must compute: every connected non-input pair's product in both directions
-    (dense, or masked where it is stored dense) and one gather / multiply / scatter-add over the sparse links."""
-    _, neighbours, links = net.couplings(sparse=True)
+    (dense, or masked where it is multiplied as a matrix) and one gather / multiply / scatter-add over the sparse
+    links (those of at most ``density``: all for Euler, BLOCK_SPARSE_DENSITY for block sweeps)."""
+    _, neighbours, links = net.couplings(sparse=True, density=density)
     pairs = [(torch.rand(batch, w.shape[0]), w.detach()) for terms in neighbours for _, w in terms]
     if links is not None:
         source, target, w = (t.detach() for t in links)
@@ -147,30 +148,31 @@ def bare_products(net, batch: int):
             torch.index_select(state, 1, source, out=picked).mul_(w)
             g.index_add_(1, target, picked)
 
-    return bare, len(pairs)
+    return bare, len(pairs), 0 if links is None else len(links[0]) // 2
 
 
 def step_costs(xb: torch.Tensor, steps: int = 200, rounds: int = 5) -> None:
     print("(b) one settling step (Euler) / sweep (block) against the bare products it performs, best of rounds:")
     for topology, p in (("layered", 0.0), ("skip", 0.1), ("dense", 0.0)):
         net = gammell_net(topology, p)
-        bare, count = bare_products(net, len(xb))
+        bare = {"euler": bare_products(net, len(xb)), "block": bare_products(net, len(xb), BLOCK_SPARSE_DENSITY)}
         with torch.no_grad():
             state = net.settle(xb, steps=20, tolerance=0).state
-            best = {"bare": float("inf"), "euler": float("inf"), "block": float("inf")}
-            for _ in range(rounds):  # interleaved, so that load changes hit all three alike
-                best["bare"] = min(best["bare"], best_time(bare, 1, steps))
+            best = dict.fromkeys(["euler", "block", "bare euler", "bare block"], float("inf"))
+            for _ in range(rounds):  # interleaved, so that load changes hit all alike
                 for method in ("euler", "block"):
+                    best[f"bare {method}"] = min(best[f"bare {method}"], best_time(bare[method][0], 1, steps))
                     start = clock()
                     net.settle(xb, state, steps=steps, tolerance=0, method=method)
                     best[method] = min(best[method], (clock() - start) / steps)
-        links = sum(c.count() for c in net.connections.values() if c.sparse)
-        print(
-            f"  {name_of(topology, p):<12} bare {best['bare'] * 1e3:.3f} ms ({count} matmuls, {links} sparse links); "
-            f"euler step {best['euler'] * 1e3:.3f} ms -> ratio {best['euler'] / best['bare']:.2f}; "
-            f"block sweep {best['block'] * 1e3:.3f} ms -> ratio {best['block'] / best['bare']:.2f} "
-            f"({len(net.colour_classes())} classes)"
-        )
+        print(f"  {name_of(topology, p)} ({len(net.colour_classes())} block classes):")
+        for method, step in (("euler", "step"), ("block", "sweep")):
+            count, links = bare[method][1], bare[method][2]
+            print(
+                f"    {method} {step} {best[method] * 1e3:.3f} ms, bare {best[f'bare {method}'] * 1e3:.3f} ms "
+                f"({count} matmuls, {links} links) -> ratio {best[method] / best[f'bare {method}']:.2f}"
+            )
+        print(f"    block sweep / euler step {best['block'] / best['euler']:.2f}")
     topology_costs(xb)
 
 
