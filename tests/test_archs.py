@@ -58,8 +58,6 @@ def test_defaults_are_written_once_in_the_config(name):
     """An architecture's constructor takes its Config (or keyword options checked against it): no default is
     written a second time in a signature, so config.json's resolved options are exactly what was built."""
     cls = ARCHS.get(name)
-    if name == "energy-net":
-        pytest.skip("energy-net keeps keyword arguments until its settling rewrite lands")
     params = inspect.signature(cls).parameters
     assert list(params) == ["input_shape", "num_classes", "config", "options"], name
     shape = MNIST if name != "alexnet" else (3, 32, 32)

@@ -184,7 +184,7 @@ def test_bad_input_is_one_error_line(tmp_path, case, monkeypatch, capsys):
     assert code == 2, (code, stderr)
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
+    assert len(lines) == 1, stderr
     assert lines[0].startswith("error: "), lines[0]
     for fragment in fragments:
         assert fragment.replace("{tmp}", str(tmp_path)) in lines[0], (fragment, lines[0])

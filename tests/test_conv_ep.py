@@ -197,7 +197,7 @@ def test_sgd_steps_lower_the_loss_and_settling_stops_at_the_tolerance(nudging):
     assert 1 <= metrics["free_steps"].item() < 100  # stopped at the tolerance, not the cap
     probes = rule.probe(net, x, y)
     norms = [f"probe/ep_update_norm/{pair}" for pair in ("0-1", "1-2", "2-3")]  # convolution, dense, readout
-    assert set(probes) == {*norms, "probe/ep_free_steps", "probe/ep_residual_last"}
+    assert set(probes) == {*norms, "probe/ep_free_steps", "probe/ep_residual_last", "probe/ep_free_unsettled"}
     assert probes["probe/ep_update_norm/0-1"] > 0 and probes["probe/ep_residual_last"] < 1e-4
 
 

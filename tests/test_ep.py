@@ -9,7 +9,7 @@ import torch
 from bioplausible.archs import create_arch
 from bioplausible.errors import ConfigError, IncompatibleError
 from bioplausible.rules import create_rule
-from bioplausible.rules.ep import cost_value
+from bioplausible.rules.ep import Nudge, cost_value
 
 
 def small_net(hidden=(6,), seed=0, **options):
@@ -170,9 +170,13 @@ def test_ep_refuses_feed_forward_nets_and_bad_options():
     with pytest.raises(ConfigError, match="layer_lr_scale"):
         create_rule("ep", layer_lr_scale=(1.0,)).prepare(small_net(hidden=(6, 6)))
     for options, message in [
-        ({"topology": "skip", "p": 1.5}, "p must be in"),
+        ({"topology": "skip", "p": 1.5}, "p must be <= 1"),
         ({"hidden_sizes": (0,)}, "hidden_sizes must be"),
-        ({"epsilon": 0.0}, "epsilon must be > 0"),
+        ({"epsilon": 0.0}, r"epsilon must be > 0 \(got 0.0\)"),
+        ({"epsilon": 1.5}, "epsilon must be <= 1 .* larger Euler steps oscillate"),
+        ({"epsilon": 1.0, "clip_states": False}, r"epsilon must be < 1 without clip_states"),
+        ({"omega": 2.0}, r"omega must be < 2 .*block settling diverges"),
+        ({"settle": "jacobi"}, "settle must be one of block, euler"),
         ({"topology": "ring"}, "topology must be one of"),
     ]:
         with pytest.raises(ConfigError, match=message):
@@ -198,12 +202,17 @@ def test_layer_lr_scale_scales_each_layers_gradient():
 
 def test_sgd_steps_lower_loss_and_settling_stops_at_tolerance():
     torch.manual_seed(0)
-    net = create_arch("energy-net", (4,), 3, hidden_sizes=(16,), free_steps=200, nudged_steps=30, tolerance=1e-4)
+    euler = {"settle": "euler", "hidden_sizes": (16,)}  # block settling trains in test_ep_block.py
+    net = create_arch("energy-net", (4,), 3, free_steps=200, nudged_steps=30, tolerance=1e-4, **euler)
     g = torch.Generator().manual_seed(0)
     x = torch.rand(24, 4, generator=g)
     y = (x[:, 0] > x[:, 1]).long() + (x[:, 2] > 0.5).long()  # a tiny learnable 3-class problem
     for nudging in ("one-sided", "random-sign", "symmetric"):
-        model = net if nudging == "one-sided" else create_arch("energy-net", (4,), 3, hidden_sizes=(16,))
+        model = (
+            net
+            if nudging == "one-sided"
+            else create_arch("energy-net", (4,), 3, free_steps=100, nudged_steps=20, **euler)
+        )
         model.load_state_dict(net.state_dict())
         rule = create_rule("ep", beta=0.5, nudging=nudging, warm_start=nudging == "symmetric")
         rule.prepare(model)
@@ -228,6 +237,7 @@ def test_sgd_steps_lower_loss_and_settling_stops_at_tolerance():
         "probe/ep_update_norm/1-2",
         "probe/ep_free_steps",
         "probe/ep_residual_last",
+        "probe/ep_free_unsettled",
     }
     assert probes["probe/ep_free_steps"] == settled.steps and probes["probe/ep_update_norm/0-1"] > 0
     assert all(p.grad is None or p.grad.abs().sum() >= 0 for p in net.parameters())
@@ -244,11 +254,14 @@ def test_forward_is_the_settled_output_and_warm_start_reaches_it():
 
 
 @pytest.mark.parametrize("topology", ["layered", "skip", "dense"])
-def test_in_place_settling_equals_differentiable_settling(topology):
-    """The no-grad path (preallocated buffers, in-place products) runs the same dynamics as the autograd path."""
-    net = small_net(hidden=(6, 5, 4), topology=topology, p=0.4)
+@pytest.mark.parametrize(("method", "cost"), [("euler", None), ("block", None), ("block", "mse"), ("block", "ce")])
+def test_in_place_settling_equals_differentiable_settling(topology, method, cost):
+    """The no-grad path (preallocated buffers, in-place products) runs the same dynamics as the autograd path
+    (block settling: with a plain force, and with the rule's MSE and cross-entropy nudges: other output steps)."""
+    net = small_net(hidden=(6, 5, 4), topology=topology, p=0.4, settle=method)
     x, y = batch()
-    force = lambda out: -0.3 * (out - torch.nn.functional.one_hot(y, 3).double())  # noqa: E731
+    target = torch.nn.functional.one_hot(y, 3).double()
+    force = (lambda out: -0.3 * (out - target)) if cost is None else Nudge(cost, 0.3, target)
     start = net.feedforward_state(x).detach()
     with torch.no_grad():
         fast = net.settle(x, state=start, steps=40, force=force, tolerance=1e-6)

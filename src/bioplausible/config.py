@@ -38,10 +38,12 @@ def option(
     below: float | None = None,
     role: str = "setting",
     resumable: bool = False,
+    why: str = "",
 ) -> Any:
-    """A dataclass field with its CLI help, valid values and role attached as metadata."""
+    """A dataclass field with its CLI help, valid values and role attached as metadata (``why``: what goes wrong
+    outside the bounds, appended to the error)."""
     assert role in ROLES, role
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below}
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "why": why}
     meta.update(role=role, resumable=resumable or role == "location")
     if isinstance(default, (list, dict)):  # a mutable default needs a factory
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -60,7 +62,8 @@ def _bound_errors(name: str, value: Any, meta: dict[str, Any]) -> list[str]:
     for key, sign, ok in checks:
         bound = meta.get(key)
         if bound is not None and any(isinstance(v, (int, float)) and not ok(v, bound) for v in values):
-            errors.append(f"{name} must be {sign} {bound} (got {value!r})")
+            why = f": {meta['why']}" if meta.get("why") else ""
+            errors.append(f"{name} must be {sign} {bound} (got {value!r}){why}")
     return errors
 
 

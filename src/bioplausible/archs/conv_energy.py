@@ -368,7 +368,7 @@ class ConvEnergyNet(Architecture):
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         with torch.set_grad_enabled(needs_graph):
             layers, residuals = self._sweeps(x, state, steps, force, tolerance)
-            return Settling(self.join(layers, force), len(residuals), torch.stack(residuals))
+            return Settling(self.join(layers, force), len(residuals), torch.stack(residuals), tolerance)
 
     def _sweeps(self, x, state, steps, force, tolerance) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         connections, readout = self._layer_connections()
