@@ -212,3 +212,14 @@ def test_help_and_list_do_not_import_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_a_short_option_is_never_read_as_an_abbreviated_flag():
+    """energy-net's option ``a`` has the flag ``--a``: it must not be taken for ``--arch`` (argparse abbreviates)."""
+    from bioplausible.cli import SCOPES, train_parser
+
+    argv = ["--rule", "ep", "--arch", "energy-net", "--topology", "skip", "--p", "0.1", "--a", "0.168"]
+    parser, names, base = train_parser(argv)
+    ns = parser.parse_args(argv)
+    assert ns.arch == "energy-net" and getattr(ns, "arch.a") == 0.168 and getattr(ns, "arch.p") == 0.1
+    assert SCOPES

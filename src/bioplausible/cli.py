@@ -28,7 +28,12 @@ NOT_FLAGS = {"rule_options", "arch_options", "dataset_options"} | set(FACTS)
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors: the problem, and where the help is (not 50 lines of usage)."""
+    """argparse with one-line errors (the problem, and where the help is: not 50 lines of usage) and no abbreviated
+    flags (``--a``, the energy net's option, must never be read as ``--arch``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")

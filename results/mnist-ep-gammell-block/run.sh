@@ -1,0 +1,13 @@
+#!/bin/bash
+# Gammell et al. 2020 on MNIST with block settling: 784-100x5-10, global lr 0.015, beta 1 random sign, batch 20,
+# SGD, persistent states, 100 epochs. Free phase: block sweeps (omega 1.7) to a tolerance of 1e-4 (cap 500);
+# nudged phases: Gammell's 12 Euler steps (settling them to the tolerance wrecks learning at beta = 1 random sign:
+# with MSE there is no nudged equilibrium at -beta <= -1). Euler runs of the same protocol: results/mnist-ep-gammell.
+# One process per topology (run it twice: TOPOLOGY=layered and TOPOLOGY=skip), one thread; resumable.
+set -u
+cd "$(dirname "$0")/../.."
+B="--rule ep --arch energy-net --hidden-sizes 100,100,100,100,100 --settle block --omega 1.7 --nudged-settle euler --epsilon 0.5 --free-steps 500 --nudged-steps 12 --tolerance 1e-4 --beta 1 --nudging random-sign --persistent --optimizer sgd --lr 0.015 --loss mse --batch-size 20 --dataset mnist --data-dir ../shared/data --epochs ${EPOCHS:-100} --seed 0 --threads 1 --no-progress --resume"
+case "${TOPOLOGY:-layered}" in
+  layered) bioplausible train $B --topology layered --out results/mnist-ep-gammell-block/layered ;;
+  skip) bioplausible train $B --topology skip --p 0.1 --a 0.168 --out results/mnist-ep-gammell-block/skip-p0.1 ;;
+esac
