@@ -223,3 +223,34 @@ def test_a_short_option_is_never_read_as_an_abbreviated_flag():
     ns = parser.parse_args(argv)
     assert ns.arch == "energy-net" and getattr(ns, "arch.a") == 0.168 and getattr(ns, "arch.p") == 0.1
     assert SCOPES
+
+
+def run_main(argv, capsys):
+    """``bioplausible ARGV`` in-process: (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_small_things_that_used_to_go_wrong(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    # a typo in a choice: one line, not the whole usage
+    code, _, err = run_main(["train", "--lr-schedule", "cosin"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "invalid choice: 'cosin'" in err
+    # a rule name in the wrong case is suggested
+    code, _, err = run_main(["train", "--rule", "FA"], capsys)
+    assert code == 2 and "Did you mean 'fa'?" in err
+    # --resume needs only --out: the saved settings are read from the run's config.json
+    flags = ["train", *QUICK, "--epochs", "1", "--lr", "0.007", "--out", "run"]
+    assert run_main(flags, capsys)[0] == 0
+    code, out, err = run_main(["train", "--out", "run", "--resume", "--epochs", "2"], capsys)
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["lr"] == 0.007 and saved["epochs"] == 2 and saved["dataset"] == QUICK[QUICK.index("--dataset") + 1]
+    # every command that trains takes --threads
+    for command in (["demo"], ["sweep", "x"], ["reproduce", "skip-connections"], ["bench"], ["train"]):
+        code, out, _ = run_main([*command, "--help"], capsys)
+        assert code == 0 and "--threads" in out, command
