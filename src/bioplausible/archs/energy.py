@@ -164,6 +164,7 @@ class EnergyNet(nn.Module):
 
     Config = EnergyNetConfig
     provides = ("energy",)
+    from .energy_figures import FIGURES as figures  # report figure: test error against p
 
     def __init__(
         self,

@@ -97,6 +97,7 @@ class EquilibriumPropagation(Rule):
             "ep_residual_last", "last settling residual", scale="log", per_layer=False, title="EP: residual at stop"
         ),
     )
+    from .ep_figures import FIGURES as figures  # report figures: settling steps, update profile
     stochastic = True  # random-sign nudging draws a sign per batch
     loss_scaling = False  # its update is an energy contrast, not the gradient of a loss
 

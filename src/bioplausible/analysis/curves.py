@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import (
+from .document import Table
+from .sensitivity import (
     WITHIN,
     Comparison,
     Estimate,
@@ -33,7 +34,6 @@ from ..analysis import (
     sorted_means,
     verdict,
 )
-from ..report.tables import markdown_table
 
 ITERATIONS = "iterations"  # the early-stopping axis: test accuracy after this many optimizer steps
 CONTROL = "bp"
@@ -99,15 +99,15 @@ def sensitivity_stats(results: list[dict[str, Any]]) -> dict[tuple[str, str], di
     return {pair: curve_stats(curve) for pair, curve in sorted_curves(results).items()}
 
 
-def sensitivity_table(results: list[dict[str, Any]]) -> str:
-    """Markdown: one row per (arch, rule) with the curve's summary statistics (accuracies in %)."""
+def sensitivity_table(results: list[dict[str, Any]]) -> Table:
+    """One row per (arch, rule) with the curve's summary statistics (accuracies in %)."""
     rows = [
         [arch, rule, s["n"], f"{100 * s['best']:.2f}", f"{100 * s['median']:.2f}", f"{s['within_1pt']:.2f}",
          f"{s['auc']:.3f}"]
         for (arch, rule), s in sensitivity_stats(results).items()
     ]  # fmt: skip
     headers = ["arch", "rule", "configs", "best acc %", "median acc %", "within 1 pt of best", "area under curve"]
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 # ------------------------------------------------------------------------------------------- intervals
@@ -119,8 +119,8 @@ def interval(e: Estimate, scale: float = 100.0, digits: int = 1, sign: bool = Fa
     return f"{fmt.format(scale * e.value)} [{fmt.format(scale * e.low)}, {fmt.format(scale * e.high)}]"
 
 
-def curve_table(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> str:
-    """Markdown: per (arch, rule) its configurations and seeds, best and median configuration, and the area and
+def curve_table(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> Table:
+    """Per (arch, rule) its configurations and seeds, best and median configuration, and the area and
     the within-1-point fraction with their 95 % bootstrap intervals."""
     rows = []
     for (arch, rule), grid in seed_grids(results).items():
@@ -131,7 +131,7 @@ def curve_table(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
                      interval(estimates["within"], digits=0)])  # fmt: skip
     headers = ["arch", "rule", "configs", "seeds", "best acc %", "median acc %", "area (mean acc %) [95 % CI]",
                "% of grid within 1 pt of best [95 % CI]"]  # fmt: skip
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 # ------------------------------------------------------------------------------------------- the claim
@@ -162,8 +162,8 @@ def claim_tests(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
     return tests
 
 
-def claim_table(tests: list[dict[str, Any]]) -> str:
-    """Markdown: one row per (pair, rule) with the areas, their difference and the within-1-point fractions."""
+def claim_table(tests: list[dict[str, Any]]) -> Table:
+    """One row per (pair, rule) with the areas, their difference and the within-1-point fractions."""
     rows = []
     for t in tests:
         c: Comparison = t["comparison"]
@@ -175,7 +175,7 @@ def claim_table(tests: list[dict[str, Any]]) -> str:
         ])  # fmt: skip
     headers = ["rule", "plain → dense", "configs", "seeds", "area plain", "area dense", "Δ area (dense − plain)",
                "Δ % within 1 pt", "Δ area beyond bp's Δ"]  # fmt: skip
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 def claim_sentences(tests: list[dict[str, Any]]) -> list[str]:
@@ -285,10 +285,10 @@ def format_setting(value: Any) -> str:
     return str(value)
 
 
-def configuration_table(results: list[dict[str, Any]]) -> str:
-    """Markdown: every configuration, grouped by (arch, rule), best first, every varying setting a column."""
+def configuration_table(results: list[dict[str, Any]]) -> Table:
+    """Every configuration, grouped by (arch, rule), best first, every varying setting a column."""
     headers, rows = configuration_rows(results)
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 def write_results_csv(results: list[dict[str, Any]], path: str | Path) -> Path:
@@ -321,12 +321,12 @@ def plot_sensitivity(results: list[dict[str, Any]], path: str | Path, title: str
     """Im et al.'s figure: one line per (arch, rule), the configurations' test accuracy (mean over seeds) sorted
     best to worst against their rank; the band spans the sorted curves of the single seeds. One panel per
     architecture family (a plain net beside its dense counterpart)."""
-    from ..report.plots import plt, save_figure
+    from .figures import plt, rule_colour, save_figure
 
     grids = seed_grids(results)
     families = arch_families(sorted({arch for arch, _ in grids}))
     rules = sorted({rule for _, rule in grids}, key=lambda r: (r != CONTROL, r))
-    colours = {rule: f"C{i % 10}" for i, rule in enumerate(rules)}
+    colours = {rule: rule_colour(rule) for rule in rules}
     fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 4.8), squeeze=False, sharey=True)
     for ax, family in zip(axes[0], families):
         for arch in family:
