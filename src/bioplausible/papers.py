@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 BARTUNOV = "Bartunov et al. 2018, Table 1"
-BIOTORCH = "Sanfiz & Akrout 2021 (BioTorch benchmark)"
+BIOTORCH = "Sanfiz & Akrout 2021, BioTorch benchmark"
 GAMMELL = "Gammell et al. 2020"
 LABORIEUX = "Laborieux et al. 2021"
 
@@ -65,18 +65,28 @@ def setting(config: dict[str, Any], key: str) -> Any:
     return config.get(key)
 
 
-def published_for(config: dict[str, Any], data_source: dict[str, Any] | None = None) -> Published | None:
-    """The published number for a run with this (resolved) config, if any.
+def full_training_set(config: dict[str, Any], summary: dict[str, Any] | None = None) -> bool:
+    """Whether a run trained on its dataset's full training set, as the papers did: the ``num_train`` its loader
+    recorded; for a run that did not record it, the examples per epoch its summary implies (steps / epochs ×
+    batch size, at least 80 %: a validation split still counts, a subset or ``max_batches`` does not)."""
+    full = FULL_TRAIN.get(config.get("dataset"))
+    if not full:
+        return True
+    source = config.get("data_source") or {}
+    if source.get("num_train") is not None:
+        return source["num_train"] >= full
+    steps, epochs = (summary or {}).get("steps"), (summary or {}).get("epochs")
+    if steps and epochs and config.get("batch_size"):
+        return steps / epochs * config["batch_size"] >= 0.8 * full
+    return True
 
-    Args:
-        config: the run's config.json.
-        data_source: what its loader read (``num_train``); default: ``config["data_source"]``. A run that read
-            fewer training images than the full set matches nothing.
-    """
-    source = data_source if data_source is not None else config.get("data_source") or {}
-    dataset = config.get("dataset")
-    if source.get("num_train") is not None and source["num_train"] < FULL_TRAIN.get(dataset, 0):
+
+def published_for(config: dict[str, Any], summary: dict[str, Any] | None = None) -> Published | None:
+    """The published number for a run with this (resolved) config, if any; none for a run that did not train on
+    the full training set (see ``full_training_set``, which reads ``summary`` when the config cannot tell)."""
+    if not full_training_set(config, summary):
         return None
+    dataset = config.get("dataset")
     for entry in PUBLISHED:
         if (entry.dataset, entry.arch, entry.rule) != (dataset, config.get("arch"), config.get("rule")):
             continue

@@ -48,13 +48,35 @@ def config_key(result: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True, default=str)
 
 
-def cell_key(result: dict[str, Any]) -> str:
+OWNED = (("rule_options", "rule"), ("arch_options", "arch"))
+
+
+def constant_options(results: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """(options group, owner) -> the options with one value among that rule's (or architecture's) results.
+
+    Resolved configs list every option of a run's own rule and architecture; the constant ones tell no grid point
+    apart, and left in a cell key they would keep two rules (or two nets) from sharing any cell."""
+    seen: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in results:
+        params = r.get("params") or {}
+        for group, owner in OWNED:
+            for k, v in (params.get(group) or {}).items():
+                seen[(group, str(r[owner]))][k].add(json.dumps(v, sort_keys=True, default=str))
+    return {key: {k for k, values in options.items() if len(values) == 1} for key, options in seen.items()}
+
+
+def cell_key(result: dict[str, Any], constant: dict[tuple[str, str], set[str]] | None = None) -> str:
     """The training run's settings without the seed and the early-stopping point (what one run per seed covers),
-    and without the architecture and rule: the same cell of two nets or two rules is the same grid point."""
+    and without the architecture and rule and their ``constant`` options: the same cell of two nets or two rules is
+    the same grid point."""
     params = result.get("params")
     if params is None:
         return json.dumps(result.get("run", id(result)))
     kept = {k: v for k, v in params.items() if k not in ("seed", ITERATIONS, "arch", "rule")}
+    for group, owner in OWNED:
+        if constant is not None and isinstance(kept.get(group), dict):
+            fixed = constant.get((group, str(result[owner])), set())
+            kept[group] = {k: v for k, v in kept[group].items() if k not in fixed}
     return json.dumps(kept, sort_keys=True, default=str)
 
 
@@ -65,9 +87,11 @@ def seed_of(result: dict[str, Any]) -> Any:
 def seed_grids(results: list[dict[str, Any]]) -> dict[tuple[str, str], SeedGrid]:
     """(arch, rule) -> its accuracies per (cell, early-stopping point, seed)."""
     records: dict[tuple[str, str], list] = defaultdict(list)
+    constant = constant_options(results)
     for r in results:
         point = (r.get("params") or {}).get(ITERATIONS)
-        records[(str(r["arch"]), str(r["rule"]))].append((cell_key(r), point, seed_of(r), float(r["accuracy"])))
+        cell = cell_key(r, constant)
+        records[(str(r["arch"]), str(r["rule"]))].append((cell, point, seed_of(r), float(r["accuracy"])))
     return {pair: SeedGrid.from_records(recs) for pair, recs in sorted(records.items())}
 
 

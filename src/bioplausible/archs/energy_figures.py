@@ -30,12 +30,12 @@ def p_sweep(runs: list[Any], folder: Path) -> list[tuple[str, Path]]:
     points = sorted((r.config["arch_options"]["p"], r.test_error()) for r in skip)
     colour = rule_colour(skip[0].rule)
     ax.plot(*zip(*points), "o-", color=colour, label=f"skip, {skip[0].rule_label}, ours")
-    papers = sorted((r.config["arch_options"]["p"], e.test_error) for r in skip if (e := published_for(r.config)))
+    papers = sorted((r.config["arch_options"]["p"], e.test_error) for r in skip if (e := published_for(r.config, r.summary)))
     if papers:
         ax.plot(*zip(*papers), "s", color=colour, fillstyle="none", markersize=9, label="skip, published")
     for i, run in enumerate(r for r in finished if topology(r) == "layered"):
         ax.axhline(run.test_error(), color=f"C{i + 1}", linestyle="--", label=f"layered, {run.rule_label}, ours")
-        paper = published_for(run.config)
+        paper = published_for(run.config, run.summary)
         if paper:
             ax.axhline(paper.test_error, color=f"C{i + 1}", linestyle=":", label="layered, published")
     ax.set_xscale("log")

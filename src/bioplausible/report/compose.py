@@ -86,7 +86,7 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
     document.add("Study", *study_notes(folder))
     document.add("Notes", *(Paragraph(p) for p in loaded.problems))
     results = results_rows(runs)
-    if not study or any(published_for(r.config) for r in runs):  # a study lists its configurations instead
+    if not study or any(published_for(r.config, r.summary) for r in runs):  # a study lists its configurations instead
         document.add(RESULTS, results)
     if study:
         records = results_from_runs(runs)
