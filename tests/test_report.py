@@ -170,4 +170,4 @@ def test_the_results_table_shows_our_data_beside_the_papers_number(tmp_path):
     summary = {"status": "ok", "test_accuracy": 0.9, "best_test_accuracy": 0.91, "epochs": 6, "wall_time_s": 1.0}
     table = results_rows([make_run(tmp_path, config, summary)])
     row = dict(zip(table.headers, table.rows[0]))
-    assert row["data"] == "CIFAR-10 (JPEG q75)" and row["paper test err %"].startswith("8.63 (Sanfiz & Akrout 2021, BioTorch")
+    assert row["data"] == "CIFAR-10 (JPEG q75)" and row["paper test err %"].startswith("8.63 (Sanfiz & Akrout")

@@ -30,7 +30,8 @@ def p_sweep(runs: list[Any], folder: Path) -> list[tuple[str, Path]]:
     points = sorted((r.config["arch_options"]["p"], r.test_error()) for r in skip)
     colour = rule_colour(skip[0].rule)
     ax.plot(*zip(*points), "o-", color=colour, label=f"skip, {skip[0].rule_label}, ours")
-    papers = sorted((r.config["arch_options"]["p"], e.test_error) for r in skip if (e := published_for(r.config, r.summary)))
+    matched = [(r.config["arch_options"]["p"], published_for(r.config, r.summary)) for r in skip]
+    papers = sorted((p, entry.test_error) for p, entry in matched if entry)
     if papers:
         ax.plot(*zip(*papers), "s", color=colour, fillstyle="none", markersize=9, label="skip, published")
     for i, run in enumerate(r for r in finished if topology(r) == "layered"):

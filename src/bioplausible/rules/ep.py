@@ -97,9 +97,9 @@ class EquilibriumPropagation(Rule):
             "ep_residual_last", "last settling residual", scale="log", per_layer=False, title="EP: residual at stop"
         ),
     )
-    from .ep_figures import FIGURES as figures  # report figures: settling steps, update profile
     stochastic = True  # random-sign nudging draws a sign per batch
     loss_scaling = False  # its update is an energy contrast, not the gradient of a loss
+    from .ep_figures import FIGURES as figures  # report figures: settling steps, update profile
 
     def __init__(self, loss: str = "ce", **options):
         super().__init__(loss=loss, **options)
