@@ -196,7 +196,9 @@ def test_a_sweep_interrupted_by_ctrl_c_says_so_in_one_line_and_reruns_the_trial(
     assert len(done) == 2 and sorted(t.user_attrs["params"]["lr"] for t in done) == [0.01, 0.02]
     folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert "0" in folders and folders == sorted(t.user_attrs["run"].split("/")[-1] for t in done)  # retry: runs/0
-    assert len(run_sweep(spec, tmp_path).trials) == len(study.trials)  # a third call finds nothing to do
+    assert not any(t.user_attrs["interrupted"] for t in done)
+    count = len(study.trials)
+    assert len(run_sweep(spec, tmp_path).trials) == count  # a third call finds nothing to do
 
 
 def test_random_search_runs_n_trials_per_grid_point(tmp_path):

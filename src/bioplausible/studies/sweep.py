@@ -343,7 +343,7 @@ def requeue_dead_trials(study: optuna.Study) -> list[int]:
         worker_host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
         if trial.state == TrialState.RUNNING and worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
             dead.append(trial)
-        elif trial.user_attrs.get("interrupted") and trial.state.is_finished() and trial.number not in retried:
+        elif trial.user_attrs.get("interrupted") and trial.state == TrialState.PRUNED and trial.number not in retried:
             interrupted.append(trial)
     for trial in dead:
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -420,6 +420,7 @@ class Objective:
 
     def run_trial(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
+        trial.set_user_attr("interrupted", False)  # a retry copies the attributes of the trial it retries
         params = self.params(trial)
         self.refuse_duplicate(trial)
         trial.set_user_attr("params", params)
