@@ -478,9 +478,9 @@ def energy_run(topology, p=0.1, accuracy=0.5, scale=None, lr=0.015, norms=None, 
 
 
 def test_energy_runs_are_told_apart_by_topology_and_per_layer_rates():
-    """EP runs share arch and rule: the labels the declarations give (and, for an architecture without
-    ``describe``, the options in which its runs differ) tell them apart; the report keeps the best of each, and
-    Gammell's number sits beside the matching configuration only."""
+    """EP runs share arch and rule: the labels the declarations give (and where runs of one label differ in their
+    architecture's options, those options) tell them apart; the report keeps the best of each, and Gammell's
+    number sits beside the matching configuration only."""
     from bioplausible.analysis.runs import distinguish
     from bioplausible.papers import published_for
     from bioplausible.report.html import representative_runs

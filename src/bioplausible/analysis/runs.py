@@ -217,18 +217,18 @@ def describe(registry: Registry, name: Any, options: dict[str, Any]) -> str:
 
 
 def distinguish(runs: list[Run]) -> None:
-    """Runs of an architecture that declares no ``describe`` share its bare name as their label: append the
-    options in which those runs differ (``energy-net topology=skip p=0.04``), in place."""
-    groups: dict[str, list[Run]] = {}
+    """Runs whose architecture label is the same but whose architecture options differ (the label its
+    ``describe`` declares does not show every option, or there is none): append the options in which they differ,
+    ``energy-net topology=skip p=0.04``, in place."""
+    groups: dict[tuple[str, str], list[Run]] = {}
     for run in runs:
-        if getattr(registered(ARCHS, run.arch), "describe", None) is None:
-            groups.setdefault(run.arch, []).append(run)
-    for name, group in groups.items():
+        groups.setdefault((run.arch, run.arch_label), []).append(run)
+    for (_, label), group in groups.items():
         options = [r.config.get("arch_options") or {} for r in group]
         keys = list(dict.fromkeys(k for o in options for k in o))
         varying = [k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in options}) > 1]
         for run, o in zip(group, options):
-            run.arch_label = " ".join([name, *(f"{k}={_short(o.get(k))}" for k in varying)])
+            run.arch_label = " ".join([label, *(f"{k}={_short(o.get(k))}" for k in varying)])
 
 
 def _short(value: Any) -> str:
