@@ -18,20 +18,21 @@ from bioplausible.analysis import (
     verdict,
     within_best,
 )
-from bioplausible.config import TrainConfig
-from bioplausible.engine import fit
-from bioplausible.errors import ConfigError
-from bioplausible.report.html import write_report
-from bioplausible.runs import load_run
-from bioplausible.studies import load_spec, preset_spec, run_sweep
-from bioplausible.studies.sensitivity import (
+from bioplausible.analysis.curves import (
     claim_sentences,
     claim_tests,
     configuration_rows,
     untrained_by_backprop,
     varying_settings,
 )
-from bioplausible.studies.sweep import points_of, results_from_runs
+from bioplausible.analysis.results import results_from_runs
+from bioplausible.config import TrainConfig
+from bioplausible.engine import fit
+from bioplausible.errors import ConfigError
+from bioplausible.report.html import write_report
+from bioplausible.runs import load_run
+from bioplausible.studies import load_spec, preset_spec, run_sweep
+from bioplausible.studies.sweep import points_of
 
 
 def grid_of(acc: np.ndarray) -> SeedGrid:
@@ -280,9 +281,9 @@ def test_the_paper_budget_keeps_the_published_grid():
     assert by_activation["sigmoid"]["arch_options.depth"] == [3, 4, 5, 6, 7]
 
 
-def test_only_the_skip_connections_study_has_a_medium_budget():
+def test_the_layer_skipping_study_has_no_medium_budget():
     with pytest.raises(ConfigError, match="budgets small, paper"):
-        preset_spec("bartunov2018", "medium")
+        preset_spec("layer-skipping-ep", "medium")
     assert json.dumps(preset_spec("skip-connections", "medium"))  # plain data: it goes into spec.yaml and the db
 
 

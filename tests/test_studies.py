@@ -161,6 +161,46 @@ def test_a_sweep_killed_by_sigkill_continues_where_it_stopped(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["0", "1"]  # the retry continued runs/1
 
 
+INTERRUPTIBLE = """
+import sys
+from bioplausible.studies import run_sweep
+try:
+    run_sweep({spec!r}, sys.argv[1])
+except KeyboardInterrupt as err:  # what the command line prints
+    print(f"interrupted: {{err}}", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+def test_a_sweep_interrupted_by_ctrl_c_says_so_in_one_line_and_reruns_the_trial(tmp_path):
+    spec = {"name": "ctrl-c", "base": {**BASE, "epochs": 300, "probe_every": 0}, "grid": {"lr": [0.01, 0.02]}}
+    worker = subprocess.Popen([sys.executable, "-c", INTERRUPTIBLE.format(spec=spec), str(tmp_path)],
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and worker.poll() is None:  # mid-trial: its first checkpoint exists
+            time.sleep(0.05)
+            if (tmp_path / "runs" / "0" / "checkpoint.pt").exists():
+                break
+    finally:
+        worker.send_signal(signal.SIGINT)
+        err = worker.communicate(timeout=1800)[1]
+    assert worker.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "interrupted: run the same command again to continue"
+    assert "Traceback" not in err and "--resume" not in err, err
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    [stopped] = optuna.load_study(study_name="ctrl-c", storage=storage).trials
+    assert stopped.user_attrs["interrupted"] and stopped.state != TrialState.COMPLETE
+    study = run_sweep(spec, tmp_path)
+    done = complete(study)
+    assert len(done) == 2 and sorted(t.user_attrs["params"]["lr"] for t in done) == [0.01, 0.02]
+    folders = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert "0" in folders and folders == sorted(t.user_attrs["run"].split("/")[-1] for t in done)  # retry: runs/0
+    assert not any(t.user_attrs["interrupted"] for t in done)
+    count = len(study.trials)
+    assert len(run_sweep(spec, tmp_path).trials) == count  # a third call finds nothing to do
+
+
 def test_random_search_runs_n_trials_per_grid_point(tmp_path):
     spec = {
         "base": BASE,
@@ -204,7 +244,7 @@ def test_a_random_rule_option_reaches_only_the_rules_that_have_it(tmp_path):
 
 
 def test_a_folder_of_seeds_gets_one_probe_panel_per_rule_its_best_run(tmp_path, monkeypatch):
-    import bioplausible.report.html as html
+    import bioplausible.report.compose as compose
     from bioplausible.config import TrainConfig
     from bioplausible.engine import fit
 
@@ -213,10 +253,10 @@ def test_a_folder_of_seeds_gets_one_probe_panel_per_rule_its_best_run(tmp_path, 
         fit(config, quiet=True)
     panels: list[list[str]] = []
 
-    def record(runs, kind, path, ylabel, log=False):
-        panels.append(sorted(Path(r["path"]).name for r in runs))
+    def record(runs, spec, path):
+        panels.append(sorted(r.path.name for r in runs))
 
-    monkeypatch.setattr(html, "plot_layer_probes", record)
+    monkeypatch.setattr(compose, "plot_probe", record)
     write_report(tmp_path)
     assert panels and all(len(p) == 2 and "bp-0" in p for p in panels)  # bp and the better fa seed, not both
 
@@ -250,6 +290,47 @@ def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():
     assert ps == [0.004, 0.016, 0.04, 0.1]
     archs = {p["arch"] for p in points_of(preset_spec("skip-connections"))}
     assert archs == {"mlp", "dense-mlp", "convnet", "dense-convnet"}
+
+
+@pytest.mark.parametrize("name", ["skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep"])
+def test_every_budget_of_a_preset_loads_and_expands_to_valid_configs(name):
+    """Dry: every grid point of every budget is a config whose rule, architecture and options resolve."""
+    from bioplausible.build import resolve_config
+    from bioplausible.studies.presets import budgets_of
+    from bioplausible.studies.sweep import applicable, trial_config
+
+    for budget in budgets_of(name):
+        spec = load_spec(preset_spec(name, budget))
+        assert f"{budget.upper()} budget" in spec["notes"]
+        for params in points_of(spec):
+            resolve_config(trial_config(spec["base"], applicable(params, spec["base"]), Path("unused")))
+
+
+def test_the_cifar_presets_follow_the_published_recipes():
+    signs = {budget: load_spec(preset_spec("sign-symmetry", budget)) for budget in ("medium", "paper")}
+    for spec in signs.values():
+        points = points_of(spec)
+        base = spec["base"]
+        assert base["dataset"] == "cifar10" and base["optimizer"] == "sgd" and base["momentum"] == 0.9
+        assert base["weight_decay"] == 1e-4 and base["batch_size"] == 128 and base["init"] == "xavier"
+        rules = {p["rule"] for p in points}
+        assert rules == {"bp", "usf", "frsf", "brsf", "fa", "dfa", "kp"}
+        for rule in rules - {"bp"}:  # Xiao et al.'s switch: the last layer on backprop, or not
+            assert {str(p["rule_options.bp_layers"]) for p in points if p["rule"] == rule} == {"['last']", "[]"}
+        assert {p["lr"] for p in points if p["rule"] == "dfa"} == {0.001}
+        assert {p["lr"] for p in points if p["rule"] != "dfa"} == {0.1}
+    assert signs["paper"]["base"]["epochs"] == 250 and signs["paper"]["base"]["lr_milestones"] == [100, 150, 200]
+    assert {p.get("arch") for p in points_of(signs["paper"])} == {"resnet20", "resnet18"}
+    assert signs["medium"]["base"]["lr_milestones"] == [2, 4, 5] and signs["medium"]["base"]["channels_last"]
+    bartunov = {budget: load_spec(preset_spec("bartunov2018", budget)) for budget in ("medium", "paper")}
+    nets = {(p["dataset"], p["arch"], p.get("arch_options.depth"), p.get("arch_options.width"))
+            for p in points_of(bartunov["paper"])}  # fmt: skip
+    assert nets == {("mnist", "mlp", 5, 256), ("cifar10", "mlp", 3, 1024), ("mnist", "lc-net", None, None),
+                    ("cifar10", "lc-net", None, None)}  # fmt: skip
+    medium = {(p["dataset"], p["rule"], p.get("rule_options.schedule")): p for p in points_of(bartunov["medium"])}
+    assert len(medium) == 2 * 9 and medium[("cifar10", "dfa", None)]["lr"] == 1.649e-3
+    assert medium[("cifar10", "aosdtp", "parallel")]["rule_options.inverse_lr"] == 9.572e-3  # sdtp's, borrowed
+    assert "MNIST hyperparameters" in bartunov["medium"]["notes"] or "MNIST values" in bartunov["medium"]["notes"]
 
 
 def test_a_preset_with_an_unknown_rule_skips_it_with_a_message():
@@ -386,49 +467,55 @@ def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_pa
     assert len({t.user_attrs["run"] for t in done}) == 6
 
 
+def energy_run(topology, p=0.1, accuracy=0.5, scale=None, lr=0.015, norms=None, path="x"):
+    from bioplausible.analysis.runs import make_run
+
+    arch = {"hidden_sizes": [100] * 5, "topology": topology, "p": p}
+    config = {"dataset": "mnist", "arch": "energy-net", "rule": "ep", "lr": lr, "epochs": 10, "arch_options": arch,
+              "rule_options": {"layer_lr_scale": scale} if scale else {}}  # fmt: skip
+    metrics = [{"epoch": e, **{f"probe/ep_update_norm/{k}": v for k, v in (norms or {}).items()}} for e in (1, 2)]
+    return make_run(path, config, {"test_accuracy": accuracy}, metrics)
+
+
 def test_energy_runs_are_told_apart_by_topology_and_per_layer_rates():
-    """EP runs share arch and rule: the report labels them by topology and per-layer lr, keeps the best of each,
-    and prints Gammell's number beside the matching configuration only."""
+    """EP runs share arch and rule: the labels the declarations give (and where runs of one label differ in their
+    architecture's options, those options) tell them apart; the report keeps the best of each, and Gammell's
+    number sits beside the matching configuration only."""
+    from bioplausible.analysis.runs import distinguish
+    from bioplausible.papers import published_for
     from bioplausible.report.html import representative_runs
-    from bioplausible.report.papers import published_for
-    from bioplausible.report.summary import describe_arch, run_label
 
-    def config(topology, p=None, scale=None, lr=0.015):
-        arch = {"hidden_sizes": [100] * 5, "topology": topology, **({"p": p} if p is not None else {})}
-        rule = {"layer_lr_scale": scale} if scale else {}
-        return {"dataset": "mnist", "arch": "energy-net", "rule": "ep", "lr": lr, "epochs": 10,
-                "arch_options": arch, "rule_options": rule}  # fmt: skip
-
-    layered, skip, per_layer = config("layered"), config("skip", 0.04), config("layered", scale=[1, 0.25], lr=0.128)
-    assert describe_arch(skip) == "energy-net 100x5 skip p=0.04"
-    assert run_label(per_layer) == "ep (per-layer lr), layered" and run_label(layered) == "ep, layered"
-    runs = [
-        {"config": c, "summary": {"test_accuracy": a}, "metrics": [{"epoch": 1}]}
-        for c, a in ((layered, 0.5), (skip, 0.8), (per_layer, 0.6), (config("skip", 0.04), 0.7))
-    ]
+    layered, skip = energy_run("layered", accuracy=0.5), energy_run("skip", 0.04, 0.8)
+    per_layer = energy_run("layered", accuracy=0.6, scale=[1, 0.25], lr=0.128)
+    runs = [layered, skip, per_layer, energy_run("skip", 0.04, 0.7)]
+    distinguish(runs)
+    assert skip.arch_label != layered.arch_label and "p=0.04" in skip.arch_label
+    assert per_layer.rule_label == "ep (per-layer lr)" and layered.rule_label == "ep"
     kept = representative_runs(runs)
-    assert len(kept) == 3 and {r["summary"]["test_accuracy"] for r in kept} == {0.5, 0.8, 0.6}
-    assert published_for(layered).test_error == 31.1 and published_for(skip).test_error == 10.3
-    assert published_for(per_layer) is None and published_for(config("skip", 0.1)) is None
+    assert len(kept) == 3 and {r.summary["test_accuracy"] for r in kept} == {0.5, 0.8, 0.6}
+    assert published_for(layered.config).test_error == 31.1 and published_for(skip.config).test_error == 10.3
+    assert published_for(per_layer.config) is None and published_for(energy_run("skip", 0.1).config) is None
 
 
 def test_layer_skipping_figures_plot_error_against_p_and_the_update_profile(tmp_path):
-    """The p-sweep figure needs skip nets at two p or more; the update profile reads the adjacent pairs only,
-    from the input up, scaled by each run's lr."""
-    from bioplausible.report.plots import plot_p_sweep, plot_update_profile
+    """The p-sweep figure (declared by the energy net) needs skip nets at two p or more; the update profile
+    (declared by EP) reads the adjacent pairs only, from the input up, scaled by each run's lr."""
+    from bioplausible.archs.energy import EnergyNet
+    from bioplausible.archs.energy_figures import p_sweep
+    from bioplausible.rules.ep import EquilibriumPropagation
+    from bioplausible.rules.ep_figures import _profile, update_profile
 
-    def run(topology, p, accuracy, norms, lr=0.015):
-        config = {"arch": "energy-net", "rule": "ep", "dataset": "mnist", "epochs": 10, "lr": lr,
-                  "arch_options": {"hidden_sizes": [100] * 5, "topology": topology, "p": p}}  # fmt: skip
-        metrics = [{"epoch": e, **{f"probe/ep_update_norm/{k}": v for k, v in norms.items()}} for e in (1, 2)]
-        return {"config": config, "summary": {"test_accuracy": accuracy}, "metrics": metrics}
-
-    layered = run("layered", 0.0, 0.5, {"0-1": 0.01, "1-2": 0.1})
-    skips = [run("skip", 0.016, 0.8, {"0-1": 0.05, "1-2": 0.1, "0-2": 9.0}), run("skip", 0.04, 0.9, {"0-1": 0.1})]
-    assert plot_p_sweep([layered, skips[0]], tmp_path / "one.png") is None
-    assert plot_p_sweep([layered, *skips], tmp_path / "p.png").stat().st_size > 10_000
-    assert plot_update_profile([layered, *skips], tmp_path / "profile.png").stat().st_size > 10_000
-    assert plot_update_profile([{**layered, "metrics": [{"epoch": 1}]}], tmp_path / "none.png") is None
+    assert p_sweep in EnergyNet.figures and update_profile in EquilibriumPropagation.figures
+    layered = energy_run("layered", 0.0, 0.5, norms={"0-1": 0.01, "1-2": 0.1})
+    skips = [energy_run("skip", 0.016, 0.8, norms={"0-1": 0.05, "1-2": 0.1, "0-2": 9.0}),
+             energy_run("skip", 0.04, 0.9, norms={"0-1": 0.1})]  # fmt: skip
+    assert p_sweep([layered, skips[0]], tmp_path) == []
+    ((title, path),) = p_sweep([layered, *skips], tmp_path)
+    assert "rewiring probability p" in title and path.stat().st_size > 10_000
+    assert _profile(skips[0]) == pytest.approx({"0-1": 0.015 * 0.05, "1-2": 0.015 * 0.1})  # "0-2" skips a layer
+    ((_, path),) = update_profile([layered, *skips], tmp_path)
+    assert path.stat().st_size > 10_000
+    assert update_profile([energy_run("layered")], tmp_path) == []
 
 
 def test_the_results_table_tells_runs_of_one_label_apart_by_what_differs():
@@ -443,7 +530,7 @@ def test_the_results_table_tells_runs_of_one_label_apart_by_what_differs():
     table = results_table([run("a", 1e-3, 0), run("b", 1e-3, 1, noise=0.2), run("c", 3e-4, 0)])
     lines = table.splitlines()
     assert "| run" in lines[0] and "settings" in lines[0]
-    assert "lr=0.001 noise=default seed=0" in lines[2]
+    assert "lr=0.001 noise=0.1 seed=0" in lines[2]  # options resolved: sdtp's default noise
     assert "lr=0.001 noise=0.2 seed=1" in lines[3]
     assert "threads" not in table and "out=" not in table  # how a run was executed is not a setting
     single = results_table([run("a", 1e-3, 0)])

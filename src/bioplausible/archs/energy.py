@@ -281,6 +281,7 @@ class EnergyNet(Architecture):
 
     Config = EnergyNetConfig
     provides = ("energy",)
+    from .energy_figures import FIGURES as figures  # report figure: test error against p
 
     def __init__(
         self, input_shape: tuple[int, ...], num_classes: int, config: EnergyNetConfig | None = None, **options

@@ -169,6 +169,7 @@ class EquilibriumPropagation(Rule):
     )  # fmt: skip
     stochastic = True  # random-sign nudging draws a sign per batch
     loss_scaling = False  # its update is an energy contrast, not the gradient of a loss
+    from .ep_figures import FIGURES as figures  # report figures: settling steps, update profile
 
     def __init__(self, loss: str = "ce", **options):
         super().__init__(loss=loss, **options)

@@ -1,9 +1,9 @@
-"""The four seed studies as sweep specs (data, not code), each at two budgets (skip-connections at three).
+"""The four seed studies as sweep specs (data, not code), at two or three budgets.
 
-``paper`` uses the published settings as far as the papers state them; ``small`` finishes on 2 CPU cores within
-about an hour and says in its ``notes`` what it reduced, so a report never passes a small study off as the paper's.
-``medium`` (skip-connections only) runs Im et al.'s grid on MNIST with step budgets and three seeds on 2 CPU cores
-in about 4 hours, and says what it reduced.
+``paper`` uses the published settings as far as the papers state them (their recipes are data in
+:mod:`bioplausible.papers`); ``small`` finishes on 2 CPU cores within about an hour; ``medium`` (skip-connections,
+bartunov2018, sign-symmetry) is what 2 CPU cores finish in about 3-4 hours. Each says in its ``notes`` what it
+reduced, which the report prints, so a report never passes a reduced study off as the paper's.
 Rules or architectures that are not registered yet are left out with a "not yet available" message
 (``available_spec``); the rest of the study runs.
 """
@@ -14,10 +14,10 @@ import copy
 from typing import Any
 
 from ..errors import ConfigError
+from ..papers import RECIPES
 
 BUDGETS = ("small", "medium", "paper")
 EARLY_STOP_SMALL = {"val_fraction": 0.1, "patience": 3}
-SIGN_RULES = ["usf", "frsf", "brsf", "fa"]
 
 
 SKIP_RULES = ["bp", "fa", "dtp"]
@@ -174,105 +174,189 @@ MEDIUM_NOTES = (
 )
 
 
-def _bartunov2018(budget: str) -> dict[str, Any]:
-    small = budget == "small"
-    tp = ["dtp", "sdtp", "aosdtp"]
+TP_RULES = ["dtp", "sdtp", "aosdtp"]
+SCHEDULES = ["parallel", "alternating"]
+FC_MNIST = {"depth": 5, "width": 256, "activation": "tanh"}
+FC_CIFAR = {"depth": 3, "width": 1024, "activation": "tanh"}
+BARTUNOV_COMMON = (
+    "Bartunov et al. 2018, Table 1: bp, fa, dfa and the target-propagation rules (dtp, sdtp, aosdtp; parallel and "
+    "alternating) on fully connected nets (MNIST 5x256, CIFAR-10 3x1024, tanh) and locally connected ones (lc-net, "
+    "which picks its CIFAR layers from 3 input channels). Adam; LeCun-normal initialisation (std 1/sqrt(fan_in), the "
+    "variance-preserving kind of the TensorFlow codebases of the time): with PyTorch's default the top hidden layers "
+    "of the 5x256 tanh net carry less signal than TP's noise. "
+)
+BARTUNOV_SEARCH = (
+    "Random search per (net, rule, schedule) over lr and Adam beta2/eps, and for the TP rules over alpha, noise "
+    "(their ranges) and the inverse lr (log-uniform in [3e-4, 3e-2]: this library's range, where its own search "
+    "found the stable alternating configurations; the rules without inverses ignore these); the CIFAR-10 nets are "
+    "searched over their MNIST ranges, the CIFAR ones not being published. "
+)
+
+
+def _bartunov_nets(dataset: str, arch: str, options: dict[str, Any]) -> list[dict[str, Any]]:
+    """Two grids for one net: bp, fa, dfa; and the TP rules under both schedules."""
+    net = {"dataset": [dataset], "arch": [arch], **{f"arch_options.{k}": [v] for k, v in options.items()}}
+    return [{**net, "rule": ["bp", "fa", "dfa"]}, {**net, "rule": TP_RULES, "rule_options.schedule": SCHEDULES}]
+
+
+def _bartunov_search(n_trials: int) -> dict[str, Any]:
     return {
-        "name": f"bartunov2018-{budget}",
-        "notes": (
-            "Bartunov et al. 2018, Table 1: MNIST, FC 5x256 tanh and locally connected nets, random search per "
-            "method over lr and Adam beta2/eps, and for the TP rules over alpha, noise (their ranges) and the "
-            "inverse lr (log-uniform in [3e-4, 3e-2]: this library's range, where its own search found the stable "
-            "alternating configurations; the rules without inverses ignore these). LeCun-normal initialisation "
-            "(std 1/sqrt(fan_in), the variance-preserving kind of the TensorFlow codebases of the time): with "
-            "PyTorch's default the top hidden layers of the 5x256 tanh net carry less signal than TP's noise. "
-            + (
-                "SMALL budget: the digits set instead of MNIST, 4 random configurations per (net, rule, schedule) "
-                "instead of 60, 50 epochs instead of 500, the FC net only (LC nets are too slow for an hour on "
-                "2 cores)."
-                if small
-                else "PAPER budget: MNIST, 60 configurations per method, 500 epochs (best test error)."
-            )
-        ),
-        "base": {
-            "dataset": "digits" if small else "mnist",
-            "epochs": 50 if small else 500,
-            "batch_size": 64 if small else 128,
-            "optimizer": "adam",
-            "init": "lecun",
-            "arch_options": {},
+        "n_trials": n_trials,
+        "sampler": "random",
+        "params": {
+            "lr": {"low": 1e-5, "high": 3e-4, "log": True},
+            "adam_beta2": {"choices": [0.99, 0.999]},
+            "adam_eps": {"choices": [1e-4, 1e-6, 1e-8]},
+            "rule_options.alpha": {"low": 0.01, "high": 0.2},
+            "rule_options.noise": {"low": 0.01, "high": 0.3},
+            "rule_options.inverse_lr": {"low": 3e-4, "high": 3e-2, "log": True},
         },
-        "grid": [
-            {
-                "arch": ["mlp"],
-                "rule": ["bp", "fa", "dfa"],
-                "arch_options.depth": [5],
-                "arch_options.width": [256],
-                "arch_options.activation": ["tanh"],
-            },
-            {
-                "arch": ["mlp"],
-                "rule": tp,
-                "rule_options.schedule": ["parallel", "alternating"],
-                "arch_options.depth": [5],
-                "arch_options.width": [256],
-                "arch_options.activation": ["tanh"],
-            },
-        ]  # fmt: skip
-        + (
-            []
-            if small
-            else [
-                {"arch": ["lc-net"], "rule": ["bp", "fa", "dfa"]},
-                {"arch": ["lc-net"], "rule": tp, "rule_options.schedule": ["parallel", "alternating"]},
-            ]
-        ),
-        "random": {
-            "n_trials": 4 if small else 60,
-            "sampler": "random",
-            "params": {
-                "lr": {"low": 1e-5, "high": 3e-4, "log": True},
-                "adam_beta2": {"choices": [0.99, 0.999]},
-                "adam_eps": {"choices": [1e-4, 1e-6, 1e-8]},
-                "rule_options.alpha": {"low": 0.01, "high": 0.2},
-                "rule_options.noise": {"low": 0.01, "high": 0.3},
-                "rule_options.inverse_lr": {"low": 3e-4, "high": 3e-2, "log": True},
-            },
-            "seed": 2018,
-        },
+        "seed": 2018,
+    }
+
+
+def _bartunov2018(budget: str) -> dict[str, Any]:
+    return {"small": _bartunov_small, "medium": _bartunov_medium, "paper": _bartunov_paper}[budget]()
+
+
+def _bartunov_small() -> dict[str, Any]:
+    return {
+        "name": "bartunov2018-small",
+        "notes": BARTUNOV_COMMON + BARTUNOV_SEARCH + "SMALL budget: the digits set instead of MNIST, 4 random "
+        "configurations per (net, rule, schedule) instead of 60, 50 epochs instead of 500, the FC net only; no "
+        "CIFAR-10 and no LC nets (too slow for an hour on 2 cores).",
+        "base": {"dataset": "digits", "epochs": 50, "batch_size": 64, "optimizer": "adam", "init": "lecun"},
+        "grid": _bartunov_nets("digits", "mlp", FC_MNIST),
+        "random": _bartunov_search(4),
         "seeds": [0],
     }
+
+
+def _bartunov_medium() -> dict[str, Any]:
+    """Their published MNIST hyperparameters, no search: MNIST FC and CIFAR-10 FC (see MEDIUM_BARTUNOV)."""
+    recipe = RECIPES["bartunov2018-mnist-fc"]
+    borrowed = {"aosdtp": "sdtp"}  # no published configuration: the nearest published one
+    grids = []
+    for dataset, options, epochs in (("mnist", FC_MNIST, 40), ("cifar10", FC_CIFAR, 25)):
+        for rule in ["bp", "fa", "dfa", *TP_RULES]:
+            settings = {k: [v] for k, v in recipe.per_rule[borrowed.get(rule, rule)].items()}
+            schedules = {"rule_options.schedule": SCHEDULES} if rule in TP_RULES else {}
+            net = {f"arch_options.{k}": [v] for k, v in options.items()}
+            grid = {"dataset": [dataset], "arch": ["mlp"], "rule": [rule], "epochs": [epochs], **net}
+            grids.append({**grid, **settings, **schedules})
+    return {
+        "name": "bartunov2018-medium",
+        "notes": BARTUNOV_COMMON + MEDIUM_BARTUNOV,
+        "base": {"dataset": "mnist", "batch_size": 128, "optimizer": "adam", "init": "lecun", "threads": 1},
+        "grid": grids,
+        "seeds": [0],
+    }
+
+
+MEDIUM_BARTUNOV = (
+    "MEDIUM budget (2 CPU cores, about 3 hours; two workers of one thread each), planned from one-thread step times "
+    "measured on this machine under load (batch 128; MNIST 5x256: bp, fa, dfa 13 ms, TP rules 29-31 ms; CIFAR-10 "
+    "3x1024: bp, fa, dfa 116-131 ms, TP rules 190-202 ms; lc-net on CIFAR-10: bp 3.8 s, dtp 8.0 s, i.e. 25 and 52 "
+    "minutes an epoch). It reduces the paper as follows. No search: one run per (net, rule, schedule) with their "
+    "published best MNIST fully connected hyperparameters (Adam lr bp 1.52e-4, fa 1.68e-4, dfa 1.649e-3; dtp lr "
+    "3.08e-4, inverse lr 4.593e-3, alpha 0.232, noise 0.22; sdtp lr 3.01e-4, inverse lr 9.572e-3, noise 0.118), the "
+    "alternating schedule's values used for the parallel one too, and sdtp's for aosdtp (theirs are not published); "
+    "on CIFAR-10 the same MNIST values, its own not being published. 40 epochs on MNIST and 25 on CIFAR-10 instead "
+    "of 500 (their number is the best test error within 500 epochs). The fully connected nets only: the LC nets "
+    "take 25-52 minutes an epoch on CIFAR-10. One seed."
+)
+
+
+def _bartunov_paper() -> dict[str, Any]:
+    grids = []
+    for dataset, options in (("mnist", FC_MNIST), ("cifar10", FC_CIFAR)):
+        grids += _bartunov_nets(dataset, "mlp", options) + _bartunov_nets(dataset, "lc-net", {})
+    return {
+        "name": "bartunov2018-paper",
+        "notes": BARTUNOV_COMMON + BARTUNOV_SEARCH + "PAPER budget: MNIST and CIFAR-10, FC and LC nets, 60 "
+        "configurations per (net, rule, schedule), 500 epochs (best test error).",
+        "base": {"dataset": "mnist", "epochs": 500, "batch_size": 128, "optimizer": "adam", "init": "lecun"},
+        "grid": grids,
+        "random": _bartunov_search(60),
+        "seeds": [0],
+    }
+
+
+SIGN_RULES = ["usf", "frsf", "brsf", "fa", "dfa", "kp"]
+SIGN_COMMON = (
+    "Xiao et al. 2018, on CIFAR-10 as BioTorch (Sanfiz & Akrout 2021) benchmarks it: bp, sign symmetry (usf, frsf, "
+    "brsf), fa, dfa and kp on a ResNet, each feedback rule with the last layer trained by backprop and without "
+    "(rule_options.bp_layers [last] or [], Xiao et al.'s switch; BioTorch's published numbers are for all layers "
+    "under the rule); probes on (the alignment angles over training). Recipe: BioTorch's ResNet-20 SGD config "
+    "(SGD lr 0.1, dfa 0.001, momentum 0.9, weight decay 1e-4, batch 128, lr x0.1 after epochs 100, 150, 200 of 250, "
+    "Xavier initialisation, random crop and flip). "
+)
+
+
+def _sign_grid(recipe_lr: dict[str, float]) -> list[dict[str, Any]]:
+    """bp; every other rule with the last layer on backprop and off, at the recipe's lr for that rule."""
+    grids: list[dict[str, Any]] = [{"rule": ["bp"], "lr": [recipe_lr["bp"]]}]
+    by_lr: dict[float, list[str]] = {}
+    for rule in SIGN_RULES:
+        by_lr.setdefault(recipe_lr.get(rule, recipe_lr["bp"]), []).append(rule)
+    for lr, rules in by_lr.items():
+        grids.append({"rule": rules, "lr": [lr], "rule_options.bp_layers": [[], ["last"]]})
+    return grids
+
+
+def scaled_milestones(milestones: list[int], epochs: int, of: int) -> list[int]:
+    """The step schedule's milestones at the same fractions of a shorter run (at least epoch 1, increasing)."""
+    scaled = []
+    for m in milestones:
+        value = max(1, round(m * epochs / of))
+        if value < epochs and value not in scaled:
+            scaled.append(value)
+    return scaled
 
 
 def _sign_symmetry(budget: str) -> dict[str, Any]:
-    small = budget == "small"
-    return {
-        "name": f"sign-symmetry-{budget}",
-        "notes": (
-            "Xiao et al. 2018: BP, sign symmetry (uSF, frSF, brSF) and FA on a ResNet, last layer by BP or not; "
-            "the report shows the alignment angles over training. "
-            + (
-                "SMALL budget: ResNet-20 at a quarter width on the 8x8 digits set, 30 epochs, Adam, instead of "
-                "ResNet-18 on ImageNet."
-                if small
-                else "PAPER budget: ResNet-18 on ImageNet, SGD with momentum, 90 epochs, cosine schedule."
-            )
-        ),
-        "base": {
-            "dataset": "digits" if small else "imagenet",
-            "arch": "resnet20" if small else "resnet18",
-            "arch_options": {"width_multiplier": 0.25} if small else {},
-            "epochs": 30 if small else 90,
-            "batch_size": 64 if small else 256,
-            "optimizer": "adam" if small else "sgd",
-            "lr": 1e-3 if small else 0.1,
-            "momentum": 0.0 if small else 0.9,
-            "weight_decay": 0.0 if small else 1e-4,
-            "lr_schedule": "constant" if small else "cosine",
-        },
-        "grid": [{"rule": ["bp"]}, {"rule": SIGN_RULES, "rule_options.bp_layers": [[], ["fc"]]}],
-        "seeds": [0],
-    }
+    recipe = RECIPES["biotorch-resnet20-sgd"]
+    lrs = {rule: recipe.for_rule(rule)["lr"] for rule in ["bp", *SIGN_RULES]}
+    if budget == "small":
+        return {
+            "name": "sign-symmetry-small",
+            "notes": SIGN_COMMON + "SMALL budget, a smoke test: ResNet-20 at a quarter width on the 8x8 digits set, "
+            "30 epochs, Adam lr 1e-3, constant, instead of CIFAR-10 with the recipe.",
+            "base": {
+                "dataset": "digits",
+                "arch": "resnet20",
+                "arch_options": {"width_multiplier": 0.25},
+                "epochs": 30,
+                "batch_size": 64,
+                "optimizer": "adam",
+                "probe_every": 1,
+            },  # fmt: skip
+            "grid": _sign_grid({rule: 1e-3 for rule in lrs}),
+            "seeds": [0],
+        }
+    epochs = MEDIUM_SIGN_EPOCHS if budget == "medium" else recipe.settings["epochs"]
+    milestones = scaled_milestones(recipe.settings["lr_milestones"], epochs, recipe.settings["epochs"])
+    base = {**recipe.settings, "dataset": "cifar10", "arch": "resnet20", "epochs": epochs,
+            "lr_milestones": milestones, "probe_every": 1}  # fmt: skip
+    if budget == "medium":
+        notes = SIGN_COMMON + MEDIUM_SIGN
+        base.update(channels_last=True, threads=1)
+        grid = _sign_grid(lrs)
+    else:
+        notes = SIGN_COMMON + "PAPER budget: the recipe as published (250 epochs), on ResNet-20 and on ResNet-18 "
+        notes += "(with its CIFAR stem, which it picks for 32x32 images): for a GPU."
+        grid = [{**g, "arch": ["resnet20", "resnet18"]} for g in _sign_grid(lrs)]
+    return {"name": f"sign-symmetry-{budget}", "notes": notes, "base": base, "grid": grid, "seeds": [0]}
+
+
+MEDIUM_SIGN_EPOCHS = 6
+MEDIUM_SIGN = (
+    "MEDIUM budget (2 CPU cores, about 3 hours; two workers of one thread each, --channels-last): ResNet-20 trains "
+    "an epoch of CIFAR-10 in about 230 s on one idle core, so the 13 runs (bp, and 6 rules x last layer on backprop "
+    "or not) get 6 epochs each (13 x 6 x 230 s x 1.1 for evaluation and probes = 5.5 core-hours) instead of 250, "
+    "with the step schedule's milestones at the same fractions (lr x0.1 after epochs 2, 4 and 5). ResNet-20 only "
+    "(ResNet-18 with the CIFAR stem costs about 14x more per epoch). One seed."
+)
 
 
 def _layer_skipping_ep(budget: str) -> dict[str, Any]:
@@ -328,8 +412,8 @@ PRESETS = {
 
 
 def budgets_of(name: str) -> tuple[str, ...]:
-    """The budgets a preset has: every preset has small and paper; skip-connections also medium."""
-    return BUDGETS if name == "skip-connections" else ("small", "paper")
+    """The budgets a preset has: small and paper, and medium for the studies planned for 2 CPU cores."""
+    return ("small", "paper") if name == "layer-skipping-ep" else BUDGETS
 
 
 def preset_spec(name: str, budget: str = "small") -> dict[str, Any]:

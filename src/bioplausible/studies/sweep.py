@@ -32,7 +32,9 @@ the study goes on after both.
 Resuming: the default storage is ``sqlite:///<study_dir>/study.db``; a rerun loads the study and runs only the
 grid points no trial has taken. A RUNNING trial whose process is gone (same host, pid not alive) or whose Optuna
 heartbeat stopped is marked FAIL and queued again with the same parameters; the retry continues the killed run's
-folder from its last checkpoint. With any SQLAlchemy URL (``postgresql://...``) many workers share one study: the
+folder from its last checkpoint. A trial interrupted by Ctrl-C (SIGINT) is retried the same way by the next run:
+``run_sweep`` then raises ``KeyboardInterrupt`` whose message says so, with no Optuna traceback. With any
+SQLAlchemy URL (``postgresql://...``) many workers share one study: the
 GridSampler gives trial number k the grid point k (trial numbers are unique in the database), so workers never
 take the same point.
 """
@@ -52,7 +54,6 @@ import time
 import typing
 import warnings
 import zlib
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +63,8 @@ import yaml
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from ..config import NOT_SETTINGS, TrainConfig
+from ..analysis.results import score
+from ..config import TrainConfig
 from ..errors import ConfigError
 
 SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study"}
@@ -327,22 +329,30 @@ def make_sampler(spec: dict[str, Any]) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed)  # adaptive: reproducible with one worker only
 
 
+CONTINUE = "run the same command again to continue"
+
+
 def requeue_dead_trials(study: optuna.Study) -> list[int]:
-    """Mark RUNNING trials left by a killed process on this host as FAIL and queue them again; their numbers."""
+    """Queue again, with the same parameters, every trial that a killed process on this host left RUNNING (marked
+    FAIL first) and every trial interrupted by Ctrl-C that has no retry yet; returns their numbers."""
     host = socket.gethostname()
-    dead = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = trial.user_attrs.get("worker", "")
-        worker_host, _, pid = worker.rpartition(":")
-        if worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    dead, interrupted = [], []
+    for trial in trials:
+        worker_host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
+        if trial.state == TrialState.RUNNING and worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
             dead.append(trial)
+        elif trial.user_attrs.get("interrupted") and trial.state == TrialState.PRUNED and trial.number not in retried:
+            interrupted.append(trial)
     for trial in dead:
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+    for trial in dead + interrupted:
         frozen = study._storage.get_trial(trial._trial_id)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
-    return [t.number for t in dead]
+    return [t.number for t in dead + interrupted]
 
 
 def pid_alive(pid: int) -> bool:
@@ -379,6 +389,7 @@ class Objective:
         self.spec, self.study_dir, self.quiet = spec, study_dir, quiet
         self.points = points_of(spec)
         self.datasets: dict[tuple, Any] = {}
+        self.interrupted: int | None = None  # the number of a trial stopped by Ctrl-C
 
     def params(self, trial: optuna.Trial) -> dict[str, Any]:
         if "random" not in self.spec:
@@ -398,7 +409,18 @@ class Objective:
         return applicable(params, self.spec.get("base", {}))
 
     def __call__(self, trial: optuna.Trial) -> float:
+        """The trial's score. On Ctrl-C the trial ends PRUNED and marked ``interrupted`` (Optuna would record a
+        FAIL with a traceback and never run that grid point again); the next ``run_sweep`` queues it again."""
+        try:
+            return self.run_trial(trial)
+        except KeyboardInterrupt:
+            self.interrupted = trial.number
+            trial.set_user_attr("interrupted", True)
+            raise optuna.TrialPruned("interrupted") from None
+
+    def run_trial(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
+        trial.set_user_attr("interrupted", False)  # a retry copies the attributes of the trial it retries
         params = self.params(trial)
         self.refuse_duplicate(trial)
         trial.set_user_attr("params", params)
@@ -455,15 +477,6 @@ class Objective:
         return self.datasets[key]
 
 
-def score(summary: dict[str, Any]) -> float:
-    """Test accuracy at the best validation epoch if there was one, else the final one; chance when diverged."""
-    if summary.get("status") == "diverged":
-        return summary["test_accuracy"]
-    at_best_val = summary.get("test_accuracy_at_best_val")
-    value = at_best_val if at_best_val is not None else summary["test_accuracy"]
-    return value if value is not None and math.isfinite(value) else 0.0
-
-
 def run_sweep(
     spec: str | Path | dict[str, Any],
     study_dir: str | Path,
@@ -484,16 +497,21 @@ def run_sweep(
     spec = load_spec(spec)
     study_dir = Path(study_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial from report_trial instead
-    study = open_study(spec, study_dir, storage)
-    (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    requeue_dead_trials(study)
-    objective = Objective(spec, study_dir, quiet=quiet)
-    done = 0
-    while n_trials is None or done < n_trials:
-        if not (queued(study) or more_to_start(study, spec, len(objective.points))):
-            break
-        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False, callbacks=[report_trial])
-        done += 1
+    try:
+        study = open_study(spec, study_dir, storage)
+        (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        requeue_dead_trials(study)
+        objective = Objective(spec, study_dir, quiet=quiet)
+        done = 0
+        while n_trials is None or done < n_trials:
+            if not (queued(study) or more_to_start(study, spec, len(objective.points))):
+                break
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False, callbacks=[report_trial])
+            if objective.interrupted is not None:
+                raise KeyboardInterrupt
+            done += 1
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(CONTINUE) from None
     return study
 
 
@@ -501,6 +519,8 @@ def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """One line per finished trial on stderr: its number, settings and score (or why it failed)."""
     params = trial.user_attrs.get("params", trial.params)
     settings = " ".join(f"{k}={v}" for k, v in params.items())
+    if trial.user_attrs.get("interrupted"):
+        return  # run_sweep says it once, in one line
     if trial.state == TrialState.COMPLETE:
         outcome = f"{100 * trial.value:.2f} % ({trial.user_attrs.get('status', 'ok')})"
     else:
@@ -535,45 +555,3 @@ def trial_results(study: optuna.Study) -> list[dict[str, Any]]:
             }
         )
     return results
-
-
-def results_from_runs(runs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The same records from run folders alone (``load_run`` dicts): a report needs no database.
-
-    A run with early-stopping points (``eval_steps``) gives one record per point, its configuration's settings
-    with ``iterations`` = the point instead of the run's ``max_steps`` / ``eval_steps`` / ``epochs``, and the test
-    accuracy after that many steps (exactly what a separate run of that many steps ends with). A diverged run
-    scores chance at the points it did not record, as its trial does; a point beyond an unfinished budget is left
-    out.
-    """
-    results = []
-    for run in runs:
-        config, summary = run["config"], run["summary"]
-        if summary.get("status") not in ("ok", "diverged"):
-            continue
-        params = {k: v for k, v in config.items() if k not in NOT_SETTINGS}
-        record = {"arch": config.get("arch"), "rule": config.get("rule"), "status": summary["status"],
-                  "seed": config.get("seed"), "run": run["path"]}  # fmt: skip
-        points = config.get("eval_steps") or []
-        if not points:
-            results.append({**record, "accuracy": score(summary), "params": params})
-            continue
-        for point, accuracy in early_stopping_points(points, summary).items():
-            settings = {k: v for k, v in params.items() if k not in STEP_BUDGET}
-            results.append({**record, "accuracy": accuracy, "params": {**settings, "iterations": point}})
-    return results
-
-
-STEP_BUDGET = ("max_steps", "eval_steps", "epochs")  # how long the run trained: replaced by its points' iterations
-
-
-def early_stopping_points(points: Iterable[int], summary: dict[str, Any]) -> dict[int, float]:
-    """Test accuracy at each early-stopping point of a run: recorded, or chance when the run diverged first."""
-    recorded = {int(k): v for k, v in (summary.get("step_test_accuracy") or {}).items()}
-    chance = summary["test_accuracy"] if summary.get("status") == "diverged" else None
-    accuracies = {}
-    for point in sorted(int(p) for p in points):
-        value = recorded.get(point, chance)
-        if value is not None:
-            accuracies[point] = value if math.isfinite(value) else 0.0
-    return accuracies

@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..analysis import (
+from .document import Table
+from .sensitivity import (
     WITHIN,
     Comparison,
     Estimate,
@@ -33,7 +34,6 @@ from ..analysis import (
     sorted_means,
     verdict,
 )
-from ..report.tables import markdown_table
 
 ITERATIONS = "iterations"  # the early-stopping axis: test accuracy after this many optimizer steps
 CONTROL = "bp"
@@ -48,13 +48,35 @@ def config_key(result: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in params.items() if k != "seed"}, sort_keys=True, default=str)
 
 
-def cell_key(result: dict[str, Any]) -> str:
+OWNED = (("rule_options", "rule"), ("arch_options", "arch"))
+
+
+def constant_options(results: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """(options group, owner) -> the options with one value among that rule's (or architecture's) results.
+
+    Resolved configs list every option of a run's own rule and architecture; the constant ones tell no grid point
+    apart, and left in a cell key they would keep two rules (or two nets) from sharing any cell."""
+    seen: dict[tuple[str, str], dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for r in results:
+        params = r.get("params") or {}
+        for group, owner in OWNED:
+            for k, v in (params.get(group) or {}).items():
+                seen[(group, str(r[owner]))][k].add(json.dumps(v, sort_keys=True, default=str))
+    return {key: {k for k, values in options.items() if len(values) == 1} for key, options in seen.items()}
+
+
+def cell_key(result: dict[str, Any], constant: dict[tuple[str, str], set[str]] | None = None) -> str:
     """The training run's settings without the seed and the early-stopping point (what one run per seed covers),
-    and without the architecture and rule: the same cell of two nets or two rules is the same grid point."""
+    and without the architecture and rule and their ``constant`` options: the same cell of two nets or two rules is
+    the same grid point."""
     params = result.get("params")
     if params is None:
         return json.dumps(result.get("run", id(result)))
     kept = {k: v for k, v in params.items() if k not in ("seed", ITERATIONS, "arch", "rule")}
+    for group, owner in OWNED:
+        if constant is not None and isinstance(kept.get(group), dict):
+            fixed = constant.get((group, str(result[owner])), set())
+            kept[group] = {k: v for k, v in kept[group].items() if k not in fixed}
     return json.dumps(kept, sort_keys=True, default=str)
 
 
@@ -65,9 +87,11 @@ def seed_of(result: dict[str, Any]) -> Any:
 def seed_grids(results: list[dict[str, Any]]) -> dict[tuple[str, str], SeedGrid]:
     """(arch, rule) -> its accuracies per (cell, early-stopping point, seed)."""
     records: dict[tuple[str, str], list] = defaultdict(list)
+    constant = constant_options(results)
     for r in results:
         point = (r.get("params") or {}).get(ITERATIONS)
-        records[(str(r["arch"]), str(r["rule"]))].append((cell_key(r), point, seed_of(r), float(r["accuracy"])))
+        cell = cell_key(r, constant)
+        records[(str(r["arch"]), str(r["rule"]))].append((cell, point, seed_of(r), float(r["accuracy"])))
     return {pair: SeedGrid.from_records(recs) for pair, recs in sorted(records.items())}
 
 
@@ -99,15 +123,15 @@ def sensitivity_stats(results: list[dict[str, Any]]) -> dict[tuple[str, str], di
     return {pair: curve_stats(curve) for pair, curve in sorted_curves(results).items()}
 
 
-def sensitivity_table(results: list[dict[str, Any]]) -> str:
-    """Markdown: one row per (arch, rule) with the curve's summary statistics (accuracies in %)."""
+def sensitivity_table(results: list[dict[str, Any]]) -> Table:
+    """One row per (arch, rule) with the curve's summary statistics (accuracies in %)."""
     rows = [
         [arch, rule, s["n"], f"{100 * s['best']:.2f}", f"{100 * s['median']:.2f}", f"{s['within_1pt']:.2f}",
          f"{s['auc']:.3f}"]
         for (arch, rule), s in sensitivity_stats(results).items()
     ]  # fmt: skip
     headers = ["arch", "rule", "configs", "best acc %", "median acc %", "within 1 pt of best", "area under curve"]
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 # ------------------------------------------------------------------------------------------- intervals
@@ -119,8 +143,8 @@ def interval(e: Estimate, scale: float = 100.0, digits: int = 1, sign: bool = Fa
     return f"{fmt.format(scale * e.value)} [{fmt.format(scale * e.low)}, {fmt.format(scale * e.high)}]"
 
 
-def curve_table(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> str:
-    """Markdown: per (arch, rule) its configurations and seeds, best and median configuration, and the area and
+def curve_table(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0) -> Table:
+    """Per (arch, rule) its configurations and seeds, best and median configuration, and the area and
     the within-1-point fraction with their 95 % bootstrap intervals."""
     rows = []
     for (arch, rule), grid in seed_grids(results).items():
@@ -131,7 +155,7 @@ def curve_table(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
                      interval(estimates["within"], digits=0)])  # fmt: skip
     headers = ["arch", "rule", "configs", "seeds", "best acc %", "median acc %", "area (mean acc %) [95 % CI]",
                "% of grid within 1 pt of best [95 % CI]"]  # fmt: skip
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 # ------------------------------------------------------------------------------------------- the claim
@@ -162,8 +186,8 @@ def claim_tests(results: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0
     return tests
 
 
-def claim_table(tests: list[dict[str, Any]]) -> str:
-    """Markdown: one row per (pair, rule) with the areas, their difference and the within-1-point fractions."""
+def claim_table(tests: list[dict[str, Any]]) -> Table:
+    """One row per (pair, rule) with the areas, their difference and the within-1-point fractions."""
     rows = []
     for t in tests:
         c: Comparison = t["comparison"]
@@ -175,7 +199,7 @@ def claim_table(tests: list[dict[str, Any]]) -> str:
         ])  # fmt: skip
     headers = ["rule", "plain → dense", "configs", "seeds", "area plain", "area dense", "Δ area (dense − plain)",
                "Δ % within 1 pt", "Δ area beyond bp's Δ"]  # fmt: skip
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 def claim_sentences(tests: list[dict[str, Any]]) -> list[str]:
@@ -285,10 +309,10 @@ def format_setting(value: Any) -> str:
     return str(value)
 
 
-def configuration_table(results: list[dict[str, Any]]) -> str:
-    """Markdown: every configuration, grouped by (arch, rule), best first, every varying setting a column."""
+def configuration_table(results: list[dict[str, Any]]) -> Table:
+    """Every configuration, grouped by (arch, rule), best first, every varying setting a column."""
     headers, rows = configuration_rows(results)
-    return markdown_table(headers, rows)
+    return Table.of(headers, rows)
 
 
 def write_results_csv(results: list[dict[str, Any]], path: str | Path) -> Path:
@@ -321,12 +345,12 @@ def plot_sensitivity(results: list[dict[str, Any]], path: str | Path, title: str
     """Im et al.'s figure: one line per (arch, rule), the configurations' test accuracy (mean over seeds) sorted
     best to worst against their rank; the band spans the sorted curves of the single seeds. One panel per
     architecture family (a plain net beside its dense counterpart)."""
-    from ..report.plots import plt, save_figure
+    from .figures import plt, rule_colour, save_figure
 
     grids = seed_grids(results)
     families = arch_families(sorted({arch for arch, _ in grids}))
     rules = sorted({rule for _, rule in grids}, key=lambda r: (r != CONTROL, r))
-    colours = {rule: f"C{i % 10}" for i, rule in enumerate(rules)}
+    colours = {rule: rule_colour(rule) for rule in rules}
     fig, axes = plt.subplots(1, len(families), figsize=(6.5 * len(families), 4.8), squeeze=False, sharey=True)
     for ax, family in zip(axes[0], families):
         for arch in family:

@@ -1,0 +1,238 @@
+"""Figures of runs (matplotlib, Agg backend: no display needed), drawn the same way for every rule.
+
+* One colour per rule, the same in every figure and every report of an installation: the rule's place among the
+  registered names, on a fixed palette (:func:`rule_colour`). Variants of one rule share its colour and differ by
+  line style.
+* PNGs are written deterministically: no timestamp, no software version in the file, fixed DPI and size, so a
+  report regenerated from the same runs is byte-identical. Each file is written to a temporary name and renamed.
+* A declared probe (:class:`~bioplausible.probes.spec.ProbeSpec`) is drawn generically: one panel per run, one line
+  per layer over epochs (a probe without layers: one line per run), with its title, label, unit and scale.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..probes.spec import ALIGNMENT_PROBES, GRAD_ANGLE, ProbeSpec  # noqa: E402
+from ..registry import RULES  # noqa: E402
+from ..runs import atomic_write  # noqa: E402
+from .runs import Run  # noqa: E402
+
+# tab10, then its light companions: 20 distinguishable colours, the strong ones first
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+STYLES = ("-", "--", ":", "-.")
+MAX_LEGEND = 10  # a per-layer panel with more layers names only the first and the last in its legend
+GENERIC = [spec.kind for spec in ALIGNMENT_PROBES]
+PNG_METADATA = {"Software": None}  # matplotlib otherwise stamps its version into every PNG
+
+
+def rule_colour(rule: str) -> str:
+    """The rule's colour: its index among the registered rules (sorted names) on ``PALETTE``; a name this
+    installation does not know takes the colour after them."""
+    names = RULES.list()
+    index = names.index(rule) if rule in names else len(names) + sum(map(ord, rule))
+    return PALETTE[index % len(PALETTE)]
+
+
+def save_figure(fig, path: str | Path, title: str = "", dpi: int = 100) -> Path:
+    """Title, lay out, write the PNG deterministically and atomically, and free the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, metadata=PNG_METADATA)
+    plt.close(fig)
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    return path
+
+
+def values(run: Run, key: str) -> list[float]:
+    """``key`` in each epoch record of ``run`` (NaN where absent or null)."""
+    out = []
+    for record in run.metrics:
+        value = record.get(key)
+        out.append(math.nan if value is None else float(value))
+    return out
+
+
+def epochs(run: Run) -> list[int]:
+    return [int(r["epoch"]) for r in run.metrics]
+
+
+def layer_names(run: Run, kind: str) -> list[str]:
+    """The layers with a ``probe/<kind>/<layer>`` value in ``run``, in first-seen order."""
+    prefix = f"probe/{kind}/"
+    names: dict[str, None] = {}
+    for record in run.metrics:
+        for key, value in record.items():
+            if key.startswith(prefix) and value is not None:
+                names.setdefault(key[len(prefix) :], None)
+    return list(names)
+
+
+def has_probe(run: Run, spec: ProbeSpec) -> bool:
+    if spec.per_layer:
+        return bool(layer_names(run, spec.kind))
+    return any(record.get(f"probe/{spec.kind}") is not None for record in run.metrics)
+
+
+def axis_label(spec: ProbeSpec) -> str:
+    return f"{spec.label} ({spec.unit})" if spec.unit else spec.label
+
+
+def run_title(run: Run) -> str:
+    return f"{run.arch_label} / {run.rule_label}"
+
+
+def legend_labels(runs: Sequence[Run]) -> dict[int, str]:
+    """The label of each run in a legend (by index): its rule's label, and its architecture's where the runs have
+    several."""
+    several = len({r.arch_label for r in runs}) > 1
+    return {i: f"{r.rule_label}, {r.arch_label}" if several else r.rule_label for i, r in enumerate(runs)}
+
+
+def first_seen_order(specs: Sequence[ProbeSpec]) -> list[ProbeSpec]:
+    """The generic probes every rule logs first, then the others in the order given."""
+    generic = [s for s in specs if s.kind in GENERIC]
+    return generic + [s for s in specs if s.kind not in GENERIC]
+
+
+def line_styles(runs: Sequence[Run]) -> dict[int, tuple[str, str]]:
+    """(colour, line style) per run index: the rule's colour; runs of one rule with different labels take the
+    next line style."""
+    seen: dict[str, list[str]] = {}
+    styles = {}
+    for i, run in enumerate(runs):
+        labels = seen.setdefault(run.rule, [])
+        key = f"{run.rule_label}|{run.arch_label}"
+        if key not in labels:
+            labels.append(key)
+        styles[i] = (rule_colour(run.rule), STYLES[labels.index(key) % len(STYLES)])
+    return styles
+
+
+def plot_learning_curves(runs: Sequence[Run], path: str | Path, title: str = "") -> Path:
+    """Test accuracy (top) and the angle to the backprop gradient, mean over layers (bottom), per epoch: one column
+    per architecture, one line per run in its rule's colour (labelled by the rule, and by the architecture's label
+    where a column holds several)."""
+    archs = sorted({r.arch for r in runs})
+    fig, axes = plt.subplots(2, len(archs), figsize=(5 * len(archs), 7), squeeze=False, sharex="col")
+    for col, arch in enumerate(archs):
+        top, bottom = axes[0][col], axes[1][col]
+        column = [r for r in runs if r.arch == arch]
+        styles, labels = line_styles(column), legend_labels(column)
+        for i, run in enumerate(column):
+            colour, style = styles[i]
+            x = epochs(run)
+            top.plot(x, [100 * v for v in values(run, "test/accuracy")], style, color=colour, label=labels[i])
+            bottom.plot(x, mean_over_layers(run, GRAD_ANGLE.kind), style, color=colour, label=labels[i])
+        shared = {r.arch_label for r in column}
+        top.set(title=shared.pop() if len(shared) == 1 else arch, ylabel="test accuracy (%)")
+        bottom.set(xlabel="epoch", ylabel=f"{axis_label(GRAD_ANGLE)}, mean over layers")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize="small")
+    return save_figure(fig, path, title)
+
+
+def mean_over_layers(run: Run, kind: str) -> list[float]:
+    """The mean over layers of ``probe/<kind>/<layer>`` in each epoch record (NaN where none)."""
+    prefix = f"probe/{kind}/"
+    out = []
+    for record in run.metrics:
+        layer_values = [v for k, v in record.items() if k.startswith(prefix) and v is not None]
+        out.append(sum(layer_values) / len(layer_values) if layer_values else math.nan)
+    return out
+
+
+def plot_probe(runs: Sequence[Run], spec: ProbeSpec, path: str | Path) -> Path | None:
+    """One declared probe over epochs; None when no run logged it. Per layer: one panel per run, one line per
+    layer (input to output: light to dark). Otherwise one panel, one line per run in its rule's colour."""
+    runs = [r for r in runs if has_probe(r, spec)]
+    if not runs:
+        return None
+    if not spec.per_layer:
+        return _plot_scalar_probe(runs, spec, path)
+    cols = min(3, len(runs))
+    rows = math.ceil(len(runs) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax, run in zip(axes.flat, runs):
+        layers = layer_names(run, spec.kind)
+        shades = plt.get_cmap("viridis")
+        for j, layer in enumerate(layers):
+            colour = shades(0.9 * (1 - j / max(1, len(layers) - 1)))
+            ax.plot(epochs(run), values(run, f"probe/{spec.kind}/{layer}"), marker=".", color=colour, label=layer)
+        ax.set(title=run_title(run), xlabel="epoch", ylabel=axis_label(spec))
+        ax.title.set_color(rule_colour(run.rule))
+        _finish(ax, spec, legend_title="layer")
+        if len(layers) > MAX_LEGEND:  # many layers: name the first and the last, the shades order the rest
+            lines = ax.get_lines()
+            ax.legend([lines[0], lines[-1]], [layers[0], layers[-1]], fontsize="x-small", title_fontsize="x-small",
+                      title=f"{len(layers)} layers, light to dark")  # fmt: skip
+    for ax in list(axes.flat)[len(runs) :]:
+        ax.axis("off")
+    return save_figure(fig, path, spec.title)
+
+
+def _plot_scalar_probe(runs: Sequence[Run], spec: ProbeSpec, path: str | Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles, labels = line_styles(runs), legend_labels(runs)
+    for i, run in enumerate(runs):
+        colour, style = styles[i]
+        ax.plot(epochs(run), values(run, f"probe/{spec.kind}"), style, marker=".", color=colour, label=labels[i])
+    ax.set(xlabel="epoch", ylabel=axis_label(spec))
+    _finish(ax, spec)
+    return save_figure(fig, path, spec.title)
+
+
+def _finish(ax, spec: ProbeSpec, legend_title: str | None = None) -> None:
+    if spec.scale == "log":
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3, which="both" if spec.scale == "log" else "major")
+    ax.legend(fontsize="x-small", title=legend_title, title_fontsize="x-small")
+
+
+def probe_file(spec: ProbeSpec) -> str:
+    """The PNG's file name for a probe kind (kinds are identifiers: safe as file names)."""
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in spec.kind) + ".png"
+
+
+def first_seen(specs: Sequence[Sequence[ProbeSpec]]) -> list[ProbeSpec]:
+    """The distinct probe kinds of several runs: the generic ones first, then in first-seen order (the first spec of
+    a kind wins)."""
+    found: dict[str, ProbeSpec] = {}
+    for run_specs in specs:
+        for spec in run_specs:
+            found.setdefault(spec.kind, spec)
+    return first_seen_order(list(found.values()))
+
+
+__all__ = [
+    "PALETTE",
+    "axis_label",
+    "epochs",
+    "first_seen",
+    "has_probe",
+    "layer_names",
+    "line_styles",
+    "plot_learning_curves",
+    "plot_probe",
+    "plt",
+    "probe_file",
+    "rule_colour",
+    "save_figure",
+    "values",
+]

@@ -1,0 +1,173 @@
+"""The report: built from declarations (no rule or architecture named in the core or the report), every declared
+probe drawn, byte-identical when regenerated, one writer at a time, old run folders read, the papers' numbers
+matched by dataset."""
+
+from __future__ import annotations
+
+import ast
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from bioplausible.analysis.runs import load, load_runs
+from bioplausible.engine import fit
+from bioplausible.errors import ConfigError
+from bioplausible.papers import published_for
+from bioplausible.registry import ARCHS, RULES
+from bioplausible.report import write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "bioplausible"
+NAME_FREE = [SRC / "engine.py", SRC / "build.py", SRC / "cli.py", *sorted((SRC / "report").glob("*.py"))]
+
+
+def names_used(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string constant and identifier in ``source`` (comments and docstring words aside:
+    a string counts only when it IS the text, so "bp" counts and "backprop" or "usf on mlp" do not)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.append((node.lineno, node.value))
+        elif isinstance(node, ast.Name):
+            found.append((node.lineno, node.id))
+        elif isinstance(node, ast.Attribute):
+            found.append((node.lineno, node.attr))
+        elif isinstance(node, (ast.arg, ast.keyword)) and node.arg:  # def f(bp): ..., f(bp=1)
+            found.append((node.lineno, node.arg))
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            found.append((node.lineno, node.name))
+        elif isinstance(node, ast.alias):
+            found += [(node.lineno, n) for n in (node.name.split(".")[-1], node.asname) if n]
+    return found
+
+
+@pytest.mark.parametrize("path", NAME_FREE, ids=lambda p: str(p.relative_to(SRC)))
+def test_no_rule_or_architecture_is_named_in_the_core_or_the_report(path):
+    registered = set(RULES.list()) | set(ARCHS.list())
+    hits = [f"{path.name}:{line}: {text!r}" for line, text in names_used(path.read_text()) if text in registered]
+    assert not hits, "read the declarations instead of naming these:\n" + "\n".join(hits)
+
+
+def test_the_name_check_sees_strings_and_identifiers_but_not_words():
+    names = {"fa", "bp", "mlp", "dense-mlp", "ep"}
+    named = 'x = "fa"\nbp = 1\nf(mlp=2)\ny = "dense-mlp"\nimport z as ep\n'
+    assert {text for _, text in names_used(named)} & names == names
+    words = '"""the bp rule on an mlp"""\n# fa\nv = "backprop"\nw = f"{x} ep-like"\nu = "usf on dense-mlp"\n'
+    assert not {text for _, text in names_used(words)} & names
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """A dtp run (TP's three probes) and an fa run, 2 epochs each."""
+    from bioplausible.config import TrainConfig
+
+    folder = tmp_path_factory.mktemp("runs")
+    common = {"dataset": "synthetic", "arch": "mlp", "arch_options": {"depth": 2, "width": 16}, "epochs": 2,
+              "batch_size": 32, "device": "cpu", "progress": False}  # fmt: skip
+    for rule in ("dtp", "fa"):
+        fit(TrainConfig(**common, rule=rule, out=str(folder / rule)), quiet=True)
+    return folder
+
+
+def test_every_declared_probe_is_drawn_with_its_spec(two_runs):
+    write_report(two_runs)
+    page = (two_runs / "report.md").read_text()
+    for rule in ("dtp", "fa"):
+        for spec in RULES.get(rule).probes:
+            assert f"## {spec.title}" in page and (two_runs / f"{spec.kind}.png").stat().st_size > 5_000
+    labels = {RULES.get("dtp").describe(json.loads((two_runs / "dtp" / "config.json").read_text())["rule_options"])}
+    assert all(f"| {label}" in page for label in labels)  # the declared label, e.g. "dtp (parallel)"
+
+
+def test_a_regenerated_report_is_byte_identical_and_its_pngs_carry_no_metadata(two_runs, tmp_path):
+    write_report(two_runs)
+    files = sorted(p for p in two_runs.iterdir() if p.suffix in (".png", ".md", ".html"))
+    first = {p.name: p.read_bytes() for p in files}
+    assert len(first) >= 6
+    write_report(two_runs)
+    assert {p.name: p.read_bytes() for p in files} == first
+    copy = shutil.copytree(two_runs, tmp_path / "elsewhere")  # the same runs in another folder
+    write_report(copy)
+    assert all((copy / name).read_bytes() == data for name, data in first.items() if name.endswith(".png"))
+    png = first["learning_curves.png"]
+    assert b"Software" not in png and b"tIME" not in png and b"matplotlib" not in png
+
+
+def test_a_rule_has_one_colour_in_every_figure():
+    from bioplausible.analysis.figures import PALETTE, rule_colour
+
+    colours = [rule_colour(name) for name in RULES.list()]
+    assert len(set(colours)) == len(colours) and set(colours) <= set(PALETTE)
+    assert rule_colour("fa") == rule_colour("fa") and rule_colour("not-registered") in PALETTE
+
+
+def test_a_second_report_writer_is_refused_in_one_line(two_runs):
+    with FileLock(two_runs / ".lock", thread_local=False, timeout=0), pytest.raises(ConfigError) as err:
+        write_report(two_runs)
+    assert "in use by another process" in str(err.value) and "\n" not in str(err.value)
+    assert write_report(two_runs).exists()  # released: the next writer proceeds
+
+
+def test_an_old_run_folder_gets_its_options_resolved_and_its_probes_inferred(tmp_path):
+    """A run written before resolved configs and probes.json: its options come from today's defaults, its probes
+    from the metric keys it has, with the declared specs; an unreadable folder is named with its version."""
+    old = tmp_path / "old"
+    old.mkdir()
+    config = {"rule": "fa", "arch": "mlp", "dataset": "mnist", "rule_options": {}, "arch_options": {"depth": 2},
+              "epochs": 1, "version": "0.0.1"}  # fmt: skip
+    (old / "config.json").write_text(json.dumps(config))
+    (old / "summary.json").write_text(json.dumps({"status": "ok", "test_accuracy": 0.9, "version": "0.0.1"}))
+    record = {"epoch": 1, "test/accuracy": 0.9, "probe/feedback_angle/0": 40.0, "probe/grad_norm/0": 0.1}
+    (old / "metrics.jsonl").write_text(json.dumps(record) + "\n")
+    run = load(old)
+    assert run.config["rule_options"] == {"feedback_scale": 1.0, "bp_layers": []}
+    assert run.config["arch_options"]["depth"] == 2 and "width" in run.config["arch_options"]
+    assert run.config["init"] == "default"  # a setting added since: today's default
+    kinds = {spec.kind: spec for spec in run.probes}
+    assert set(kinds) == {"feedback_angle", "grad_norm"} and kinds["feedback_angle"].unit == "°"
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "summary.json").write_text(json.dumps({"status": "ok", "version": "0.0.1"}))
+    (broken / "config.json").write_text("{not json")
+    loaded = load_runs(tmp_path)
+    assert [r.path.name for r in loaded.runs] == ["old"]
+    [problem] = loaded.problems
+    assert "broken" in problem and "bioplausible 0.0.1" in problem and "\n" not in problem
+    write_report(tmp_path)
+    assert problem in (tmp_path / "report.md").read_text()
+
+
+def cifar_config(rule: str, arch: str, num_train: int, description: str = "CIFAR-10 (JPEG q75)", **options) -> dict:
+    source = {"description": description, "num_train": num_train}
+    return {"rule": rule, "arch": arch, "dataset": "cifar10", "data_source": source,
+            "rule_options": {"bp_layers": [], **options}, "arch_options": {}}  # fmt: skip
+
+
+def test_a_published_number_is_matched_by_dataset_and_full_training_set():
+    paper = published_for(cifar_config("usf", "resnet20", 50_000))
+    assert paper.test_error == 10.05 and "BioTorch" in paper.source
+    assert published_for(cifar_config("usf", "resnet20", 5_000)) is None  # a subset is not their setting
+    assert published_for(cifar_config("usf", "resnet20", 50_000, bp_layers=["last"])) is None  # theirs: all layers
+    legacy = {**cifar_config("usf", "resnet20", 0), "data_source": None, "batch_size": 128}  # no num_train recorded
+    assert published_for(legacy, {"steps": 1280, "epochs": 40}) is None  # 4,096 images an epoch: a subset
+    assert published_for(legacy, {"steps": 391 * 40, "epochs": 40}).test_error == 10.05
+    fc = {"rule": "fa", "arch": "mlp", "dataset": "cifar10", "rule_options": {},
+          "arch_options": {"depth": 3, "width": 1024, "activation": "tanh"}}  # fmt: skip
+    assert published_for(fc).test_error == 41.97
+    assert published_for({**fc, "dataset": "mnist"}) is None  # the MNIST rows are for 5x256
+    lc = {"rule": "dtp", "arch": "lc-net", "dataset": "cifar10", "rule_options": {"schedule": "alternating"}}
+    assert published_for(lc).test_error == 39.47
+
+
+def test_the_results_table_shows_our_data_beside_the_papers_number(tmp_path):
+    from bioplausible.analysis.runs import make_run
+    from bioplausible.report.summary import results_rows
+
+    config = cifar_config("bp", "resnet20", 50_000)
+    summary = {"status": "ok", "test_accuracy": 0.9, "best_test_accuracy": 0.91, "epochs": 6, "wall_time_s": 1.0}
+    table = results_rows([make_run(tmp_path, config, summary)])
+    row = dict(zip(table.headers, table.rows[0]))
+    assert row["data"] == "CIFAR-10 (JPEG q75)" and row["paper test err %"].startswith("8.63 (Sanfiz & Akrout")
