@@ -72,10 +72,27 @@ def step_times(configs: dict[str, TrainConfig], data: Dataset, rounds=7, steps=2
 
 
 def ratio_table(times: dict[str, list[float]], batch_size: int, reference: str = "bp") -> tuple[str, dict[str, float]]:
+    """Markdown: each configuration's median step time, throughput, and ratio to ``reference``'s."""
     medians = {r: statistics.median(t) for r, t in times.items()}
     ratios = {r: m / medians[reference] for r, m in medians.items()}
     rows = [[r, f"{1e3 * medians[r]:.2f}", f"{batch_size / medians[r]:.0f}", f"{ratios[r]:.3f}"] for r in times]
     return markdown_table(["rule", "ms / step (median)", "samples / s", f"ratio to {reference}"], rows), ratios
+
+
+def variants(base: TrainConfig, rules: list[str], args) -> dict[str, TrainConfig]:
+    """The configurations to time, labelled: each rule, at each precision and memory format asked for (the label is
+    the rule alone when only one of each is timed). The first is the reference of the ratios."""
+    precisions = [p.strip() for p in args.precision.split(",") if p.strip()]
+    formats = [False, True] if args.both_formats else [args.channels_last]
+    configs = {}
+    for precision in precisions:
+        for channels_last in formats:
+            for rule in rules:
+                label = rule
+                if len(precisions) > 1 or len(formats) > 1:
+                    label += f" {precision}{' channels-last' if channels_last else ''}"
+                configs[label] = dataclasses.replace(base, rule=rule, precision=precision, channels_last=channels_last)
+    return configs
 
 
 def run_bench(args) -> int:
@@ -94,18 +111,16 @@ def run_bench(args) -> int:
     arch_options.update(json.loads(args.arch_options))
     if args.device == "cuda":
         torch.backends.cudnn.benchmark = True
-    base = TrainConfig(
-        arch=args.arch, arch_options=arch_options, optimizer=args.optimizer, lr=1e-4, precision=args.precision,
-        channels_last=args.channels_last, device=args.device,
-    )  # fmt: skip
-    configs = {r: dataclasses.replace(base, rule=r) for r in rules}
+    base = TrainConfig(arch=args.arch, arch_options=arch_options, optimizer=args.optimizer, lr=1e-4, device=args.device)
+    configs = variants(base, rules, args)
     data = random_data(input_shape, args.classes, args.batch_size, args.device)
     times = step_times(configs, data, args.rounds, args.steps, args.device)
-    table, ratios = ratio_table(times, args.batch_size)
+    table, ratios = ratio_table(times, args.batch_size, reference=next(iter(configs)))
     shape = f"{args.arch} {args.input_shape} -> {args.classes}, options {arch_options}"
     print(
         f"{shape}, batch {args.batch_size}, {args.optimizer}, {args.precision}"
-        f"{', channels-last' if args.channels_last else ''}, device {args.device}, torch {torch.__version__}, "
+        f"{', channels-last' if args.channels_last or args.both_formats else ''}, device {args.device}, "
+        f"torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads; median of {args.rounds} rounds x {args.steps} steps\n"
     )
     print(table)

@@ -15,8 +15,13 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--width", type=int, default=1000, help="for archs with a width option")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"))
+    p.add_argument(
+        "--precision", default="fp32", help="fp32, bf16 or fp16; several (fp32,bf16) compare them, each rule at each"
+    )
     p.add_argument("--channels-last", action="store_true", help="channels-last images and conv weights")
+    p.add_argument(
+        "--both-formats", action="store_true", help="time contiguous and channels-last side by side (conv nets)"
+    )
     p.add_argument("--rounds", type=int, default=60, help="interleaved rounds; the median is reported")
     p.add_argument(
         "--steps",

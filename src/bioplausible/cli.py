@@ -25,6 +25,8 @@ from .registry import ARCHS, DATASETS, RULES
 KINDS = {"rules": RULES, "archs": ARCHS, "datasets": DATASETS}
 SCOPES = {"rule": ("rule_options", RULES), "arch": ("arch_options", ARCHS), "data": ("dataset_options", DATASETS)}
 NOT_FLAGS = {"rule_options", "arch_options", "dataset_options"} | set(FACTS)
+# the owners a run chooses, and their defaults (from TrainConfig: the CLI names no rule or architecture)
+CHOSEN = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.name in ("rule", "arch", "dataset")}
 
 
 class Parser(argparse.ArgumentParser):
@@ -166,7 +168,7 @@ def _base_settings(argv: list[str]) -> tuple[dict[str, Any], argparse.Namespace]
         base = _read_config_file(known.config)
     elif known.resume and known.out and (Path(known.out) / "config.json").exists():
         base = _read_config_file(Path(known.out) / "config.json")  # --resume needs only --out
-    for key, default in (("rule", "bp"), ("arch", "mlp"), ("dataset", "digits")):
+    for key, default in CHOSEN.items():
         setattr(known, key, getattr(known, key) or base.get(key) or default)
     return base, known
 
@@ -232,11 +234,8 @@ def cmd_train(argv: list[str]) -> int:
     p, names, base = train_parser(argv)
     ns, unknown = p.parse_known_args(argv)
     if unknown:
-        raise _unknown_flags_error(unknown, names, argparse.Namespace(
-            rule=getattr(ns, "rule", base.get("rule", "bp")),
-            arch=getattr(ns, "arch", base.get("arch", "mlp")),
-            dataset=getattr(ns, "dataset", base.get("dataset", "digits")),
-        ))  # fmt: skip
+        chosen = {key: getattr(ns, key, base.get(key, default)) for key, default in CHOSEN.items()}
+        raise _unknown_flags_error(unknown, names, argparse.Namespace(**chosen))
     config = config_from_args(ns, names, base)
     from .engine import fit  # torch loads here, not for --help
     from .runs import read_json
@@ -255,9 +254,9 @@ def cmd_train(argv: list[str]) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
+    chosen = {k: v for k, v in (("rules", args.rules), ("archs", args.archs)) if v is not None}
     run_demo(
-        rules=args.rules,
-        archs=args.archs,
+        **chosen,
         dataset=args.dataset,
         epochs=args.epochs,
         out=args.out,
@@ -269,15 +268,11 @@ def cmd_demo(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import find_runs, results_table
-    from .report.html import write_report
+    from .report import write_report_files
 
-    runs = find_runs(args.dir)
-    if not runs:
-        raise ConfigError(f"no run folders (with summary.json) under {args.dir}")
-    page = write_report(args.dir)
-    print(results_table(runs))
-    print(f"\nwrote {page} and the report's figures in {args.dir}")
+    written = write_report_files(args.dir)  # the runs are loaded once
+    print(written.results)
+    print(f"\nwrote {written.page} and the report's figures in {args.dir}")
     return 0
 
 
@@ -291,7 +286,7 @@ def _apply_overrides(spec: dict[str, Any], args) -> dict[str, Any]:
 
 
 def _run_study(spec: dict[str, Any], args) -> int:
-    from .report.html import write_report
+    from .report import write_report
     from .studies import run_sweep, sensitivity_table, trial_results
 
     study = run_sweep(_apply_overrides(spec, args), args.out, storage=args.storage, n_trials=args.n_trials, quiet=True)
@@ -361,9 +356,9 @@ def build_parser() -> Parser:
 
     sub.add_parser("train", help="train one rule on one architecture and dataset (`train --help`)", add_help=False)
 
-    p = sub.add_parser("demo", help="quickstart: compare bp, fa, dfa and usf on mlp and dense-mlp (digits)")
-    p.add_argument("--rules", type=_parse_list, default=("bp", "fa", "dfa", "usf"), metavar="A,B,...")
-    p.add_argument("--archs", type=_parse_list, default=("mlp", "dense-mlp"), metavar="A,B,...")
+    p = sub.add_parser("demo", help="quickstart: compare four rules on a plain and a densely connected MLP (digits)")
+    p.add_argument("--rules", type=_parse_list, default=None, metavar="A,B,...", help="default: the demo's four")
+    p.add_argument("--archs", type=_parse_list, default=None, metavar="A,B,...", help="default: the demo's two")
     p.add_argument("--dataset", default="digits")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--epochs", type=int, default=30)
@@ -411,9 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     except BioplausibleError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: a run folder keeps its last checkpoint; continue with the same command and --resume "
-              "(a study continues when run again)", file=sys.stderr)  # fmt: skip
+    except KeyboardInterrupt as err:
+        reason = str(err) or "a run folder keeps its last checkpoint; continue with the same command and --resume"
+        print(f"interrupted: {reason}", file=sys.stderr)
         return 130
 
 
