@@ -291,9 +291,10 @@ def _run_study(spec: dict[str, Any], args) -> int:
 
     study = run_sweep(_apply_overrides(spec, args), args.out, storage=args.storage, n_trials=args.n_trials, quiet=True)
     results = trial_results(study)
-    states = {}
+    states: dict[str, int] = {}
     for trial in study.trials:
-        states[trial.state.name] = states.get(trial.state.name, 0) + 1
+        state = "INTERRUPTED" if trial.user_attrs.get("interrupted") else trial.state.name  # retried next run
+        states[state] = states.get(state, 0) + 1
     print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
     if results:
         print(sensitivity_table(results))

@@ -57,6 +57,11 @@ class FeedbackRule(Rule):
     Config = FeedbackConfig
     probes = (FEEDBACK_ANGLE,)
 
+    @classmethod
+    def describe(cls, options: dict) -> str:
+        """The rule's name, and "(last layer bp)" when layers are kept on backprop (Xiao et al.'s switch)."""
+        return f"{cls.name} (last layer bp)" if options.get("bp_layers") else cls.name
+
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         swap = swap_layers(model, self.mode, keep=self.config.bp_layers, example_input=example_input)
         if not swap.converted and not self.config.bp_layers:
