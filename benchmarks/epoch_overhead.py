@@ -6,7 +6,8 @@ advance: ``zero_grad``, ``rule.step`` under the run's precision, ``optimizer.ste
 round by round, so the ratio holds on a busy machine. Bar (TARGETS.md): epoch time <= 1.1 x the bare compute.
 
     python benchmarks/epoch_overhead.py --dataset cifar10 --data-dir ../shared/data --arch resnet20 --channels-last
-    python benchmarks/epoch_overhead.py --dataset cifar10 --data-dir ../shared/data --arch mlp --arch-options '{"depth": 3, "width": 1024}'
+    python benchmarks/epoch_overhead.py --dataset cifar10 --data-dir ../shared/data --arch mlp \
+        --arch-options '{"depth": 3, "width": 1024}'
 """
 
 from __future__ import annotations

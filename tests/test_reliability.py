@@ -404,3 +404,74 @@ def test_kernel_shaped_dfa_feedback_sends_the_broadcast_error_through_the_transp
     torch.testing.assert_close(seen["g"], expected, rtol=1e-4, atol=1e-6)
     dense, _ = bioplausible.convert(net(), "dfa", example_input=x[:1])
     assert dense[2].feedback.numel() == 10 * 4 * 4 * 4 and B.numel() == 10 * 4 * 9
+
+
+@pytest.mark.parametrize("rule_name", [*TP, "ep"])
+def test_rules_that_are_not_a_backward_pass_refuse_a_plain_loop(rule_name):
+    """Target propagation and EP do not train by a backward pass through the model: ``loss.backward()`` on their
+    model's output would silently be backprop (BPTT for EP), so it raises; the true-gradient probes still work."""
+    from bioplausible.layers import exact_gradients
+
+    model, x, y = make("energy" if rule_name == "ep" else "linear")
+    model, rule = bioplausible.convert(model, rule_name, example_input=x[:2])
+    with pytest.raises(IncompatibleError, match="trains with rule.step"):
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad()
+    with exact_gradients(model):
+        F.cross_entropy(model(x), y).backward()
+    rule.step(model, x, y)  # and the rule itself trains
+
+
+def test_a_second_convert_says_the_model_is_converted_and_outputs_must_be_tensors():
+    model, x, y = make("linear")
+    model, _ = bioplausible.convert(model, "fa", example_input=x[:1])
+    for rule_name in ("usf", "fa", "dtp"):
+        with pytest.raises(IncompatibleError, match="already converted .* convert a fresh copy"):
+            bioplausible.convert(model, rule_name, example_input=x[:1])
+
+    class Pair(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.fc(x), x
+
+    with pytest.raises(IncompatibleError, match="returns one output tensor"):
+        bioplausible.convert(Pair(), "fa", example_input=torch.randn(1, 4))
+    with pytest.raises(IncompatibleError, match="returns one output tensor"):
+        create_rule("bp").step(Pair(), torch.randn(2, 4), torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("rule_name", ["brsf", "wm"])
+def test_a_layer_used_twice_in_one_forward_does_its_per_batch_work_once(rule_name):
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.shared, self.out = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            h = torch.tanh(self.inp(x))
+            return self.out(torch.tanh(self.shared(torch.tanh(self.shared(h)))))
+
+    torch.manual_seed(0)
+    model, rule = bioplausible.convert(Shared(), rule_name, example_input=torch.randn(1, 4))
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    state = torch.get_rng_state()
+    rule.step(model, x, y)  # no "modified by an inplace operation" error
+    once = torch.get_rng_state()
+    torch.set_rng_state(state)
+    rule.clock.tick += 1  # a new batch: each layer's per-batch work once, in the order the forward runs them
+    for name in ("inp", "shared", "out"):
+        getattr(model, name).feedback_mode.before_forward(getattr(model, name))
+    assert torch.equal(once, torch.get_rng_state()), "the shared layer did its per-batch work once, not twice"
+
+
+def test_a_plugin_cannot_take_a_built_in_name():
+    from bioplausible.registry import RULES as registry
+
+    with pytest.raises(ValueError, match="rule 'fa' is already registered .* choose another name"):
+
+        @registry.register("fa")
+        class Impostor(bioplausible.rules.Rule):
+            """Backprop in disguise."""

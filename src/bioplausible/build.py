@@ -211,8 +211,9 @@ def build(config: TrainConfig, data, device: torch.device | str = "cpu", dist: D
         model = model.to(memory_format=torch.channels_last)
     rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
     rule.dist = dist
+    rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does
     model = rule.prepare(model, data.sample(2)[0].to(device))
     rule.to(device)
-    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+    scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
     generator = torch.Generator().manual_seed(config.seed)
     return TrainState(model, rule, make_optimizer(config, model), generator, device, scaler)

@@ -47,5 +47,6 @@ def convert(
         raise TypeError("pass options when giving a rule name; a Rule instance already has its config")
     if example_input is not None:
         example_input = example_input.to(next(model.parameters(), example_input).device)
+    rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does
     model = rule.prepare(model, example_input)
     return model, rule

@@ -21,15 +21,32 @@ class Protocol:
     name: str
     check: Callable[[nn.Module], bool]
     needs: str  # completes "rule X needs ..."
+    explain: Callable[[nn.Module], str] | None = None  # why a model does not qualify, when there is more to say
 
     def __call__(self, model: nn.Module) -> bool:
         return self.check(model)
+
+    def why_not(self, model: nn.Module) -> str:
+        """The reason ``model`` does not offer the protocol (the generic one when none is known)."""
+        reason = self.explain(model) if self.explain else ""
+        return reason or f"{type(model).__name__} is not one"
 
 
 def _layered(model: nn.Module) -> bool:
     from .layered import layered_view
 
     return layered_view(model, explain=False) is not None
+
+
+def _why_not_layered(model: nn.Module) -> str:
+    from .errors import IncompatibleError
+    from .layered import layered_view
+
+    try:
+        layered_view(model)
+    except IncompatibleError as err:
+        return str(err)
+    return ""
 
 
 def _trainable_layers(model: nn.Module) -> bool:
@@ -43,8 +60,10 @@ ENERGY_PROTOCOL = ("settle", "energy", "connections", "parameter_layers", "layer
 LAYERED = Protocol(
     "layered",
     _layered,
-    "a layered network whose layers it can invert (layers_spec(), as mlp, dense-mlp, convnet, dense-convnet and "
-    "lc-net give, or an nn.Sequential of Linear / Conv2d / locally connected layers, activations and Flatten)",
+    "a layered network, one whose layers it can take one by one (layers_spec(), as mlp, dense-mlp, convnet, "
+    "dense-convnet and lc-net give, or an nn.Sequential of Linear / Conv2d / locally connected layers, activations "
+    "and Flatten)",
+    _why_not_layered,
 )
 ENERGY = Protocol(
     "energy", lambda m: all(hasattr(m, a) for a in ENERGY_PROTOCOL), "a symmetric energy network (such as energy-net)"

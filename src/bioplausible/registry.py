@@ -25,10 +25,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from .errors import UnknownNameError
+from .errors import BioplausibleError, UnknownNameError
 
 T = TypeVar("T")
 PLUGIN_GROUP = "bioplausible.plugins"
+
+
+class PluginError(BioplausibleError, ImportError):
+    """A plugin module declared in the entry points that cannot be imported or clashes with a registered name."""
 
 
 class Lazy:
@@ -51,8 +55,10 @@ class Registry(Generic[T]):
 
         def decorator(obj: T) -> T:
             old = self._entries.get(name)
-            if old is not None and not isinstance(old, Lazy):
-                raise ValueError(f"{self.kind} {name!r} is already registered (by {old!r})")
+            owner = getattr(obj, "__module__", None)
+            if (old is not None and not isinstance(old, Lazy)) or (isinstance(old, Lazy) and old.module != owner):
+                by = old.module if isinstance(old, Lazy) else repr(old)
+                raise ValueError(f"{self.kind} {name!r} is already registered (by {by}); choose another name")
             if isinstance(obj, type) and not obj.__dict__.get("name"):
                 obj.name = name  # the class knows the name it is registered under (labels, messages)
             self._entries[name] = obj
@@ -144,7 +150,13 @@ def load_plugins() -> None:
         return
     _plugins_loaded = True
     for entry in metadata.entry_points(group=PLUGIN_GROUP):
-        importlib.import_module(entry.value.split(":")[0])
+        try:
+            importlib.import_module(entry.value.split(":")[0])
+        except Exception as err:  # noqa: BLE001  (any failure of someone else's module: one line naming it)
+            raise PluginError(
+                f"the plugin {entry.name!r} ({entry.value}) of the {PLUGIN_GROUP} entry points cannot be imported: "
+                f"{type(err).__name__}: {err}; fix or uninstall it"
+            ) from err
 
 
 RULES: Registry = Registry("rule", "RULES")

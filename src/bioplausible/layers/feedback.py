@@ -20,6 +20,7 @@ computes the backward in that dtype, so a converted model trains in bf16/fp16 li
 
 from __future__ import annotations
 
+import contextvars
 from contextlib import contextmanager
 
 import torch
@@ -153,15 +154,26 @@ def feedback_layers(model: nn.Module) -> dict[str, FeedbackLayer]:
     return {name: m for name, m in model.named_modules() if isinstance(m, FeedbackLayer)}
 
 
+_TRUE_GRADIENT = contextvars.ContextVar("true_gradient", default=False)
+
+
+def true_gradient_requested() -> bool:
+    """Whether the code running asked for the true gradient (inside :func:`exact_gradients`): a rule that refuses
+    a plain backward on its model (target propagation, EP) lets this one through."""
+    return _TRUE_GRADIENT.get()
+
+
 @contextmanager
 def exact_gradients(model: nn.Module):
     """Within the block every feedback layer backpropagates through W: the true gradient, for comparisons."""
     layers = list(feedback_layers(model).values())
     saved = [layer.exact for layer in layers]
+    token = _TRUE_GRADIENT.set(True)
     for layer in layers:
         layer.exact = True
     try:
         yield model
     finally:
+        _TRUE_GRADIENT.reset(token)
         for layer, was in zip(layers, saved, strict=False):
             layer.exact = was

@@ -24,12 +24,34 @@ from .feedback import FeedbackMode
 FixedFeedback = FeedbackMode  # the base mode is B = layer.feedback, fixed
 
 
+class BatchClock:
+    """Counts the forward passes of the model a rule converted, so per-batch work (brsf's redraw, the weight-mirror
+    step) happens once per batch: a layer used twice in one forward is redrawn once, not twice."""
+
+    def __init__(self) -> None:
+        self.tick = 0
+        self._last: dict[int, int] = {}
+
+    def attach(self, model: nn.Module) -> None:
+        model.register_forward_pre_hook(self._advance)
+
+    def _advance(self, module, args) -> None:
+        self.tick += 1
+
+    def first_time(self, layer: nn.Module) -> bool:
+        """True once per layer per model forward (always when no model forward is watched)."""
+        if self._last.get(id(layer)) == self.tick and self.tick:
+            return False
+        self._last[id(layer)] = self.tick
+        return True
+
+
 class SignFeedback(FeedbackMode):
     """B = sign(W) ⊙ M, with M = ``layer.feedback_magnitude``: a scalar (uniform), or W-shaped, drawn once (fixed)
     or for every training batch (batch) from U(0, bound)."""
 
-    def __init__(self, magnitudes: str, bound: float):
-        self.magnitudes, self.bound = magnitudes, bound
+    def __init__(self, magnitudes: str, bound: float, clock: BatchClock | None = None):
+        self.magnitudes, self.bound, self.clock = magnitudes, bound, clock or BatchClock()
 
     def install(self, layer: nn.Module) -> None:
         w = layer.weight
@@ -47,8 +69,9 @@ class SignFeedback(FeedbackMode):
 
     @torch.no_grad()
     def before_forward(self, layer):
-        if self.magnitudes == "batch":
-            layer.feedback_magnitude.uniform_(0.0, self.bound)
+        if self.magnitudes == "batch" and self.clock.first_time(layer):
+            # a new tensor, not uniform_ in place: a graph still holding the old M keeps it
+            layer.feedback_magnitude = torch.empty_like(layer.feedback_magnitude).uniform_(0.0, self.bound)
 
     def matrix(self, layer):
         return torch.sign(layer.weight.detach()) * layer.feedback_magnitude
@@ -96,10 +119,13 @@ class MirrorFeedback(FeedbackMode):
         B ← (1 − η λ) B + η · mean_n(a ξᵀ),      E[a ξᵀ] = σ² W   ⇒   B → (σ²/λ) W
     """
 
-    def __init__(self, lr: float, decay: float, noise_std: float, samples: int):
+    def __init__(self, lr: float, decay: float, noise_std: float, samples: int, clock: BatchClock | None = None):
         self.lr, self.decay, self.noise_std, self.samples = lr, decay, noise_std, samples
+        self.clock = clock or BatchClock()
 
     def before_forward(self, layer):
+        if not self.clock.first_time(layer):
+            return
         w = layer.weight
         with torch.autocast(w.device.type, enabled=False), torch.enable_grad():
             ξ = self.noise_std * torch.randn(self.samples, *layer.mirror_input_shape(), device=w.device, dtype=w.dtype)
@@ -107,8 +133,8 @@ class MirrorFeedback(FeedbackMode):
             a = layer.mirror_forward(ξ, w)
             # ∂/∂W of ½‖W ξ‖² is a ξᵀ: autograd forms the correlation for every layer type alike
             (correlation,) = torch.autograd.grad(0.5 * a.pow(2).sum() / self.samples, w)
-        with torch.no_grad():
-            layer.feedback.mul_(1 - self.lr * self.decay).add_(correlation, alpha=self.lr)
+        with torch.no_grad():  # a new tensor: a graph still holding the old B keeps it
+            layer.feedback = layer.feedback.mul(1 - self.lr * self.decay).add_(correlation, alpha=self.lr)
 
 
 class DirectError:
@@ -209,6 +235,7 @@ def uniform_feedback(shape, bound: float, like: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
+    "BatchClock",
     "DirectError",
     "DirectFeedback",
     "FixedFeedback",

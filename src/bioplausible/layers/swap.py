@@ -43,6 +43,7 @@ class Trace:
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # one sample's input shape per layer
     output_layer: str | None = None  # the layer whose output is the model's output
     output_shape: tuple[int, ...] = ()  # one sample's model output shape
+    output_is_tensor: bool = True  # False for a model returning a tuple or a dict
 
 
 @dataclass
@@ -102,6 +103,8 @@ def trace(model: nn.Module, example_input: torch.Tensor, names: Iterable[str]) -
     if isinstance(out, torch.Tensor):
         result.output_shape = tuple(out.shape[1:])
         result.output_layer = next((n for n, o in outputs.items() if o is out), None)
+    else:
+        result.output_is_tensor = False
     return result
 
 
@@ -169,10 +172,12 @@ def warn_kept_on_backprop(model: nn.Module, converted: list[str], found: Trace |
     """One warning naming the weight-bearing modules that keep backprop without being asked to."""
     silent = []
     for name, module in model.named_modules():
+        label = name or "the model's own parameters"
         if isinstance(module, FUNCTIONAL_USERS):
-            silent.append(f"{name or 'the model'} ({type(module).__name__}: uses its weights functionally)")
+            silent.append(f"{label} ({type(module).__name__}: uses its weights functionally)")
         elif layer_type(module) is None and any(p.dim() >= 2 for p in module.parameters(recurse=False)):
-            silent.append(f"{name} ({type(module).__name__}: no feedback version)")
+            params = ", ".join(n for n, p in module.named_parameters(recurse=False) if p.dim() >= 2)
+            silent.append(f"{label} {params} ({type(module).__name__}: no feedback version)")
     if found is not None:
         silent += [f"{n} (never ran on the example input)" for n in converted if n not in found.order]
     if silent:

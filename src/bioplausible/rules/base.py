@@ -20,7 +20,7 @@ random numbers).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -31,6 +31,7 @@ from torch import nn
 from ..config import build_options
 from ..distributed import SINGLE, Distributed
 from ..errors import IncompatibleError
+from ..layers.feedback import feedback_layers, true_gradient_requested
 from ..probes.spec import ProbeSpec
 from ..protocols import Protocol
 
@@ -51,6 +52,10 @@ def mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {"ce": cross_entropy, "mse": mse}
+OUTPUT_NOT_A_TENSOR = (
+    "rule {rule!r} trains a model whose forward returns one output tensor (N, classes); {model} returns something "
+    "else (a tuple or a dict): wrap it in a module that returns the logits"
+)
 
 
 class Rule(nn.Module):
@@ -84,11 +89,23 @@ class Rule(nn.Module):
         """The rule as a report labels it, from its (resolved) options: its name, plus what tells variants apart."""
         return cls.name
 
+    def refuse_converted(self, model: nn.Module) -> None:
+        """IncompatibleError when ``model`` was converted already (its layers carry another rule's feedback)."""
+        converted = feedback_layers(model)
+        if converted:
+            first = next(iter(converted.values()))
+            raise IncompatibleError(
+                f"{type(model).__name__} is already converted (its layers carry {first.feedback_mode!r}); rule "
+                f"{self.name!r} needs the original model: convert a fresh copy"
+            )
+
     def check_requirements(self, model: nn.Module) -> None:
-        """IncompatibleError naming the first declared requirement ``model`` does not meet."""
+        """IncompatibleError naming the first declared requirement ``model`` does not meet, or saying that the
+        model was converted already."""
+        self.refuse_converted(model)
         for protocol in self.requires:
             if not protocol(model):
-                raise IncompatibleError(f"rule {self.name!r} needs {protocol.needs}; {type(model).__name__} is not one")
+                raise IncompatibleError(f"rule {self.name!r} needs {protocol.needs}; {protocol.why_not(model)}")
 
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         """Make ``model`` trainable by this rule, in place; returns it (a new object only if the root was swapped).
@@ -109,6 +126,8 @@ class Rule(nn.Module):
         Tensors rather than floats so a GPU step need not wait for the device; the engine reads them in bulk.
         """
         out = model(x)
+        if not isinstance(out, torch.Tensor):
+            raise IncompatibleError(OUTPUT_NOT_A_TENSOR.format(rule=self.name, model=type(model).__name__))
         loss = self.loss_fn(out, y)
         self.backward(loss)
         return batch_metrics(out, y, loss)
@@ -131,9 +150,23 @@ class Rule(nn.Module):
         """A reason to end the run as diverged, from one step's metrics (beyond a non-finite or huge loss)."""
         return None
 
-    def trainable(self) -> Iterable[nn.Parameter]:
-        """Parameters of the rule's own state that it trains itself (all-reduced under data parallelism)."""
-        return [p for p in self.parameters() if p.requires_grad]
+    def refuse_plain_backward(self, model: nn.Module) -> None:
+        """For rules whose update is not a backward pass through the model (target propagation, EP): a
+        ``loss.backward()`` on the model's output outside ``rule.step`` would silently train it by backprop, so a
+        gradient reaching that output raises instead (the true-gradient probes, inside ``exact_gradients``, pass)."""
+
+        def watch(module, args, output):
+            watched = module.training and isinstance(output, torch.Tensor) and output.requires_grad
+            if watched and not true_gradient_requested():
+                output.register_hook(refuse)
+
+        def refuse(grad):
+            raise IncompatibleError(
+                f"rule {self.name!r} trains with rule.step(model, x, y); loss.backward() on its model's output "
+                "would train the model by backprop, not by the rule"
+            )
+
+        model.register_forward_hook(watch)
 
 
 def batch_metrics(out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -203,6 +203,7 @@ class EquilibriumPropagation(Rule):
         if config.cost == "mse" and config.nudging != "one-sided" and config.beta >= 1 and block:
             warnings.warn(NO_NEGATIVE_EQUILIBRIUM, RuntimeWarning, stacklevel=2)
         self.__dict__["model"] = model
+        self.refuse_plain_backward(model)  # a backward through the settling would be BPTT, not EP
         return model
 
     def start_epoch(self, epoch: int) -> None:
@@ -211,6 +212,11 @@ class EquilibriumPropagation(Rule):
         after = self.config.remove_skip_after
         if after and epoch >= after and self.model is not None:
             self.model.remove_skip_connections()
+
+    def reference_loss(self, num_classes: int) -> float:
+        """The chance-level value of EP's own cost (the loss it reports), not of the run's test loss."""
+        zeros = torch.zeros(1, num_classes)
+        return float(cost_value(self.config.cost, zeros, F.one_hot(torch.zeros(1, dtype=torch.long), num_classes)))
 
     def diverged(self, metrics: dict[str, float]) -> str | None:
         """The settling blew up: its last residual is not finite or above 1e3 (with clipped states it is at most 1

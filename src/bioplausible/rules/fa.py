@@ -26,10 +26,10 @@ from torch import nn
 from ..config import option
 from ..errors import IncompatibleError
 from ..layers import FeedbackLayer, FeedbackMode, FixedFeedback, fan_in, swap_layers
-from ..layers.modes import uniform_feedback
+from ..layers.modes import BatchClock, uniform_feedback
 from ..layers.swap import Trace
 from ..registry import RULES
-from .base import ProbeSpec, Rule
+from .base import OUTPUT_NOT_A_TENSOR, ProbeSpec, Rule
 
 FEEDBACK_ANGLE = ProbeSpec(
     "feedback_angle", "angle between B and Wᵀ", "°", title="Feedback alignment: angle between B and Wᵀ per layer"
@@ -63,12 +63,17 @@ class FeedbackRule(Rule):
         return f"{cls.name} (last layer bp)" if options.get("bp_layers") else cls.name
 
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+        self.check_requirements(model)
+        self.clock = BatchClock()  # per-batch work of the modes (brsf's redraw, weight mirrors) once per forward
         swap = swap_layers(model, self.mode, keep=self.config.bp_layers, example_input=example_input)
         if not swap.converted and not self.config.bp_layers:
             raise IncompatibleError(
                 f"rule {self.name!r} found no Linear or Conv layer to train in {type(model).__name__}"
             )
+        if swap.trace is not None and not swap.trace.output_is_tensor:
+            raise IncompatibleError(OUTPUT_NOT_A_TENSOR.format(rule=self.name, model=type(model).__name__))
         model, self.unchanged = swap.model, swap.unchanged
+        self.clock.attach(model)
         self.layers = {name: model.get_submodule(name) for name in swap.converted}
         with torch.no_grad():
             self.init_feedback(swap.trace)

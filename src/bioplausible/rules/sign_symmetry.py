@@ -29,7 +29,7 @@ class SignSymmetry(FeedbackRule):
     magnitudes = "uniform"  # uniform | fixed | batch
 
     def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
-        return SignFeedback(self.magnitudes, init_bound(layer) * self.config.feedback_scale)
+        return SignFeedback(self.magnitudes, init_bound(layer) * self.config.feedback_scale, self.clock)
 
     def init_feedback(self, found: Trace | None) -> None:
         for layer in self.layers.values():

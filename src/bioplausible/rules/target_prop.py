@@ -237,6 +237,7 @@ class TargetPropagation(Rule):
 
     # ----------------------------------------------------------------------------------------------- set-up
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
+        self.refuse_converted(model)
         try:
             self.specs = layered_view(model)
         except IncompatibleError as err:
@@ -255,6 +256,7 @@ class TargetPropagation(Rule):
         names = {id(m): n for n, m in model.named_modules()}
         self.names = [names.get(id(s.module), f"layer{k + 1}") for k, s in enumerate(self.specs)]
         self.build(example_input, next(model.parameters()).dtype)
+        self.refuse_plain_backward(model)  # the targets come from rule.step, never from a backward pass
         return model
 
     @torch.no_grad()

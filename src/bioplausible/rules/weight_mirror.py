@@ -45,4 +45,4 @@ class WeightMirror(FeedbackRule):
 
     def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
         c = self.config
-        return MirrorFeedback(c.mirror_lr, c.mirror_decay, c.noise_std, c.mirror_samples)
+        return MirrorFeedback(c.mirror_lr, c.mirror_decay, c.noise_std, c.mirror_samples, self.clock)

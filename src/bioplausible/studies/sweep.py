@@ -64,11 +64,11 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from ..analysis.results import score
-from ..config import TrainConfig
+from ..config import FACTS, TrainConfig
 from ..errors import ConfigError
 
 SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study"}
-OPTION_GROUPS = ("rule_options", "arch_options")
+OPTION_GROUPS = ("rule_options", "arch_options", "dataset_options")
 HEARTBEAT_S = 30  # Optuna marks a RUNNING trial whose worker stopped beating for GRACE_S as failed
 GRACE_S = 120
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
@@ -152,15 +152,16 @@ def grids_of(spec: dict[str, Any]) -> list[Any]:
 
 
 def check_key(key: str) -> None:
-    """A grid or search key is a TrainConfig field, or ``rule_options.X`` / ``arch_options.X``."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(OPTION_GROUPS) - {"out", "resume"}
+    """A grid or search key is a TrainConfig setting or location field, or ``rule_options.X`` /
+    ``arch_options.X`` / ``dataset_options.X`` (facts are recorded by a run, never set)."""
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(OPTION_GROUPS) - {"out", "resume"} - FACTS
     group, _, option = key.partition(".")
     if option and group in OPTION_GROUPS:
         return
     if key not in fields:
         raise ConfigError(
             f"unknown field {key!r} in the search space; use a TrainConfig field ({', '.join(sorted(fields))}) "
-            "or rule_options.NAME / arch_options.NAME"
+            "or rule_options.NAME / arch_options.NAME / dataset_options.NAME"
         )
 
 
@@ -417,6 +418,11 @@ class Objective:
             self.interrupted = trial.number
             trial.set_user_attr("interrupted", True)
             raise optuna.TrialPruned("interrupted") from None
+        except optuna.TrialPruned:
+            raise
+        except Exception as err:
+            trial.set_user_attr("error", f"{type(err).__name__}: {err}")  # shown by report_trial and kept
+            raise
 
     def run_trial(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
@@ -477,6 +483,21 @@ class Objective:
         return self.datasets[key]
 
 
+def check_points(spec: dict[str, Any]) -> None:
+    """Resolve every grid point's configuration before any trial runs: a misspelt option or a value out of range
+    is one ConfigError naming the point, not a failed trial found later (random searches: their base)."""
+    from ..build import resolve_config
+
+    base = spec.get("base", {})
+    points = points_of(spec) if grids_of(spec) else [{}]
+    for params in points:
+        try:
+            resolve_config(trial_config(base, applicable(params, base), Path("check")))
+        except ConfigError as err:
+            setting = " ".join(f"{k}={v}" for k, v in params.items())
+            raise ConfigError(f"the study's point {setting or '(base)'}: {err}") from None
+
+
 def run_sweep(
     spec: str | Path | dict[str, Any],
     study_dir: str | Path,
@@ -495,6 +516,7 @@ def run_sweep(
         quiet: no per-epoch lines.
     """
     spec = load_spec(spec)
+    check_points(spec)
     study_dir = Path(study_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial from report_trial instead
     try:
@@ -524,7 +546,8 @@ def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     if trial.state == TrialState.COMPLETE:
         outcome = f"{100 * trial.value:.2f} % ({trial.user_attrs.get('status', 'ok')})"
     else:
-        outcome = trial.state.name.lower()
+        error = trial.user_attrs.get("error")
+        outcome = trial.state.name.lower() + (f": {error}" if error else "")
     print(f"trial {trial.number}: {settings} -> {outcome}", file=sys.stderr)
 
 
