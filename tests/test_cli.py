@@ -164,6 +164,14 @@ BAD_INPUT = {
     "negative lr": (("--lr", "-1"), ("lr",)),
     "option the rule lacks": (("--rule", "bp", "--feedback-scale", "2"), ("feedback_scale", "rule bp", "rule fa")),
     "unknown bp layer": (("--rule", "fa", "--bp-layers", "nosuchlayer"), ("nosuchlayer",)),
+    "rule option under the arch scope": (
+        ("--rule", "fa", "--arch.feedback-scale", "2"),
+        ("use --rule.feedback-scale",),
+    ),
+    "misspelt option": (("--lr-shedule", "cosine"), ("did you mean --lr-schedule?",)),
+    "eval step after the last step": (("--max-steps", "3", "--eval-steps", "2,5"), ("eval_steps 5", "max_steps 3")),
+    "fp16 on the CPU": (("--precision", "fp16", "--device", "cpu"), ("fp16 needs a CUDA device", "bf16")),
+    "nothing to resume": (("--resume",), ("nothing to resume in out",)),
 }
 
 
@@ -173,10 +181,11 @@ def test_bad_input_is_one_error_line(tmp_path, case, monkeypatch, capsys):
     write_mnist_files(tmp_path / "truncated", truncated_gzip())
     args, fragments = BAD_INPUT[case]
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    base = [] if case == "nothing to resume" else QUICK  # --resume with --out alone names no rule
 
     monkeypatch.chdir(tmp_path)  # in-process (the CLI's subprocess path is covered by the tests above)
     try:
-        code = main(["train", *QUICK, *args, "--out", "out"])
+        code = main(["train", *base, *args, "--out", "out"])
     except SystemExit as exit:  # argparse's own errors
         code = exit.code
     stderr = capsys.readouterr().err
@@ -250,6 +259,14 @@ def test_small_things_that_used_to_go_wrong(tmp_path, monkeypatch, capsys):
     assert code == 0, err
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["lr"] == 0.007 and saved["epochs"] == 2 and saved["dataset"] == QUICK[QUICK.index("--dataset") + 1]
+    # a resume with nothing left to train says so; fewer epochs than done is refused
+    code, out, err = run_main(["train", "--out", "run", "--resume"], capsys)
+    assert code == 0 and "nothing to train in run: 2 of 2 epochs are done" in err
+    code, out, err = run_main(["train", "--out", "run", "--resume", "--epochs", "1"], capsys)
+    assert code == 2 and "2 epochs done, more than --epochs 1" in err
+    # a resume that changes a setting names it with both values as config.json has them
+    code, out, err = run_main(["train", "--out", "run", "--resume", "--epochs", "3", "--lr", "0.01"], capsys)
+    assert code == 2 and "lr: saved 0.007, given 0.01" in err
     # every command that trains takes --threads
     for command in (["demo"], ["sweep", "x"], ["reproduce", "skip-connections"], ["bench"], ["train"]):
         code, out, _ = run_main([*command, "--help"], capsys)

@@ -428,3 +428,26 @@ def test_train_batches_can_name_each_examples_index():
         assert torch.equal(data.train_y[index], y)
         seen.append(index)
     assert torch.equal(torch.cat(seen).sort().values, torch.arange(data.num_train))
+
+
+# Each registered dataset and the test file that loads it from data in the format it reads: a dataset added
+# without a loading test fails here (the next test), so none ships untested.
+DATASET_TESTS = {
+    "cifar10": ("test_data.py", "test_cifar_all_batches_no_warning_alternative_folder"),
+    "digits": ("test_data.py", "test_digits_shapes_split_and_determinism"),
+    "fashion-mnist": ("test_data.py", "test_fashion_mnist_uses_its_own_statistics"),
+    "imagefolder": ("test_data_imagefolder.py", "test_imagefolder_normalises_with_the_training_split"),
+    "imagenet": ("test_data_streaming.py", "test_imagenet_classes_counts_and_shapes"),
+    "mnist": ("test_data.py", "test_mnist_parses_and_normalises"),
+    "synthetic": ("test_data.py", "test_synthetic_is_deterministic_and_configurable"),
+}
+
+
+def test_every_registered_dataset_has_a_loading_test():
+    from bioplausible.registry import DATASETS
+
+    assert set(DATASETS.list()) == set(DATASET_TESTS), "add the new dataset's loading test to DATASET_TESTS"
+    here = Path(__file__).parent
+    for name, (file, test) in DATASET_TESTS.items():
+        text = (here / file).read_text()
+        assert f"def {test}(" in text, (name, file, test)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
 import sys
 import typing
@@ -168,6 +169,10 @@ def _base_settings(argv: list[str]) -> tuple[dict[str, Any], argparse.Namespace]
         base = _read_config_file(known.config)
     elif known.resume and known.out and (Path(known.out) / "config.json").exists():
         base = _read_config_file(Path(known.out) / "config.json")  # --resume needs only --out
+    elif known.resume and known.out and not known.rule:  # it would start bp on the defaults, unasked
+        raise ConfigError(
+            f"nothing to resume in {known.out}: it holds no run; to start one there, give its settings (--rule ...)"
+        )
     for key, default in CHOSEN.items():
         setattr(known, key, getattr(known, key) or base.get(key) or default)
     return base, known
@@ -220,13 +225,23 @@ def _unknown_flags_error(unknown: list[str], names: dict[str, list[str]], ns) ->
     if not flags:
         return ConfigError(f"unexpected argument(s) {' '.join(unknown)}")
     option = flags[0][2:].replace("-", "_").split(".")[-1]
+    chosen = f"rule {ns.rule}, architecture {ns.arch} or dataset {ns.dataset}"
+    for scope, owner in (("rule", ns.rule), ("arch", ns.arch), ("data", ns.dataset)):
+        if option in names.get(scope, []):  # the chosen owner has it, under another scope
+            flag = f"--{scope}.{option.replace('_', '-')}"
+            return ConfigError(f"{flags[0]} is not an option there; {option} is an option of {owner}: use {flag}")
     owners = []
     for kind, registry in (("rule", RULES), ("architecture", ARCHS)):
         for name in registry.list():
             if option in {f.name for f in dataclasses.fields(registry.get(name).Config)}:
                 owners.append(f"{kind} {name}")
-    chosen = f"rule {ns.rule}, architecture {ns.arch} or dataset {ns.dataset}"
     where = f"; it is an option of {', '.join(owners)}" if owners else ""
+    if not owners:
+        known = [_flag(n) for n in names["core"]] + [
+            f"--{scope}.{n.replace('_', '-')}" for scope in ("rule", "arch", "data") for n in names.get(scope, [])
+        ]
+        close = difflib.get_close_matches(flags[0], known, n=3, cutoff=0.75)
+        where = f"; did you mean {' or '.join(close)}?" if close else ""
     return ConfigError(f"{flags[0]} ({option}) is not an option of {chosen}{where} (see `bioplausible train --help`)")
 
 

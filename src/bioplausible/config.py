@@ -219,6 +219,12 @@ class TrainConfig:
         check_fields(self, "")
         if self.lr_schedule == "step" and not self.lr_milestones:
             raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
+        late = [s for s in self.eval_steps if self.max_steps and s > self.max_steps]
+        if late:  # they would silently never be evaluated
+            raise ConfigError(
+                f"eval_steps {', '.join(map(str, late))} come after max_steps {self.max_steps}; raise --max-steps "
+                "or drop them"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -41,7 +41,7 @@ from .probes import ALIGNMENT_PROBES, alignment_probes, same_random_streams
 from .rules import Rule
 from .runs import RunFolder, read_json, write_json
 
-CHECK_EVERY = 25  # steps between divergence checks (each check waits for the device)
+CHECK_EVERY_CUDA = 25  # steps between divergence checks on a GPU (each check waits for the device); CPU: every step
 
 
 class Diverged(Exception):
@@ -66,7 +66,7 @@ def as_json(data: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(data))
 
 
-def open_run_folder(config: TrainConfig, dist: Distributed) -> tuple[RunFolder, dict[str, Any] | None]:
+def open_run_folder(config: TrainConfig, dist: Distributed, log) -> tuple[RunFolder, dict[str, Any] | None]:
     """The locked run folder, and the saved config when resuming; refuses to overwrite a run, to resume a different
     one, or to share a folder with another process."""
     if config.resume and not config.out:
@@ -74,7 +74,9 @@ def open_run_folder(config: TrainConfig, dist: Distributed) -> tuple[RunFolder, 
     run = RunFolder(config.out or default_out(config))
     if run.path.exists() and not run.path.is_dir():
         raise ConfigError(f"--out {run.path} is a file; give a folder for the run")
-    if not run.holds_run():  # --resume on a folder without a run starts it: "run or continue"
+    if not run.holds_run():  # --resume on a folder without a run starts it: "run or continue", said aloud
+        if config.resume:
+            log(f"nothing to resume in {run.path} yet: starting the run there")
         saved = None
     elif not config.resume:
         raise ConfigError(f"{run.path} already holds a run; pass --resume to continue it, or choose another --out")
@@ -89,7 +91,9 @@ def check_resume(saved: dict[str, Any], config: TrainConfig, log) -> None:
     """Refuse a resume that changes a setting other than the resumable ones; say what a changed length does."""
     differ = resume_differences(saved, config)
     if differ:
-        details = "; ".join(f"{k}: saved {saved.get(k)!r}, given {getattr(config, k)!r}" for k in differ)
+        resolved = as_json(resolve_config(TrainConfig.from_dict(saved, drop_facts=True)).to_dict())
+        mine = as_json(config.to_dict())
+        details = "; ".join(f"{k}: saved {json.dumps(resolved[k])}, given {json.dumps(mine[k])}" for k in differ)
         raise ConfigError(
             f"cannot resume {config.out} with different settings ({details}); only the number of epochs or steps, "
             "the evaluation steps, and where and how it runs may change"
@@ -194,6 +198,7 @@ def train_one_epoch(
         total = min(total, config.max_steps - loop["step"])
     if total < math.ceil(data.num_train / config.batch_size):
         batches = itertools.islice(batches, total)
+    check_every = CHECK_EVERY_CUDA if state.device.type == "cuda" else 1  # a CPU check costs nothing to wait for
     bar = tqdm(batches, total=total, desc=desc, leave=False, disable=config.progress is False or None, file=sys.stderr)
     for i, (x, y, *index) in enumerate(bar):
         dist.global_batch = min(config.batch_size, data.num_train - i * config.batch_size)
@@ -216,7 +221,7 @@ def train_one_epoch(
         if loop["step"] in step_evals:
             batches_ = data.test_batches(config.eval_batch_size)
             step_evals[loop["step"]] = evaluate(model, rule.loss_fn, batches_, context)
-        if i % CHECK_EVERY == 0 or i == total - 1:
+        if i % check_every == 0 or i == total - 1:
             values = {k: dist.mean(v.detach().float()).item() for k, v in metrics.items()}  # all processes agree
             check_divergence(values["loss"], values, reference_loss, config, rule, loop["step"])
             bar.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)
@@ -278,10 +283,11 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     config = resolve_config(config)
     dist = init_distributed(config.device)
     device = resolve_device(config.device, dist.local_rank)
-    run, saved = open_run_folder(config, dist)
-    dist.barrier()  # every process has looked at the folder before the main one writes to it
+    precision_context(config, device)  # a precision the device cannot run is refused before any folder is made
     quiet = quiet or not dist.is_main
     log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
+    run, saved = open_run_folder(config, dist, log)
+    dist.barrier()  # every process has looked at the folder before the main one writes to it
     try:
         return train(config, data, dist, device, run, saved, log)
     finally:
@@ -319,7 +325,16 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
     if saved is not None and run.checkpoint.exists():
         state.load_state_dict(run.load_checkpoint(map_location=device))
         records = [r for r in run.read_metrics() if r["epoch"] <= state.loop["epoch"]]
-        log(f"resuming {run.path} after epoch {state.loop['epoch']}")
+        done = state.loop["epoch"]
+        if done > config.epochs and not config.max_steps:
+            raise ConfigError(
+                f"{run.path} has {done} epochs done, more than --epochs {config.epochs}: give {done} or more"
+            )
+        if done >= config.epochs or state.loop["stopped_early"]:
+            why = "it stopped early" if state.loop["stopped_early"] else f"{done} of {config.epochs} epochs are done"
+            log(f"nothing to train in {run.path}: {why}; raise --epochs to continue (summary rewritten)")
+        else:
+            log(f"resuming {run.path} after epoch {done}")
     facts = {
         "version": __version__,
         "torch_version": torch.__version__,
