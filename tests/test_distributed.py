@@ -12,7 +12,7 @@ import torch
 from bioplausible.registry import RULES
 
 JOB = Path(__file__).parent / "ddp_job.py"
-RULES_UNDER_TEST = RULES.list()  # every registered rule
+RULES_UNDER_TEST = [*RULES.list(), "ep@conv-energy-net"]  # every registered rule; EP on both energy nets
 
 
 def launch(out: Path, epochs: int, mode: str, nproc: int, port: int) -> None:

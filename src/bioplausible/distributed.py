@@ -12,15 +12,20 @@ batch computes:
 * per-example state (EP's persistent states) is gathered from every process, so every copy holds all of it
   (``gather``);
 * per-example random numbers (TP's noise) are drawn for the whole global batch in every process, each keeping its
-  rows (``share``), so the random streams stay identical across processes and equal to one process's.
+  rows (``share``), so the random streams stay identical across processes and equal to one process's;
+* a stopping test on a batch statistic (EP's settling tolerance: max |Δs| over the batch) is taken over the whole
+  global batch (``stopping_together`` around the settling, ``settled`` inside it), so every process stops at the
+  step one process on the whole batch stops at.
 
 With a mean-reduced loss and equal shares, the averaged gradient is exactly the gradient of the whole batch.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -94,6 +99,15 @@ class Distributed:
         torch_dist.all_gather(parts, padded)
         return torch.cat([part[:n] for part, n in zip(parts, sizes)])
 
+    @contextmanager
+    def stopping_together(self) -> Iterator[None]:
+        """Within the block, :func:`settled` compares the largest residual over all processes."""
+        token = _STOPPING.set(self)
+        try:
+            yield
+        finally:
+            _STOPPING.reset(token)
+
     def barrier(self) -> None:
         if self.world_size > 1:
             torch_dist.barrier()
@@ -114,3 +128,19 @@ def init_distributed(device: str) -> Distributed:
     if not torch_dist.is_initialized():
         torch_dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Distributed(rank, world_size, local_rank)
+
+
+_STOPPING: contextvars.ContextVar[Distributed | None] = contextvars.ContextVar("stopping_together", default=None)
+
+
+def settled(residual: torch.Tensor, tolerance: float) -> bool:
+    """Whether an iteration has settled: ``tolerance > 0`` and the residual (a 0-d max over the batch) is below it;
+    inside :meth:`Distributed.stopping_together` the max over every process's batch share, so data-parallel
+    processes stop together, where one process on the whole batch stops."""
+    if tolerance <= 0:
+        return False
+    dist = _STOPPING.get()
+    if dist is not None and dist.world_size > 1:
+        residual = residual.detach().clone()
+        torch_dist.all_reduce(residual, op=torch_dist.ReduceOp.MAX)
+    return residual.item() < tolerance

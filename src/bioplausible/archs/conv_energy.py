@@ -63,6 +63,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import option
+from ..distributed import settled
 from ..errors import ConfigError
 from ..registry import ARCHS
 from .base import Architecture, arch_options
@@ -407,7 +408,7 @@ class ConvEnergyNet(Architecture):
                     if l < last:  # s_l changed: the drive of s_{l+1} and its switches follow
                         bottom[l + 1] = connections[l + 1].bottom_up(layers[l])
             residuals.append(change)
-            if tolerance > 0 and change.item() < tolerance:
+            if settled(change, tolerance):
                 break
         return layers, residuals
 

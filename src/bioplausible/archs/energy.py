@@ -86,6 +86,7 @@ import torch
 from torch import nn
 
 from ..config import option
+from ..distributed import settled
 from ..errors import ConfigError
 from ..registry import ARCHS
 from .base import Architecture, arch_options
@@ -487,7 +488,7 @@ class EnergyNet(Architecture):
             residual = (new - s).detach().abs().amax()
             residuals.append(residual)
             s = new
-            if tolerance > 0 and residual.item() < tolerance:
+            if settled(residual, tolerance):
                 break
         return s, residuals
 
@@ -528,7 +529,7 @@ class EnergyNet(Architecture):
             residual = torch.sub(new, s, out=diff).abs_().amax()
             residuals.append(residual)
             s, new = new, s
-            if tolerance > 0 and residual.item() < tolerance:
+            if settled(residual, tolerance):
                 break
         return s, residuals
 
@@ -589,7 +590,7 @@ class EnergyNet(Architecture):
                     layers[l - 1] = new
             residual = torch.stack([(a - b).detach().abs().amax() for a, b in zip(layers, before)]).amax()
             residuals.append(residual)
-            if tolerance > 0 and residual.item() < tolerance:
+            if settled(residual, tolerance):
                 break
         return torch.cat(layers, 1), residuals
 
@@ -612,7 +613,7 @@ class EnergyNet(Architecture):
                 operation()
             residual = prev.sub_(s).abs_().amax()
             residuals.append(residual)
-            if tolerance > 0 and residual.item() < tolerance:
+            if settled(residual, tolerance):
                 break
         return plan.standard(s), residuals
 

@@ -271,6 +271,10 @@ class EquilibriumPropagation(Rule):
     @torch.no_grad()
     def equilibria(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
         """Free equilibrium, then one nudged equilibrium per β, each settled from the free one."""
+        with self.dist.stopping_together():  # data-parallel: every process stops where one on the whole batch does
+            return self._equilibria(model, x, y, index)
+
+    def _equilibria(self, model, x, y, index):
         free = model.settle(x, state=self.initial_state(model, x, index))
         if index is not None and self.config.persistent:
             self.remember(index, free.state)
