@@ -70,6 +70,9 @@ def test_bioplausible_command(command, tmp_path):
         args = [str(SHARED_DATA) if a == "../shared/data" else a for a in args]
         args[args.index("--out") + 1] = str(tmp_path / "study")
         args += ["--n-trials", "1", "--epochs", "1", "--max-steps", "2", "--eval-steps", "1,2"]
+    if args[0] == "bench":  # a benchmark's ratios need rounds; its command only needs to run
+        args += ["--rounds", "1", "--steps", "1", "--batch-size", "2"]
+        args += ["--width", "32"] if "mlp" in args else []
     if args[0] == "report":
         shutil.copytree(ROOT / args[1], tmp_path / "runs", ignore=shutil.ignore_patterns("checkpoint.pt"))
         args[1] = str(tmp_path / "runs")
@@ -97,15 +100,21 @@ def test_benchmark_command(command, tmp_path):
         args += ["--rounds", "1", "--steps", "1", "--width", "32", "--batch-size", "2"]
     elif "tp_alternating" in args[0]:
         args += ["--samples", "200", "--epochs", "2", "--every", "1"]
-    elif "ep_settling" in args[0]:
-        args += ["--samples", "40", "--epochs", "1"]
+    elif "ep_settling" in args[0]:  # parts a and b run in the --epochs 0 command; the other needs only part c
+        part_c = "--epochs" in args and args[args.index("--epochs") + 1] != "0"
+        args += ["--samples", "40", "--epochs", "1", "--tolerance", "1e-2", *(["--parts", "c"] if part_c else [])]
     else:
         args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
         [sys.executable, str(ROOT / args[0]), *args[1:]], capture_output=True, text=True, timeout=1800, cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
-    expected = ("ratio to bp", "saved for backward", "time to the fixed-cap run's final test accuracy", "epoch 1 fwd 1")
+    expected = (
+        "ratio to bp",
+        "saved for backward",
+        "time to the fixed-cap run's final test accuracy",
+        "epoch 1 fwd 1",
+    )
     assert any(e in result.stdout for e in expected), result.stdout
 
 

@@ -329,7 +329,7 @@ def test_resume_with_more_epochs_replans_the_schedule_and_refuses_other_changes(
     assert lrs == pytest.approx([1e-3, 0.75e-3, 0.25e-3])  # epoch 2 learns (it got 0 before)
     with pytest.raises(ConfigError, match=r"lr: saved 0\.001, given 0\.002"):
         bioplausible_fit(tiny_config(lr_schedule="cosine", epochs=4, lr=2e-3, probe_every=0, resume=True))
-    with pytest.raises(ConfigError, match="lr_schedule: saved 'cosine', given 'constant'"):
+    with pytest.raises(ConfigError, match='lr_schedule: saved "cosine", given "constant"'):
         bioplausible_fit(tiny_config(epochs=4, lr=1e-3, probe_every=0, resume=True))
 
 
@@ -419,18 +419,27 @@ def test_rules_that_are_not_a_backward_pass_refuse_a_plain_loop(rule_name):
     model, rule = bioplausible.convert(model, rule_name, example_input=x[:2])
     with pytest.raises(IncompatibleError, match="trains with rule.step"):
         F.cross_entropy(model(x), y).backward()
+    if rule_name != "ep":  # nor through its layers called one by one, bypassing the model's forward
+        with pytest.raises(IncompatibleError, match="trains with rule.step"):
+            F.cross_entropy(model.out(torch.tanh(model.hidden[1](model.hidden[0](x.flatten(1))))), y).backward()
     model.zero_grad()
     with exact_gradients(model):
         F.cross_entropy(model(x), y).backward()
     rule.step(model, x, y)  # and the rule itself trains
 
 
-def test_a_second_convert_says_the_model_is_converted_and_outputs_must_be_tensors():
-    model, x, y = make("linear")
-    model, _ = bioplausible.convert(model, "fa", example_input=x[:1])
-    for rule_name in ("usf", "fa", "dtp"):
+@pytest.mark.parametrize("first", ["fa", "dfa", "dtp", "aosdtp", "ep"])
+def test_a_second_convert_is_refused_whichever_rule_converted_first(first):
+    model, x, y = make("energy" if first == "ep" else "linear")
+    model, _ = bioplausible.convert(model, first, example_input=x[:1])
+    for rule_name in ("ep",) if first == "ep" else ("usf", "fa", "dtp", "sdtp"):
         with pytest.raises(IncompatibleError, match="already converted .* convert a fresh copy"):
             bioplausible.convert(model, rule_name, example_input=x[:1])
+        with pytest.raises(IncompatibleError, match="already converted"):
+            bioplausible.convert(copy.deepcopy(model), rule_name, example_input=x[:1])  # a copy carries the rule
+
+
+def test_a_model_whose_output_is_not_a_tensor_is_refused():
 
     class Pair(nn.Module):
         def __init__(self):

@@ -116,7 +116,10 @@ def dead_pid() -> int:
 def test_a_trial_left_running_by_a_killed_worker_is_run_again_and_a_failed_one_is_recorded(tmp_path):
     spec = {
         "base": BASE,
-        "grid": [{"rule": ["bp"], "lr": [0.01, 0.05]}, {"rule": ["fa"], "rule_options.no_such_option": [1]}],
+        "grid": [
+            {"rule": ["bp"], "lr": [0.01, 0.05]},
+            {"rule": ["fa"], "dataset": ["mnist"], "data_dir": [str(tmp_path / "missing")], "download": [False]},
+        ],
     }
     run_sweep(spec, tmp_path, n_trials=1)
     # a worker that died mid-trial: its trial stays RUNNING in the database, its run folder half written
@@ -129,9 +132,10 @@ def test_a_trial_left_running_by_a_killed_worker_is_run_again_and_a_failed_one_i
     done = complete(study)
     assert sorted(point(t) for t in done) == sorted({point(t) for t in done})
     assert {t.user_attrs["params"]["lr"] for t in done} == {0.01, 0.05}
-    # the run with the unknown option failed, was recorded as FAIL, and did not stop the study
+    # the run without its data failed, was recorded as FAIL with its error, and did not stop the study
     failed = [t for t in study.trials if t.state == TrialState.FAIL and t.number != killed.number]
     assert len(failed) == 1 and failed[0].user_attrs["params"]["rule"] == "fa"
+    assert "DataError" in failed[0].user_attrs["error"] and "missing" in failed[0].user_attrs["error"]
     assert (tmp_path / "runs" / str(killed.number) / "summary.json").exists()  # the retry used the killed folder
 
 
@@ -367,6 +371,31 @@ def test_a_bad_spec_gets_an_error_naming_the_problem(tmp_path, spec, problem):
     assert problem in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "spec, problem",
+    [
+        ({"grid": {"rule": ["fa", "usf"], "rule_options.feedbak_scale": [1.0]}}, "no option feedbak_scale"),
+        ({"grid": {"arch_options.widht": [8, 16]}}, "no option widht"),
+        ({"grid": {"rule": ["bp", "fa"], "rule_options.feedback_scale": [2.0]}}, "rule 'bp' has no option"),
+        ({"grid": {"lr": [0.1, -1]}}, "lr=-1"),
+        (
+            {"random": {"n_trials": 2, "params": {"rule_options.feedbak_scale": {"low": 0.1, "high": 10.0}}}},
+            "no rule of the study (fa) has an option 'feedbak_scale'",
+        ),
+        ({"random": {"n_trials": 2, "params": {"lr": {"low": -1.0, "high": -0.5}}}}, "lr must be > 0"),
+        ({"random": {"n_trials": 1, "params": {"rule_options.nudging": {"choices": ["sideways"]}}}}, "nudging"),
+    ],
+)
+def test_every_configuration_of_a_study_is_checked_before_any_trial_runs(tmp_path, spec, problem):
+    """A misspelt option or a value out of range is one error naming it, before any trial, in a grid and in a
+    random search alike (there at the search's bounds and choices)."""
+    base = {**BASE, "rule": "ep", "arch": "energy-net"} if "nudging" in str(spec) else {**BASE, "rule": "fa"}
+    with pytest.raises(ConfigError) as err:
+        run_sweep({"base": base, **spec}, tmp_path)
+    assert problem in str(err.value), err.value
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_yaml_spec_reads_1e_minus_3_as_a_number(tmp_path):
     path = tmp_path / "spec.yaml"
     path.write_text("base: {epochs: 1}\ngrid: {lr: [1e-3, 3e-2, 0.1], rule_options.beta: [1E+0]}\nseeds: [0, 1]\n")
@@ -535,3 +564,12 @@ def test_the_results_table_tells_runs_of_one_label_apart_by_what_differs():
     assert "threads" not in table and "out=" not in table  # how a run was executed is not a setting
     single = results_table([run("a", 1e-3, 0)])
     assert "settings" not in single.splitlines()[0]
+
+
+def test_a_sweep_with_a_failed_trial_exits_non_zero(tmp_path, capsys):
+    spec = {"base": {**BASE, "dataset": "mnist", "data_dir": str(tmp_path / "missing"), "download": False}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**spec, "grid": {"lr": [0.01]}}))
+    code = main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "study"), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "trial 0: lr=0.01 -> fail: DataError" in err and "trial(s) 0 failed" in err, err
+    assert "Traceback" not in err

@@ -138,9 +138,10 @@ def test_dtp_targets_with_exact_inverses_are_the_gradient_step_mapped_down():
     (then W⁻¹ = Wᵀ and the target step is exactly −α times the per-example gradient; next test)."""
     alpha = 0.1
     model, rule, x, y = linear_setup("dtp", alpha=alpha)
-    h = compose(model.layers_spec(), x.requires_grad_())
-    loss = nn.functional.cross_entropy(h[-1], y, reduction="sum")
-    grads = torch.autograd.grad(loss, h[1:-1])  # per-example ∂ℓ/∂h_l for l = 1..L−1
+    with exact_gradients(model):  # the true gradient, asked for: dtp's layers refuse anyone else's backward
+        h = compose(model.layers_spec(), x.requires_grad_())
+        loss = nn.functional.cross_entropy(h[-1], y, reduction="sum")
+        grads = torch.autograd.grad(loss, h[1:-1])  # per-example ∂ℓ/∂h_l for l = 1..L−1
     with torch.no_grad():
         features, inputs = rule.forward_layers(x.detach())
         targets = rule.targets(features, inputs, y, grads[-1])
@@ -407,7 +408,8 @@ def test_conv_inverse_is_the_adjoint_of_the_convolution():
     assert isinstance(op, nn.ConvTranspose2d) and op.output_padding == (1, 1)
     h = torch.randn(2, 3, 8, 8, requires_grad=True)
     g = torch.randn(2, 5, 4, 4)
-    (adjoint,) = torch.autograd.grad(conv(h), h, g)
+    with exact_gradients(model):  # autograd through a dtp layer, asked for
+        (adjoint,) = torch.autograd.grad(conv(h), h, g)
     with torch.no_grad():
         op.weight.copy_(conv.weight)
         op.bias.zero_()

@@ -213,6 +213,7 @@ def build(config: TrainConfig, data, device: torch.device | str = "cpu", dist: D
     rule.dist = dist
     rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does
     model = rule.prepare(model, data.sample(2)[0].to(device))
+    rule.mark_prepared(model)
     rule.to(device)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" and device.type == "cuda" else None
     generator = torch.Generator().manual_seed(config.seed)

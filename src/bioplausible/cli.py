@@ -314,6 +314,10 @@ def _run_study(spec: dict[str, Any], args) -> int:
     if results:
         print(sensitivity_table(results))
         print(f"\nwrote {write_report(args.out)}")
+    failed = [t.number for t in study.trials if t.user_attrs.get("error")]
+    if failed:  # a trial that raised (not one killed, which the next run retries): the exit code says so
+        print(f"error: trial(s) {', '.join(map(str, failed))} failed: see their lines above", file=sys.stderr)
+        return 1
     return 0
 
 

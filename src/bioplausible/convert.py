@@ -49,4 +49,5 @@ def convert(
         example_input = example_input.to(next(model.parameters(), example_input).device)
     rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does
     model = rule.prepare(model, example_input)
+    rule.mark_prepared(model)
     return model, rule

@@ -20,7 +20,9 @@ random numbers).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -90,14 +92,21 @@ class Rule(nn.Module):
         return cls.name
 
     def refuse_converted(self, model: nn.Module) -> None:
-        """IncompatibleError when ``model`` was converted already (its layers carry another rule's feedback)."""
+        """IncompatibleError when ``model`` was prepared by a rule already (marked by :meth:`mark_prepared`, or
+        its layers carry a rule's feedback): its layers or hooks already belong to that rule."""
         converted = feedback_layers(model)
-        if converted:
-            first = next(iter(converted.values()))
+        owner = model.__dict__.get(PREPARED_BY)
+        if owner or converted:
+            what = f"rule {owner!r}" if owner else f"its layers carry {next(iter(converted.values())).feedback_mode!r}"
             raise IncompatibleError(
-                f"{type(model).__name__} is already converted (its layers carry {first.feedback_mode!r}); rule "
-                f"{self.name!r} needs the original model: convert a fresh copy"
+                f"{type(model).__name__} is already converted ({what}); rule {self.name!r} needs the original model: "
+                "convert a fresh copy"
             )
+
+    def mark_prepared(self, model: nn.Module) -> None:
+        """Record on ``model`` that this rule prepared it (a copy of the model carries the mark, as it carries the
+        rule's layers and hooks), so a second ``convert`` is refused for every rule alike."""
+        model.__dict__[PREPARED_BY] = self.name
 
     def check_requirements(self, model: nn.Module) -> None:
         """IncompatibleError naming the first declared requirement ``model`` does not meet, or saying that the
@@ -150,14 +159,15 @@ class Rule(nn.Module):
         """A reason to end the run as diverged, from one step's metrics (beyond a non-finite or huge loss)."""
         return None
 
-    def refuse_plain_backward(self, model: nn.Module) -> None:
+    def refuse_plain_backward(self, model: nn.Module, layers: Iterable[nn.Module] = ()) -> None:
         """For rules whose update is not a backward pass through the model (target propagation, EP): a
-        ``loss.backward()`` on the model's output outside ``rule.step`` would silently train it by backprop, so a
-        gradient reaching that output raises instead (the true-gradient probes, inside ``exact_gradients``, pass)."""
+        ``loss.backward()`` on the output of the model, or of any of ``layers`` called on their own, outside the
+        rule's own work (:func:`rule_at_work`) would silently train it by backprop, so a gradient reaching such an
+        output raises instead (the true-gradient probes, inside ``exact_gradients``, pass)."""
 
         def watch(module, args, output):
             watched = module.training and isinstance(output, torch.Tensor) and output.requires_grad
-            if watched and not true_gradient_requested():
+            if watched and not true_gradient_requested() and not _AT_WORK.get():
                 output.register_hook(refuse)
 
         def refuse(grad):
@@ -166,7 +176,23 @@ class Rule(nn.Module):
                 "would train the model by backprop, not by the rule"
             )
 
-        model.register_forward_hook(watch)
+        for module in [model, *layers]:
+            module.register_forward_hook(watch)
+
+
+PREPARED_BY = "_bioplausible_prepared_by"  # the attribute that marks a model a rule has prepared
+_AT_WORK: contextvars.ContextVar[bool] = contextvars.ContextVar("rule_at_work", default=False)
+
+
+@contextmanager
+def rule_at_work() -> Iterator[None]:
+    """Within the block a rule's own forward and backward passes run (its step, its probes): the guard of
+    :meth:`Rule.refuse_plain_backward` lets them through."""
+    token = _AT_WORK.set(True)
+    try:
+        yield
+    finally:
+        _AT_WORK.reset(token)
 
 
 def batch_metrics(out: torch.Tensor, y: torch.Tensor, loss: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -69,7 +69,7 @@ from ..layers.types import layer_type
 from ..probes import angle_deg
 from ..protocols import LAYERED
 from ..registry import RULES
-from .base import ProbeSpec, Rule, batch_metrics
+from .base import ProbeSpec, Rule, batch_metrics, rule_at_work
 
 SCHEDULES = ("parallel", "alternating")
 TOP_TARGETS = ("gradient", "label")
@@ -256,7 +256,8 @@ class TargetPropagation(Rule):
         names = {id(m): n for n, m in model.named_modules()}
         self.names = [names.get(id(s.module), f"layer{k + 1}") for k, s in enumerate(self.specs)]
         self.build(example_input, next(model.parameters()).dtype)
-        self.refuse_plain_backward(model)  # the targets come from rule.step, never from a backward pass
+        # the targets come from rule.step, never from a backward pass: through the model or through its layers
+        self.refuse_plain_backward(model, [spec.module for spec in self.specs])
         return model
 
     @torch.no_grad()
@@ -399,6 +400,10 @@ class TargetPropagation(Rule):
     def step(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
+        with rule_at_work():  # its own passes through the layers, which refuse anyone else's backward
+            return self._step(model, x, y)
+
+    def _step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         self._follow(model)
         train_forward = self.phase in ("parallel", "forward")
         train_inverse = self.phase in ("parallel", "inverse") and len(self.inverses) > 0
@@ -454,6 +459,10 @@ class TargetPropagation(Rule):
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """Per layer: the inverse's relative reconstruction error ‖g(f(x)) − x‖/‖x‖ (clean input), the angle
         between the target step ĥ − h and −∂L/∂h (degrees), and the mean per-example norm ‖ĥ − h‖."""
+        with rule_at_work():
+            return self._probe(model, x, y)
+
+    def _probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         self._follow(model)
         with torch.enable_grad():
             features, inputs = [x], []

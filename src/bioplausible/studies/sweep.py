@@ -484,18 +484,51 @@ class Objective:
 
 
 def check_points(spec: dict[str, Any]) -> None:
-    """Resolve every grid point's configuration before any trial runs: a misspelt option or a value out of range
-    is one ConfigError naming the point, not a failed trial found later (random searches: their base)."""
+    """Resolve every configuration the study can train before any trial runs, so a misspelt option or a value
+    out of range is one ConfigError naming the point, not a failed trial found later: every grid point as it is
+    (a grid option its rule lacks is an error: give per-rule options in a list of grids), and in a random search
+    every point with each searched value at its bounds or choices (there an option the trial's rule or
+    architecture lacks is dropped, as in the trials, but one that no rule or architecture of the study has is an
+    error)."""
+    base = spec.get("base", {})
+    points = points_of(spec)
+    searched = spec.get("random", {}).get("params", {})
+    if "random" not in spec:
+        for params in points:
+            resolve_point(base, params)
+        return
+    check_owned(base, points, [*searched, *(k for p in points for k in p)])
+    for params in points:
+        for key, dist in searched.items():
+            for value in dist["choices"] if "choices" in dist else (dist["low"], dist["high"]):
+                resolve_point(base, applicable({**params, key: value}, base))
+
+
+def resolve_point(base: dict[str, Any], params: dict[str, Any]) -> None:
     from ..build import resolve_config
 
-    base = spec.get("base", {})
-    points = points_of(spec) if grids_of(spec) else [{}]
-    for params in points:
-        try:
-            resolve_config(trial_config(base, applicable(params, base), Path("check")))
-        except ConfigError as err:
-            setting = " ".join(f"{k}={v}" for k, v in params.items())
-            raise ConfigError(f"the study's point {setting or '(base)'}: {err}") from None
+    try:
+        resolve_config(trial_config(base, params, Path("check")))
+    except ConfigError as err:
+        setting = " ".join(f"{k}={v}" for k, v in params.items())
+        raise ConfigError(f"the study's point {setting or '(base)'}: {err}") from None
+
+
+def check_owned(base: dict[str, Any], points: list[dict[str, Any]], keys: list[str]) -> None:
+    """ConfigError for a ``rule_options.X`` / ``arch_options.X`` key that no rule / architecture of the study has."""
+    from ..registry import ARCHS, RULES
+
+    defaults = TrainConfig()
+    for group, registry, field in [("rule_options", RULES, "rule"), ("arch_options", ARCHS, "arch")]:
+        names = {p.get(field, base.get(field, getattr(defaults, field))) for p in points or [{}]}
+        known = {f.name for name in names for f in dataclasses.fields(registry.get(name).Config)}
+        for key in keys:
+            prefix, _, option = key.partition(".")
+            if prefix == group and option not in known:
+                raise ConfigError(
+                    f"{key}: no {field} of the study ({', '.join(sorted(names))}) has an option {option!r}; "
+                    f"theirs: {', '.join(sorted(known))}"
+                )
 
 
 def run_sweep(
@@ -518,7 +551,7 @@ def run_sweep(
     spec = load_spec(spec)
     check_points(spec)
     study_dir = Path(study_dir)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial from report_trial instead
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial from report_trial instead
     try:
         study = open_study(spec, study_dir, storage)
         (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
