@@ -172,6 +172,10 @@ BAD_INPUT = {
     "eval step after the last step": (("--max-steps", "3", "--eval-steps", "2,5"), ("eval_steps 5", "max_steps 3")),
     "fp16 on the CPU": (("--precision", "fp16", "--device", "cpu"), ("fp16 needs a CUDA device", "bf16")),
     "nothing to resume": (("--resume",), ("nothing to resume in out",)),
+    "milestones without the step schedule": (("--lr-milestones", "5"), ("lr_milestones apply to",)),
+    "momentum with adam": (("--momentum", "0.9"), ("momentum is SGD's",)),
+    "eval steps out of order": (("--eval-steps", "5,2"), ("eval_steps must increase",)),
+    "eval step after the run": (("--eval-steps", "100000"), ("eval_steps 100000 come after the run's last step",)),
 }
 
 

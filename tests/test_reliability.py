@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 
 import pytest
@@ -487,3 +488,23 @@ def test_a_plugin_cannot_take_a_built_in_name():
         @registry.register("fa")
         class Impostor(bioplausible.rules.Rule):
             """Backprop in disguise."""
+
+
+def test_options_of_the_wrong_type_or_unknown_losses_are_one_config_error():
+    model = nn.Sequential(nn.Linear(4, 3))
+    x = torch.randn(1, 4)
+    for options, message in [
+        ({"feedback_scale": "2"}, "feedback_scale must be a number; got '2'"),
+        ({"bp_layers": "last"}, "bp_layers takes a list"),
+        ({"loss": "mae"}, "loss must be one of ce, mse"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            bioplausible.convert(copy.deepcopy(model), "fa", example_input=x, **options)
+
+
+def test_early_stopping_records_the_validation_split_it_holds_out(tiny_config):
+    from bioplausible.build import resolve_config
+
+    assert resolve_config(tiny_config(patience=2)).val_fraction == 0.1
+    assert resolve_config(tiny_config(patience=2, val_fraction=0.2)).val_fraction == 0.2
+    assert resolve_config(tiny_config()).val_fraction == 0.0

@@ -80,14 +80,30 @@ def check_fields(obj: Any, what: str) -> None:
             raise ConfigError(prefix + errors[0])
 
 
-def _coerce(cls: type, options: dict[str, Any]) -> dict[str, Any]:
-    """JSON gives lists where the fields are tuples: convert them back."""
+def _coerce(cls: type, options: dict[str, Any], what: str = "") -> dict[str, Any]:
+    """Values as the fields' types want them: JSON's lists become tuples, ints become floats; a value of the wrong
+    type (``"2"`` for a float, ``"last"`` for a tuple of names) is a ConfigError naming the field."""
     hints = typing.get_type_hints(cls)
     out = {}
     for key, value in options.items():
-        origin = typing.get_origin(hints.get(key))
-        out[key] = tuple(value) if origin is tuple and isinstance(value, list) else value
+        out[key] = _as_type(hints.get(key), value, f"{what}: {key}" if what else key)
     return out
+
+
+def _as_type(hint: Any, value: Any, name: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and args[-1:] == (Ellipsis,):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name} takes a list (a tuple), e.g. [{value!r}]; got {value!r}")
+        return tuple(_as_type(args[0], v, name) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    expected = {float: float, int: int, bool: bool, str: str}.get(hint)
+    wrong = expected is not None and (not isinstance(value, expected) or (expected is int and isinstance(value, bool)))
+    if wrong:
+        kind = {float: "a number", int: "an integer", bool: "true or false", str: "a string"}[hint]
+        raise ConfigError(f"{name} must be {kind}; got {value!r} ({type(value).__name__})")
+    return value
 
 
 def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
@@ -97,7 +113,7 @@ def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
     if unknown:
         valid = ", ".join(sorted(names)) or "(none)"
         raise ConfigError(f"{what} has no option {', '.join(unknown)}; its options are: {valid}")
-    obj = cls(**_coerce(cls, options))
+    obj = cls(**_coerce(cls, options, what))
     check_fields(obj, what)
     relate = getattr(obj, "validate", None)  # checks that relate two fields
     if relate:
@@ -219,6 +235,12 @@ class TrainConfig:
         check_fields(self, "")
         if self.lr_schedule == "step" and not self.lr_milestones:
             raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
+        if self.lr_milestones and self.lr_schedule != "step":  # they would be silently ignored
+            raise ConfigError(f"lr_milestones apply to --lr-schedule step only (got {self.lr_schedule})")
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError(f"momentum is SGD's (--optimizer sgd); {self.optimizer} has its own moments")
+        if list(self.eval_steps) != sorted(set(self.eval_steps)):
+            raise ConfigError(f"eval_steps must increase, each step once (got {','.join(map(str, self.eval_steps))})")
         late = [s for s in self.eval_steps if self.max_steps and s > self.max_steps]
         if late:  # they would silently never be evaluated
             raise ConfigError(

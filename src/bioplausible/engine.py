@@ -305,9 +305,13 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
         data.augment = None
     if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
         config = dataclasses.replace(config, epochs=planned_epochs(data, config))
+    steps = config.max_steps or config.epochs * batches_per_epoch(data, config)
+    late = [s for s in config.eval_steps if s > steps]
+    if late:  # they would silently never be evaluated
+        raise ConfigError(f"eval_steps {', '.join(map(str, late))} come after the run's last step {steps}")
     val = None
-    if config.val_fraction > 0 or config.patience > 0:
-        data, val = data.split_validation(config.val_fraction or 0.1, seed=config.seed)
+    if config.val_fraction > 0:
+        data, val = data.split_validation(config.val_fraction, seed=config.seed)
         val = tuple(t.to(device) for t in val)
     data = data.to(device)
     backends = set_backends(config)

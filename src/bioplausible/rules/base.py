@@ -32,7 +32,7 @@ from torch import nn
 
 from ..config import build_options
 from ..distributed import SINGLE, Distributed
-from ..errors import IncompatibleError
+from ..errors import ConfigError, IncompatibleError
 from ..layers.feedback import feedback_layers, true_gradient_requested
 from ..probes.spec import ProbeSpec
 from ..protocols import Protocol
@@ -79,6 +79,8 @@ class Rule(nn.Module):
     def __init__(self, loss: str = "ce", **options: Any):
         super().__init__()
         self.config = build_options(self.Config, options, f"rule {self.name!r}")
+        if loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)} (got {loss!r})")
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]
         self.layers: dict[str, nn.Module] = {}  # layers prepare() swapped, by name (a plain dict: not submodules)
