@@ -171,3 +171,17 @@ def test_the_results_table_shows_our_data_beside_the_papers_number(tmp_path):
     table = results_rows([make_run(tmp_path, config, summary)])
     row = dict(zip(table.headers, table.rows[0]))
     assert row["data"] == "CIFAR-10 (JPEG q75)" and row["paper test err %"].startswith("8.63 (Sanfiz & Akrout")
+
+
+def test_a_shorter_run_gets_the_papers_number_with_the_epochs_it_was_published_after():
+    from bioplausible.papers import published_for
+
+    config = {
+        "dataset": "mnist", "arch": "energy-net", "rule": "ep", "lr": 0.015, "epochs": 50,
+        "arch_options": {"hidden_sizes": [100] * 5, "topology": "layered"},
+    }  # fmt: skip
+    assert published_for(config) is None  # exact matching: no 50-epoch number was published
+    near = published_for(config, other_epochs=True)
+    assert near.test_error == 13.18 and near.source.endswith("after 100 epochs")  # 100 is nearer 50 than 10 is
+    assert published_for({**config, "epochs": 12}, other_epochs=True).test_error == 31.1
+    assert published_for({**config, "epochs": 10}, other_epochs=True).source.endswith("p-sweep")  # exact

@@ -11,7 +11,9 @@ Sources are quoted in the project's ``TARGETS.md``; BioTorch's recipe is read fr
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,17 +83,29 @@ def full_training_set(config: dict[str, Any], summary: dict[str, Any] | None = N
     return True
 
 
-def published_for(config: dict[str, Any], summary: dict[str, Any] | None = None) -> Published | None:
+def published_for(
+    config: dict[str, Any], summary: dict[str, Any] | None = None, other_epochs: bool = False
+) -> Published | None:
     """The published number for a run with this (resolved) config, if any; none for a run that did not train on
-    the full training set (see ``full_training_set``, which reads ``summary`` when the config cannot tell)."""
+    the full training set (see ``full_training_set``, which reads ``summary`` when the config cannot tell).
+
+    ``other_epochs``: when no entry matches exactly, one that differs only in its number of epochs, its source
+    then saying after how many epochs it was published (a shorter run printed beside the paper's full one)."""
     if not full_training_set(config, summary):
         return None
     dataset = config.get("dataset")
-    for entry in PUBLISHED:
-        if (entry.dataset, entry.arch, entry.rule) != (dataset, config.get("arch"), config.get("rule")):
-            continue
+    candidates = [
+        e for e in PUBLISHED if (e.dataset, e.arch, e.rule) == (dataset, config.get("arch"), config.get("rule"))
+    ]
+    for entry in candidates:
         if all(_same(setting(config, k), v) for k, v in entry.match.items()):
             return entry
+    near = [e for e in candidates if "epochs" in e.match] if other_epochs else []
+    epochs = max(config.get("epochs") or 1, 1)
+    for entry in sorted(near, key=lambda e: abs(math.log(e.match["epochs"] / epochs))):  # the closest ratio first
+        rest = {k: v for k, v in entry.match.items() if k != "epochs"}
+        if all(_same(setting(config, k), v) for k, v in rest.items()):
+            return dataclasses.replace(entry, source=f"{entry.source}, after {entry.match['epochs']} epochs")
     return None
 
 

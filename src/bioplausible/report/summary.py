@@ -39,7 +39,7 @@ def row_label(run: Run) -> tuple[str, str, str, Any]:
 
 
 def paper_cell(run: Run) -> str:
-    paper = published_for(run.config, run.summary)
+    paper = published_for(run.config, run.summary, other_epochs=True)
     return f"{paper.test_error:.2f} ({paper.source})" if paper else "–"
 
 
