@@ -1,6 +1,7 @@
 """Oracle tests for the feedback-alignment family: each rule against the gradient it must (or must not) equal."""
 
 import copy
+import math
 
 import pytest
 import torch
@@ -311,3 +312,44 @@ def same_state(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return type(a) is type(b) and len(a) == len(b) and all(same_state(x, z) for x, z in zip(a, b))
     return a == b
+
+
+@pytest.mark.parametrize("rule_name", RULES.list())
+@pytest.mark.parametrize("arch", ARCHS.list())
+def test_every_rule_steps_every_arch_in_float64(rule_name, arch):
+    """The same matrix in float64: a rule's own tensors (B, noise, inverses, states) follow the model's dtype."""
+    if refusal(rule_name, arch):
+        return  # refused in float32 too (the test above)
+    shape, options = SMALL_ARCHS[arch]
+    torch.manual_seed(0)
+    model = create_arch(arch, shape, 10, **options).double()
+    x, y = torch.randn(4, *shape, dtype=torch.float64), torch.arange(4) % 10
+    rule = create_rule(rule_name)
+    model = rule.prepare(model, x[:2])
+    metrics = rule.step(model, x, y)
+    assert math.isfinite(metrics["loss"].item())
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.dtype == torch.float64 and torch.isfinite(p.grad).all(), name
+
+
+ENERGY_RUNS = {
+    "ep": {"arch": "energy-net", "arch_options": {"hidden_sizes": [8], "free_steps": 20, "nudged_steps": 4}},
+    "ep@conv-energy-net": {
+        "arch": "conv-energy-net",
+        "dataset": "digits",
+        "arch_options": {"conv_channels": [2], "kernel_sizes": [3], "paddings": [1], "free_steps": 10},
+    },
+}
+
+
+@pytest.mark.parametrize("rule_name", [*RULES.list(), "ep@conv-energy-net"])
+def test_every_rule_runs_under_precision_bf16_on_the_cpu(rule_name, tiny_config):
+    """``--precision bf16`` end to end (engine, autocast, probes) for every rule (EP on both energy nets)."""
+    from bioplausible.engine import fit
+    from bioplausible.runs import read_json
+
+    setup = ENERGY_RUNS.get(rule_name, {})
+    config = tiny_config(rule=rule_name.split("@")[0], precision="bf16", epochs=1, max_batches=2, **setup)
+    run = fit(config, quiet=True)
+    summary, saved = read_json(run / "summary.json"), read_json(run / "config.json")
+    assert summary["status"] == "ok" and saved["precision"] == "bf16", summary

@@ -367,7 +367,8 @@ class ConvEnergyNet(Architecture):
         steps = self.free_steps if steps is None else steps
         tolerance = self.tolerance if tolerance is None else tolerance
         needs_graph = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        with torch.set_grad_enabled(needs_graph):
+        # in the parameters' dtype under autocast too: a bf16 state could not resolve the tolerance
+        with torch.set_grad_enabled(needs_graph), torch.autocast(x.device.type, enabled=False):
             layers, residuals = self._sweeps(x, state, steps, force, tolerance)
             return Settling(self.join(layers, force), len(residuals), torch.stack(residuals), tolerance)
 

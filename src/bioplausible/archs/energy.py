@@ -446,7 +446,9 @@ class EnergyNet(Architecture):
         steps = self.free_steps if steps is None else steps
         tolerance = self.tolerance if tolerance is None else tolerance
         fast = not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
-        with flush_denormal():  # states decaying toward 0 would otherwise turn denormal and slow 50×
+        # states decaying toward 0 would otherwise turn denormal and slow 50×; a bf16 state could not resolve the
+        # tolerance, so the settling runs in the parameters' dtype under autocast too
+        with flush_denormal(), torch.autocast(x.device.type, enabled=False):
             if method == "euler":
                 inputs, neighbours, links = self.couplings(sparse=True)
                 drive = self.input_drive(x, inputs)  # [(N, n_l)]

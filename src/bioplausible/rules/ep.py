@@ -287,7 +287,12 @@ class EquilibriumPropagation(Rule):
         return free, nudged, target
 
     def estimate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None):
-        """The EP gradient of every parameter (scaled per layer) and the settlings it came from."""
+        """The EP gradient of every parameter (scaled per layer) and the settlings it came from, in the
+        parameters' dtype under autocast too (for the step and the probes alike)."""
+        with torch.autocast(x.device.type, enabled=False):
+            return self._estimate(model, x, y, index)
+
+    def _estimate(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None):
         free, nudged, target = self.equilibria(model, x, y, index)
         (b_a, s_a), *rest = nudged.items()
         b_b, s_b = rest[0] if rest else (0.0, free)
@@ -314,8 +319,7 @@ class EquilibriumPropagation(Rule):
 
         Under autocast the settling and the contrast run in the parameters' dtype: bf16 cannot resolve the
         settling tolerance, and the update is a small difference of two energies."""
-        with torch.autocast(x.device.type, enabled=False):
-            grads, free, nudged, target = self.estimate(model, x, y, index)
+        grads, free, nudged, target = self.estimate(model, x, y, index)
         for name, p in model.named_parameters():
             if name in grads:
                 p.grad = grads[name] if p.grad is None else p.grad + grads[name]
