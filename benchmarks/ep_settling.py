@@ -173,7 +173,7 @@ def step_costs(xb: torch.Tensor, steps: int = 200, rounds: int = 5) -> None:
                 f"({count} matmuls, {links} links) -> ratio {best[method] / best[f'bare {method}']:.2f}"
             )
         print(f"    block sweep / euler step {best['block'] / best['euler']:.2f}")
-    topology_costs(xb)
+    topology_costs(xb, rounds=rounds)
 
 
 def topology_costs(xb: torch.Tensor, steps: int = 100, rounds: int = 5) -> None:
@@ -294,6 +294,7 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3, help="passes for part c (0: skip it)")
+    parser.add_argument("--rounds", type=int, default=5, help="part b: timing rounds (the best is reported)")
     parser.add_argument("--png", default="", help="part a: save the free phase's residual per step here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -303,7 +304,7 @@ def main() -> None:
     if "a" in args.parts:
         steps_to_tolerance(xb, args.tolerance, args.png)
     if "b" in args.parts:
-        step_costs(xb)
+        step_costs(xb, rounds=args.rounds)
     if "c" in args.parts and args.epochs:
         time_to_accuracy(args, x, y, test_x, test_y)
 

@@ -53,6 +53,9 @@ def shortened(args: list[str], tmp_path: Path) -> list[str]:
     args = ["cpu" if a == "cuda" else a for a in args]
     args[args.index("--out") + 1] = str(tmp_path / "run")
     # No per-epoch probes: they are tested on their own, and EP's BPTT reference would dominate the test's time.
+    # EP settles at most 20 steps here: the evaluation settles the whole test set.
+    if "--free-steps" in args:
+        args[args.index("--free-steps") + 1] = "20"
     return [*args, "--epochs", "1", "--max-batches", "3", "--no-progress", "--probe-every", "0"]
 
 
@@ -102,7 +105,8 @@ def test_benchmark_command(command, tmp_path):
         args += ["--samples", "200", "--epochs", "2", "--every", "1"]
     elif "ep_settling" in args[0]:  # parts a and b run in the --epochs 0 command; the other needs only part c
         part_c = "--epochs" in args and args[args.index("--epochs") + 1] != "0"
-        args += ["--samples", "40", "--epochs", "1", "--tolerance", "1e-2", *(["--parts", "c"] if part_c else [])]
+        args += ["--samples", "40", "--epochs", "1", "--tolerance", "1e-2", "--rounds", "1"]
+        args += ["--parts", "c"] if part_c else []
     else:
         args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
