@@ -508,3 +508,10 @@ def test_early_stopping_records_the_validation_split_it_holds_out(tiny_config):
     assert resolve_config(tiny_config(patience=2)).val_fraction == 0.1
     assert resolve_config(tiny_config(patience=2, val_fraction=0.2)).val_fraction == 0.2
     assert resolve_config(tiny_config()).val_fraction == 0.0
+
+
+def test_dfa_without_an_example_input_says_what_it_assumed():
+    """Without an example input DFA cannot trace which layer is the output: it says which one it took."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    with pytest.warns(UserWarning, match="takes the last registered layer \\('2', 2 outputs\\)"):
+        bioplausible.convert(model, "dfa")

@@ -21,6 +21,7 @@ output), so a plain ``loss.backward()`` loop trains DFA as ``rule.step`` does.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -85,6 +86,13 @@ class DirectFeedbackAlignment(FeedbackRule):
             raise ConfigError(
                 "dfa sizes B from the layers' inputs: pass an example input, convert(model, 'dfa', example_input=x[:1])"
             )
+        warnings.warn(
+            f"dfa without an example input takes the last registered layer ({layers[-1][0]!r}, "
+            f"{layers[-1][1].out_features} outputs) as the output layer and the registration order as the order "
+            "the layers run; pass example_input=x[:1] to convert so that both are traced",
+            UserWarning,
+            stacklevel=4,
+        )
         return Trace(
             order=[n for n, _ in layers],
             input_shapes={n: (layer.in_features,) for n, layer in layers},
