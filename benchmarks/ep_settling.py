@@ -56,21 +56,23 @@ def best_time(fn, repeats: int = 5, number: int = 200) -> float:
     return best
 
 
-def mnist(data_dir: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
-    """n training and 1,000 test images (flattened) with labels, and the data's name."""
+def mnist(
+    data_dir: str | None, n: int, n_test: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+    """n training and n_test test images (flattened) with labels, and the data's name."""
     try:
         data = load_dataset("mnist", data_dir=data_dir, download=False)
         return (
             data.train_x[:n].flatten(1),
             data.train_y[:n],
-            data.test_x[:1000].flatten(1),
-            data.test_y[:1000],
+            data.test_x[:n_test].flatten(1),
+            data.test_y[:n_test],
             "MNIST",
         )
     except BioplausibleError:
         g = torch.Generator().manual_seed(0)
-        x, tx = torch.rand(n, 784, generator=g), torch.rand(1000, 784, generator=g)
-        return x, torch.randint(0, 10, (n,), generator=g), tx, torch.randint(0, 10, (1000,), generator=g), "random"
+        x, tx = torch.rand(n, 784, generator=g), torch.rand(n_test, 784, generator=g)
+        return x, torch.randint(0, 10, (n,), generator=g), tx, torch.randint(0, 10, (n_test,), generator=g), "random"
 
 
 def gammell_net(topology: str, p: float, **options) -> torch.nn.Module:
@@ -294,11 +296,12 @@ def main() -> None:
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3, help="passes for part c (0: skip it)")
+    parser.add_argument("--test-samples", type=int, default=1000, help="part c: test images")
     parser.add_argument("--rounds", type=int, default=5, help="part b: timing rounds (the best is reported)")
     parser.add_argument("--png", default="", help="part a: save the free phase's residual per step here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    x, y, test_x, test_y, source = mnist(args.data_dir, args.samples)
+    x, y, test_x, test_y, source = mnist(args.data_dir, args.samples, args.test_samples)
     xb = x[: args.batch_size]
     print(f"784-100x5-10, batch {args.batch_size}, {torch.get_num_threads()} thread(s), data: {source}")
     if "a" in args.parts:

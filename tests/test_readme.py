@@ -105,8 +105,8 @@ def test_benchmark_command(command, tmp_path):
         args += ["--samples", "200", "--epochs", "2", "--every", "1"]
     elif "ep_settling" in args[0]:  # parts a and b run in the --epochs 0 command; the other needs only part c
         part_c = "--epochs" in args and args[args.index("--epochs") + 1] != "0"
-        args += ["--samples", "40", "--epochs", "1", "--tolerance", "1e-2", "--rounds", "1"]
-        args += ["--parts", "c"] if part_c else []
+        args += ["--samples", "40", "--test-samples", "40", "--tolerance", "1e-2", "--rounds", "1"]
+        args += ["--parts", "c", "--epochs", "1"] if part_c else []
     else:
         args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
@@ -115,6 +115,7 @@ def test_benchmark_command(command, tmp_path):
     assert result.returncode == 0, result.stderr
     expected = (
         "ratio to bp",
+        "block sweep / euler step",
         "saved for backward",
         "time to the fixed-cap run's final test accuracy",
         "epoch 1 fwd 1",

@@ -165,8 +165,12 @@ def test_a_sweep_killed_by_sigkill_continues_where_it_stopped(tmp_path):
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["0", "1"]  # the retry continued runs/1
 
 
+# The worker takes Ctrl-C as a terminal delivers it: a process started in the background by a non-interactive shell
+# (nohup ... &, some CI runners) inherits SIGINT *ignored*, and Python then keeps ignoring it.
 INTERRUPTIBLE = """
+import signal
 import sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from bioplausible.studies import run_sweep
 try:
     run_sweep({spec!r}, sys.argv[1])
