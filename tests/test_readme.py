@@ -1,5 +1,8 @@
 """Every command the README shows is exercised here (train runs shortened to one epoch, outputs in tmp)."""
 
+import contextlib
+import io
+import os
 import re
 import shlex
 import shutil
@@ -23,12 +26,30 @@ def bash_commands() -> list[str]:
 COMMANDS = bash_commands()
 
 
-def cli(args: list[str], cwd: Path, timeout: int = 1800) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "bioplausible.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stderr
-    return result
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``bioplausible ARGS`` run in this process with ``cwd`` as the working directory; its exit code must be 0.
+
+    In-process because a subprocess per command spent most of this file's time importing torch again; what the
+    CLI does as a program of its own (entry point, ``python -m``, torchrun, no torch for ``--help``) is tested in
+    tests/test_cli.py and tests/test_distributed.py. Torch's thread count, which ``--threads`` sets, is restored."""
+    import torch
+
+    from bioplausible.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous, threads = os.getcwd(), torch.get_num_threads()
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit:  # argparse's own exits (--help)
+                code = exit.code
+    finally:
+        os.chdir(previous)
+        torch.set_num_threads(threads)
+    assert code in (0, None), err.getvalue()
+    return subprocess.CompletedProcess(args, 0, out.getvalue(), err.getvalue())
 
 
 def test_readme_shows_the_two_commands_and_ci_runs_the_test_one():
