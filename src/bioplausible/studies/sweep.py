@@ -203,19 +203,29 @@ def applicable(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
 
     One random space serves every grid point, so a search over, say, TP's ``rule_options.inverse_lr`` next to bp
     draws a value for bp too; it is dropped here rather than refused by bp (a conditional search space)."""
-    from ..registry import ARCHS, RULES
-
-    defaults = TrainConfig()
-    accepts = {}
-    for group, registry, field in [("rule_options", RULES, "rule"), ("arch_options", ARCHS, "arch")]:
-        name = params.get(field, base.get(field, getattr(defaults, field)))
-        accepts[group] = {f.name for f in dataclasses.fields(registry.get(name).Config)}
+    accepts = {group: options_of(group, chosen(field, params, base)) for group, field in OWNERS.items()}
     kept = {}
     for key, value in params.items():
         group, _, option = key.partition(".")
         if not option or group not in OPTION_GROUPS or option in accepts[group]:
             kept[key] = value
     return kept
+
+
+OWNERS = {"rule_options": "rule", "arch_options": "arch"}  # option group -> the field that chooses its owner
+
+
+def chosen(field: str, params: dict[str, Any], base: dict[str, Any]) -> str:
+    """The rule or architecture a point trains: its own value, else the base's, else TrainConfig's default."""
+    return params.get(field, base.get(field, getattr(TrainConfig(), field)))
+
+
+def options_of(group: str, name: str) -> set[str]:
+    """The option names of rule (``rule_options``) or architecture (``arch_options``) ``name``."""
+    from ..registry import ARCHS, RULES
+
+    registry = RULES if group == "rule_options" else ARCHS
+    return {f.name for f in dataclasses.fields(registry.get(name).Config)}
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], out: Path) -> TrainConfig:
@@ -516,12 +526,9 @@ def resolve_point(base: dict[str, Any], params: dict[str, Any]) -> None:
 
 def check_owned(base: dict[str, Any], points: list[dict[str, Any]], keys: list[str]) -> None:
     """ConfigError for a ``rule_options.X`` / ``arch_options.X`` key that no rule / architecture of the study has."""
-    from ..registry import ARCHS, RULES
-
-    defaults = TrainConfig()
-    for group, registry, field in [("rule_options", RULES, "rule"), ("arch_options", ARCHS, "arch")]:
-        names = {p.get(field, base.get(field, getattr(defaults, field))) for p in points or [{}]}
-        known = {f.name for name in names for f in dataclasses.fields(registry.get(name).Config)}
+    for group, field in OWNERS.items():
+        names = {chosen(field, p, base) for p in points or [{}]}
+        known = set().union(*(options_of(group, name) for name in names))
         for key in keys:
             prefix, _, option = key.partition(".")
             if prefix == group and option not in known:
