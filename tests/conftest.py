@@ -68,3 +68,21 @@ def run_cli(tmp_path) -> Callable[..., subprocess.CompletedProcess]:
         )
 
     return run
+
+
+@pytest.fixture
+def sgd_steps() -> Callable[..., list[dict]]:
+    """``sgd_steps(rule, model, x, y, steps=20, lr=0.2)``: that many plain-SGD steps of ``rule`` on one batch;
+    returns each step's metrics (the loss as a float), for tests that a rule lowers the loss."""
+
+    def run(rule, model, x, y, steps: int = 20, lr: float = 0.2) -> list[dict]:
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+        records = []
+        for _ in range(steps):
+            optimizer.zero_grad(set_to_none=True)
+            metrics = rule.step(model, x, y)
+            optimizer.step()
+            records.append({**metrics, "loss": metrics["loss"].item()})
+        return records
+
+    return run

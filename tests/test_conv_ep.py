@@ -175,7 +175,7 @@ def test_persistent_states_restart_each_example_from_its_last_equilibrium():
 
 
 @pytest.mark.parametrize("nudging", ["one-sided", "symmetric", "random-sign"])
-def test_sgd_steps_lower_the_loss_and_settling_stops_at_the_tolerance(nudging):
+def test_sgd_steps_lower_the_loss_and_settling_stops_at_the_tolerance(nudging, sgd_steps):
     torch.manual_seed(0)
     options = {"conv_channels": (4,), "kernel_sizes": (3,), "paddings": (1,), "hidden_sizes": (8,)}
     net = create_arch("conv-energy-net", SHAPE, CLASSES, free_steps=100, nudged_steps=20, tolerance=1e-4, **options)
@@ -186,15 +186,10 @@ def test_sgd_steps_lower_the_loss_and_settling_stops_at_the_tolerance(nudging):
     x[y == 2, :, :, :4] += 1.0
     rule = create_rule("ep", beta=0.5, nudging=nudging, cost="ce")
     rule.prepare(net)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.2)
-    losses = []
-    for _ in range(20):
-        optimizer.zero_grad(set_to_none=True)
-        metrics = rule.step(net, x, y)
-        optimizer.step()
-        losses.append(metrics["loss"].item())
+    records = sgd_steps(rule, net, x, y)
+    losses = [r["loss"] for r in records]
     assert losses[-1] < 0.8 * losses[0], losses
-    assert 1 <= metrics["free_steps"].item() < 100  # stopped at the tolerance, not the cap
+    assert 1 <= records[-1]["free_steps"].item() < 100  # stopped at the tolerance, not the cap
     probes = rule.probe(net, x, y)
     norms = [f"probe/ep_update_norm/{pair}" for pair in ("0-1", "1-2", "2-3")]  # convolution, dense, readout
     assert set(probes) == {*norms, "probe/ep_free_steps", "probe/ep_residual_last", "probe/ep_free_unsettled"}

@@ -200,7 +200,7 @@ def test_layer_lr_scale_scales_each_layers_gradient():
     torch.testing.assert_close(scaled, plain * factors)
 
 
-def test_sgd_steps_lower_loss_and_settling_stops_at_tolerance():
+def test_sgd_steps_lower_loss_and_settling_stops_at_tolerance(sgd_steps):
     torch.manual_seed(0)
     euler = {"settle": "euler", "hidden_sizes": (16,)}  # block settling trains in test_ep_block.py
     net = create_arch("energy-net", (4,), 3, free_steps=200, nudged_steps=30, tolerance=1e-4, **euler)
@@ -216,13 +216,8 @@ def test_sgd_steps_lower_loss_and_settling_stops_at_tolerance():
         model.load_state_dict(net.state_dict())
         rule = create_rule("ep", beta=0.5, nudging=nudging, warm_start=nudging == "symmetric")
         rule.prepare(model)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.2)
-        losses = []
-        for _ in range(20):
-            optimizer.zero_grad(set_to_none=True)
-            metrics = rule.step(model, x, y)
-            optimizer.step()
-            losses.append(metrics["loss"].item())
+        records = sgd_steps(rule, model, x, y)
+        losses, metrics = [r["loss"] for r in records], records[-1]
         assert losses[-1] < 0.8 * losses[0], (nudging, losses)
         assert 1 <= metrics["free_steps"].item() < 200  # stopped at the tolerance, not the cap
         assert 1 <= metrics["nudged_steps"].item() <= 30

@@ -146,7 +146,7 @@ def test_block_settling_takes_far_fewer_steps_than_euler():
 
 
 @pytest.mark.parametrize("nudging", ["one-sided", "random-sign", "symmetric"])
-def test_sgd_with_block_settling_lowers_the_loss(nudging):
+def test_sgd_with_block_settling_lowers_the_loss(nudging, sgd_steps):
     torch.manual_seed(0)
     net = create_arch("energy-net", (4,), 3, hidden_sizes=(16,))  # the defaults: block settling
     g = torch.Generator().manual_seed(0)
@@ -154,14 +154,9 @@ def test_sgd_with_block_settling_lowers_the_loss(nudging):
     y = (x[:, 0] > x[:, 1]).long() + (x[:, 2] > 0.5).long()  # a tiny learnable 3-class problem
     rule = create_rule("ep", beta=0.5, nudging=nudging)
     rule.prepare(net)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.2)
-    losses = []
-    for _ in range(20):
-        optimizer.zero_grad(set_to_none=True)
-        metrics = rule.step(net, x, y)
-        optimizer.step()
-        losses.append(metrics["loss"].item())
-        assert metrics["free_unsettled"] == 0 and metrics["nudged_unsettled"] == 0
+    records = sgd_steps(rule, net, x, y)
+    assert all(r["free_unsettled"] == 0 and r["nudged_unsettled"] == 0 for r in records)
+    losses = [r["loss"] for r in records]
     assert losses[-1] < 0.7 * losses[0], losses
 
 
