@@ -502,12 +502,12 @@ def test_options_of_the_wrong_type_or_unknown_losses_are_one_config_error():
             bioplausible.convert(copy.deepcopy(model), "fa", example_input=x, **options)
 
 
-def test_early_stopping_records_the_validation_split_it_holds_out(tiny_config):
+def test_early_stopping_asks_for_the_validation_split_it_stops_on(tiny_config):
     from bioplausible.build import resolve_config
 
-    assert resolve_config(tiny_config(patience=2)).val_fraction == 0.1
+    with pytest.raises(ConfigError, match="patience needs a validation split"):
+        resolve_config(tiny_config(patience=2))
     assert resolve_config(tiny_config(patience=2, val_fraction=0.2)).val_fraction == 0.2
-    assert resolve_config(tiny_config()).val_fraction == 0.0
 
 
 def test_dfa_without_an_example_input_says_what_it_assumed():

@@ -56,14 +56,8 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
             f"{', '.join(sorted(defaults)) or '(none)'}"
         )
     dataset_options = {**defaults, **config.dataset_options}
-    # early stopping needs a validation split: 10 % unless given, and recorded as what the run holds out
-    val_fraction = config.val_fraction or (0.1 if config.patience else 0.0)
     return dataclasses.replace(
-        config,
-        rule_options=rule_options,
-        arch_options=arch_options,
-        dataset_options=dataset_options,
-        val_fraction=val_fraction,
+        config, rule_options=rule_options, arch_options=arch_options, dataset_options=dataset_options
     )
 
 

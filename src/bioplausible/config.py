@@ -237,6 +237,8 @@ class TrainConfig:
             raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
         if self.lr_milestones and self.lr_schedule != "step":  # they would be silently ignored
             raise ConfigError(f"lr_milestones apply to --lr-schedule step only (got {self.lr_schedule})")
+        if self.patience and not self.val_fraction:  # early stopping would take a split nobody asked for
+            raise ConfigError("patience needs a validation split to stop on: give --val-fraction (e.g. 0.1)")
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError(f"momentum is SGD's (--optimizer sgd); {self.optimizer} has its own moments")
         if list(self.eval_steps) != sorted(set(self.eval_steps)):
