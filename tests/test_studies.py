@@ -289,7 +289,7 @@ def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
 
 
 def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():
-    for name in ("skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep"):
+    for name in ("skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep", "ep-open-questions"):
         small, paper = preset_spec(name, "small"), preset_spec(name, "paper")
         load_spec(small), load_spec(paper)
         assert "SMALL budget" in small["notes"] and "PAPER budget" in paper["notes"]
@@ -300,7 +300,9 @@ def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():
     assert archs == {"mlp", "dense-mlp", "convnet", "dense-convnet"}
 
 
-@pytest.mark.parametrize("name", ["skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep"])
+@pytest.mark.parametrize(
+    "name", ["skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep", "ep-open-questions"]
+)
 def test_every_budget_of_a_preset_loads_and_expands_to_valid_configs(name):
     """Dry: every grid point of every budget is a config whose rule, architecture and options resolve."""
     from bioplausible.build import resolve_config
@@ -500,14 +502,18 @@ def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_pa
     assert len({t.user_attrs["run"] for t in done}) == 6
 
 
-def energy_run(topology, p=0.1, accuracy=0.5, scale=None, lr=0.015, norms=None, path="x"):
+def energy_run(topology, p=0.1, accuracy=0.5, scale=None, lr=0.015, norms=None, path="x", depth=5, a=0.168,
+               removed=0, curve=(0.4, 0.5)):  # fmt: skip
     from bioplausible.analysis.runs import make_run
 
-    arch = {"hidden_sizes": [100] * 5, "topology": topology, "p": p}
+    arch = {"hidden_sizes": [100] * depth, "topology": topology, "p": p, "a": a}
+    rule = {**({"layer_lr_scale": scale} if scale else {}), **({"remove_skip_after": removed} if removed else {})}
     config = {"dataset": "mnist", "arch": "energy-net", "rule": "ep", "lr": lr, "epochs": 10, "arch_options": arch,
-              "rule_options": {"layer_lr_scale": scale} if scale else {}}  # fmt: skip
-    metrics = [{"epoch": e, **{f"probe/ep_update_norm/{k}": v for k, v in (norms or {}).items()}} for e in (1, 2)]
-    return make_run(path, config, {"test_accuracy": accuracy}, metrics)
+              "rule_options": rule}  # fmt: skip
+    metrics = [{"epoch": e, "test/accuracy": acc, **{f"probe/ep_update_norm/{k}": v for k, v in (norms or {}).items()}}
+               for e, acc in enumerate(curve, 1)]  # fmt: skip
+    summary = {"test_accuracy": accuracy, "best_test_accuracy": max(accuracy, *curve)}
+    return make_run(path, config, summary, metrics)
 
 
 def test_energy_runs_are_told_apart_by_topology_and_per_layer_rates():
@@ -549,6 +555,48 @@ def test_layer_skipping_figures_plot_error_against_p_and_the_update_profile(tmp_
     ((_, path),) = update_profile([layered, *skips], tmp_path)
     assert path.stat().st_size > 10_000
     assert update_profile([energy_run("layered")], tmp_path) == []
+
+
+def test_the_open_questions_study_asks_depth_removal_and_scale_on_gammells_protocol():
+    from bioplausible.studies.presets import budgets_of
+
+    assert budgets_of("ep-open-questions") == ("small", "medium", "paper")
+    spec = preset_spec("ep-open-questions", "medium")
+    points = points_of(spec)
+    depths = {(p["arch_options.topology"], len(p["arch_options.hidden_sizes"])) for p in points}
+    assert depths == {(t, d) for t in ("layered", "skip") for d in (3, 5, 8)}
+    assert [p["rule_options.remove_skip_after"] for p in points if "rule_options.remove_skip_after" in p] == [3]
+    assert sorted(p.get("arch_options.a", 0.168) for p in points if len(p["arch_options.hidden_sizes"]) == 5
+                  and p["arch_options.topology"] == "skip" and "rule_options.remove_skip_after" not in p) == [
+        0.042, 0.168, 0.672]  # fmt: skip
+    base = spec["base"]
+    assert base["lr"] == 0.015 and base["rule_options"]["nudging"] == "random-sign" and base["dataset"] == "mnist"
+    assert preset_spec("ep-open-questions", "paper")["base"]["epochs"] == 100
+
+
+def test_the_open_questions_figures_draw_depth_removal_and_scale(tmp_path):
+    """Each figure appears only where the runs hold its question; the depth figure's ratio is the first adjacent
+    pair's update norm over the last's (the lr cancels)."""
+    from bioplausible.archs.energy import EnergyNet
+    from bioplausible.archs.energy_figures import a_sweep, depth_sweep, input_output_ratio, skip_removal
+
+    assert {depth_sweep, skip_removal, a_sweep} <= set(EnergyNet.figures)
+    norms3 = {"0-1": 0.01, "1-2": 0.1, "3-4": 1.0}
+    norms5 = {"0-1": 1e-3, "5-6": 1.0}
+    runs = [energy_run("layered", depth=3, norms=norms3), energy_run("layered", depth=5, norms=norms5),
+            energy_run("skip", depth=3, norms=norms3), energy_run("skip", depth=5, norms=norms5)]  # fmt: skip
+    assert input_output_ratio(runs[0]) == pytest.approx(0.01) and input_output_ratio(runs[1]) == pytest.approx(1e-3)
+    assert skip_removal(runs, tmp_path) == [] and a_sweep(runs, tmp_path) == []
+    assert depth_sweep(runs[:1] + runs[2:3], tmp_path) == []  # one depth per topology: no sweep
+    ((title, path),) = depth_sweep(runs, tmp_path)
+    assert "Depth" in title and path.stat().st_size > 10_000
+    removed = energy_run("skip", removed=1, curve=(0.6, 0.3))
+    ((title, path),) = skip_removal([*runs, removed], tmp_path)
+    assert "Removing" in title and path.stat().st_size > 10_000
+    assert depth_sweep([removed, runs[3]], tmp_path) == []  # the removed net is not a point of the depth sweep
+    scales = [energy_run("skip", a=a) for a in (0.042, 0.168, 0.672)]
+    ((title, path),) = a_sweep([*scales, removed], tmp_path)
+    assert "scale a" in title and path.stat().st_size > 10_000
 
 
 def test_the_results_table_tells_runs_of_one_label_apart_by_what_differs():

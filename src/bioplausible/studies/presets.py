@@ -403,11 +403,70 @@ def _layer_skipping_ep(budget: str) -> dict[str, Any]:
     }
 
 
+def _ep_open_questions(budget: str) -> dict[str, Any]:
+    """Gammell et al.'s (2020) open questions as one study: depth, removing the skip connections, their scale a."""
+    small, medium = budget == "small", budget == "medium"
+    epochs = {"small": 10, "medium": 6, "paper": 100}[budget]
+    depths = [3, 5, 8]
+    skip = {"arch_options.topology": ["skip"], "arch_options.p": [0.1]}
+    five = {"arch_options.hidden_sizes": [[100] * 5]}
+    reductions = {
+        "small": "SMALL budget: a smoke test that cannot answer the questions: the 8x8 digits set (1437 train "
+        "images), 10 epochs, skip connections removed after 5.",
+        "medium": "MEDIUM budget (MNIST on 2 CPU cores, about 2 core-hours): 6 epochs instead of 100, skip "
+        "connections removed after 3; one seed. Enough to see which nets learn at all at each depth, not the "
+        "final errors of the paper's 100 epochs.",
+        "paper": "PAPER budget: 100 epochs (Gammell's), skip connections removed after 50; one seed.",
+    }
+    return {
+        "name": f"ep-open-questions-{budget}",
+        "notes": (
+            "Gammell et al. 2020 leave open how layer skipping behaves with depth, whether the skip connections "
+            "are needed once trained, and how the skip weights' scale a matters. Three questions on their "
+            "protocol (EP, one global lr 0.015, beta 1 random sign, batch 20, SGD, MSE, persistent states; free "
+            "phase by block settling, omega 1.7, tolerance 1e-4; 12 Euler nudged steps): (1) depth: 3, 5 and 8 "
+            "hidden layers of 100, layered against skip p = 0.1, a = 0.168; (2) removal: the skip net of depth "
+            "5 trained with its skip connections, which are then removed (zeroed and frozen) for the rest of "
+            "training; (3) scale: a in {0.042, 0.168, 0.672} at p = 0.1, depth 5. " + reductions[budget]
+        ),
+        "base": {
+            "dataset": "digits" if small else "mnist",
+            "arch": "energy-net",
+            "rule": "ep",
+            "epochs": epochs,
+            "batch_size": 20,
+            "optimizer": "sgd",
+            "lr": 0.015,
+            "loss": "mse",
+            "rule_options": {"beta": 1.0, "nudging": "random-sign", "persistent": True},
+            "arch_options": {
+                "settle": "block",
+                "omega": 1.7,
+                "nudged_settle": "euler",
+                "epsilon": 0.5,
+                "free_steps": 200 if small else 500,
+                "nudged_steps": 12,
+                "tolerance": 1e-4,
+                "a": 0.168,
+            },
+            **({"threads": 1} if medium else {}),
+        },
+        "grid": [
+            {"arch_options.topology": ["layered"], "arch_options.hidden_sizes": [[100] * d for d in depths]},
+            {**skip, "arch_options.hidden_sizes": [[100] * d for d in depths]},
+            {**skip, **five, "rule_options.remove_skip_after": [epochs // 2]},
+            {**skip, **five, "arch_options.a": [0.042, 0.672]},
+        ],
+        "seeds": [0],
+    }
+
+
 PRESETS = {
     "skip-connections": _skip_connections,
     "bartunov2018": _bartunov2018,
     "sign-symmetry": _sign_symmetry,
     "layer-skipping-ep": _layer_skipping_ep,
+    "ep-open-questions": _ep_open_questions,
 }
 
 
