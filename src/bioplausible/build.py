@@ -28,6 +28,7 @@ from .archs.init import initialize
 from .config import TrainConfig, build_options, resolved
 from .distributed import SINGLE, Distributed
 from .errors import ConfigError
+from .optim import adam
 from .registry import DATASETS
 from .rules import RULES, Rule, create_rule
 
@@ -146,7 +147,7 @@ def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(
+    return adam(
         params,
         lr=config.lr,
         betas=(config.adam_beta1, config.adam_beta2),

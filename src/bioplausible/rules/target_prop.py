@@ -66,6 +66,7 @@ from ..config import option
 from ..errors import ConfigError, IncompatibleError
 from ..layered import layered_view
 from ..layers.types import layer_type
+from ..optim import adam
 from ..probes import angle_deg
 from ..protocols import LAYERED
 from ..registry import RULES
@@ -299,7 +300,7 @@ class TargetPropagation(Rule):
         elif self.config.inverse_optimizer == "sgd":
             self.optimizer = torch.optim.SGD(params, lr=self.config.inverse_lr)
         else:
-            self.optimizer = torch.optim.Adam(params, lr=self.config.inverse_lr)
+            self.optimizer = adam(params, lr=self.config.inverse_lr)
 
     def _follow(self, model: nn.Module) -> None:
         """Keep the inverses (with their optimizer state) on the model's device and dtype."""
