@@ -1,5 +1,6 @@
 """Studies: Optuna sweeps (resume, killed trials, divergence, shared PostgreSQL), sensitivity, presets, reports."""
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -289,7 +290,14 @@ def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
 
 
 def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():
-    for name in ("skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep", "ep-open-questions"):
+    for name in (
+        "skip-connections",
+        "bartunov2018",
+        "sign-symmetry",
+        "layer-skipping-ep",
+        "ep-open-questions",
+        "conv-ep",
+    ):
         small, paper = preset_spec(name, "small"), preset_spec(name, "paper")
         load_spec(small), load_spec(paper)
         assert "SMALL budget" in small["notes"] and "PAPER budget" in paper["notes"]
@@ -301,7 +309,7 @@ def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():
 
 
 @pytest.mark.parametrize(
-    "name", ["skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep", "ep-open-questions"]
+    "name", ["skip-connections", "bartunov2018", "sign-symmetry", "layer-skipping-ep", "ep-open-questions", "conv-ep"]
 )
 def test_every_budget_of_a_preset_loads_and_expands_to_valid_configs(name):
     """Dry: every grid point of every budget is a config whose rule, architecture and options resolve."""
@@ -572,6 +580,32 @@ def test_the_open_questions_study_asks_depth_removal_and_scale_on_gammells_proto
     base = spec["base"]
     assert base["lr"] == 0.015 and base["rule_options"]["nudging"] == "random-sign" and base["dataset"] == "mnist"
     assert preset_spec("ep-open-questions", "paper")["base"]["epochs"] == 100
+
+
+def test_the_conv_ep_study_contrasts_the_nudgings_on_laborieuxs_recipe():
+    """Paper budget: their CIFAR-10 net and recipe, the three estimators, and the published number beside the two
+    runs it belongs to; medium: MNIST symmetric + CE (the 1.5 % bar) and the three on CIFAR-10."""
+    from bioplausible.build import resolve_config
+    from bioplausible.papers import published_for
+    from bioplausible.studies.sweep import applicable, trial_config
+
+    paper = load_spec(preset_spec("conv-ep", "paper"))
+    base = paper["base"]
+    assert base["arch_options"]["conv_channels"] == [128, 256, 512, 512] and base["epochs"] == 120
+    assert base["lr"] == 0.25 and base["rule_options"]["layer_lr_scale"] == pytest.approx([1, 0.6, 0.4, 0.32, 0.2])
+    published = {}
+    for params in points_of(paper):
+        config = resolve_config(trial_config(base, applicable(params, base), Path("unused")))
+        entry = published_for(dataclasses.asdict(config))
+        published[(config.rule_options["nudging"], config.rule_options["cost"])] = entry and entry.test_error
+    assert published == {("one-sided", "mse"): 86.0, ("symmetric", "mse"): None, ("symmetric", "ce"): 11.7}
+    medium = points_of(load_spec(preset_spec("conv-ep", "medium")))
+    assert [(p["dataset"], p["rule_options.nudging"], p["rule_options.cost"]) for p in medium] == [
+        ("mnist", "symmetric", "ce"), ("cifar10", "one-sided", "mse"), ("cifar10", "symmetric", "mse"),
+        ("cifar10", "symmetric", "ce")]  # fmt: skip
+    small_net = {"dataset": "cifar10", "arch": "conv-energy-net", "rule": "ep",
+                 "arch_options": {"conv_channels": [32, 64]}, "rule_options": {"nudging": "one-sided"}}  # fmt: skip
+    assert published_for(small_net) is None  # not their net: their number is not printed beside it
 
 
 def test_the_open_questions_figures_draw_depth_removal_and_scale(tmp_path):
