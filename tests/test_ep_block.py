@@ -318,6 +318,27 @@ def test_remove_skip_after_through_the_engine(tiny_config, tmp_path):
     assert all(masks[k].any() for k in set(masks) - skipping)
 
 
+def test_removed_skip_connections_stay_removed_in_a_resumed_run(tiny_config, tmp_path):
+    """A run resumed after the removal removes them again: their weights stay zero and frozen (Adam's momentum from
+    before the removal used to move them again) and the run ends as the one trained straight through."""
+    from bioplausible.engine import fit
+
+    options = {
+        "rule": "ep", "arch": "energy-net", "dataset": "digits", "loss": "mse", "optimizer": "adam", "lr": 1e-3,
+        "batch_size": 50, "max_batches": 2, "rule_options": {"remove_skip_after": 1},
+        "arch_options": {"hidden_sizes": [12, 12, 12], "topology": "skip", "p": 0.2, "free_steps": 60},
+    }  # fmt: skip
+    straight = fit(tiny_config(epochs=3, out=str(tmp_path / "straight"), **options), quiet=True)
+    fit(tiny_config(epochs=2, out=str(tmp_path / "resumed"), **options), quiet=True)
+    resumed = fit(tiny_config(epochs=3, out=str(tmp_path / "resumed"), resume=True, **options), quiet=True)
+    states = [torch.load(r / "checkpoint.pt", weights_only=False)["model"] for r in (straight, resumed)]
+    skipping = [k for k in states[0] if k.endswith(".weight") and k.count("-")
+                and int(k.split(".")[1].split("-")[1]) - int(k.split(".")[1].split("-")[0]) >= 2]  # fmt: skip
+    assert skipping and all(not states[1][k].any() for k in skipping)
+    for key in states[0]:
+        torch.testing.assert_close(states[1][key], states[0][key], rtol=0, atol=0, msg=key)
+
+
 def test_nudged_phases_can_settle_by_another_method():
     """``nudged_settle``: Gammell's truncated Euler nudged phase after a block free phase."""
     net = net64(nudged_settle="euler")
@@ -365,3 +386,23 @@ def test_block_sweeps_with_sparse_links_equal_the_masked_matrices(monkeypatch):
             results[density] = [net.settle(x, steps=25, tolerance=0, force=f).state for f in forces(y).values()]
     for a, b in zip(results[1.0], results[0.0]):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "topology, p, epochs, message",
+    [("layered", 0.0, 3, "no layer-skipping connections"), ("skip", 0.0, 3, "no layer-skipping connections"),
+     ("skip", 0.2, 2, "would never be removed")],
+)  # fmt: skip
+def test_remove_skip_after_that_could_not_take_effect_is_refused(tiny_config, tmp_path, topology, p, epochs, message):
+    """A removal on a net without skip connections, or at an epoch the run never reaches, used to train the
+    unchanged net without a word."""
+    from bioplausible.engine import fit
+    from bioplausible.errors import ConfigError
+
+    options = {
+        "rule": "ep", "arch": "energy-net", "dataset": "digits", "loss": "mse", "optimizer": "sgd", "batch_size": 50,
+        "max_batches": 1, "rule_options": {"remove_skip_after": 2},
+        "arch_options": {"hidden_sizes": [12, 12, 12], "topology": topology, "p": p, "free_steps": 20},
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match=message):
+        fit(tiny_config(epochs=epochs, out=str(tmp_path / "run"), **options), quiet=True)

@@ -318,6 +318,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     state = build(config, data, device, dist)
+    state.rule.plan(config.epochs)
     if not config.threads and device.type == "cpu":
         torch.set_num_threads(auto_threads(state.model, data.sample(1)[0], dist.world_size))
     if state.scaler is not None:

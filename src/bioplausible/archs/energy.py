@@ -620,12 +620,19 @@ class EnergyNet(Architecture):
         return plan.standard(s), residuals
 
     @torch.no_grad()
+    def skip_connection_count(self) -> int:
+        """Layer-skipping connections present (pairs of layers at least two apart, not removed)."""
+        return sum(c.count() for c in self.connections.values() if c.upper - c.lower >= 2 and not c.removed)
+
     def remove_skip_connections(self) -> int:
         """Remove every layer-skipping connection (pairs of layers at least two apart): their weights and masks
-        are zeroed, they get no gradient and settling leaves them out. Returns how many connections went."""
+        are zeroed, they get no gradient and settling leaves them out. Returns how many connections went.
+
+        Idempotent, and it must be called again after loading a state saved once they were removed: the saved
+        mask (all zero) makes the pair inactive, but whether its weight is frozen is not part of the state."""
         removed = 0
         for c in self.connections.values():
-            if c.upper - c.lower >= 2 and c.active:
+            if c.upper - c.lower >= 2 and not c.removed:
                 removed += c.count()
                 c.remove()
         return removed

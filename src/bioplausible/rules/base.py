@@ -126,6 +126,10 @@ class Rule(nn.Module):
         self.check_requirements(model)
         return model
 
+    def plan(self, epochs: int) -> None:
+        """Called by the engine with the run's number of epochs before the first one: a rule whose options name an
+        epoch refuses one the run never reaches (``ConfigError``), which would otherwise silently do nothing."""
+
     def start_epoch(self, epoch: int) -> None:
         """Called by the engine before each epoch (schedules that alternate between phases use it)."""
 

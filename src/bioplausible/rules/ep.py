@@ -199,12 +199,25 @@ class EquilibriumPropagation(Rule):
             )
         if self.config.remove_skip_after and not hasattr(model, "remove_skip_connections"):
             raise IncompatibleError(f"remove_skip_after needs a model with remove_skip_connections ({type(model)})")
+        if self.config.remove_skip_after and not model.skip_connection_count():
+            raise ConfigError(
+                "remove_skip_after: this net has no layer-skipping connections to remove (a layered net, or p = 0); "
+                "use --topology skip with --p > 0, or leave remove_skip_after at 0"
+            )
         config, block = self.config, getattr(model, "nudged_method", "euler") == "block"
         if config.cost == "mse" and config.nudging != "one-sided" and config.beta >= 1 and block:
             warnings.warn(NO_NEGATIVE_EQUILIBRIUM, RuntimeWarning, stacklevel=2)
         self.__dict__["model"] = model
         self.refuse_plain_backward(model)  # a backward through the settling would be BPTT, not EP
         return model
+
+    def plan(self, epochs: int) -> None:
+        after = self.config.remove_skip_after
+        if after >= epochs > 0 and after:
+            raise ConfigError(
+                f"remove_skip_after {after}: the run has {epochs} epochs, so the skip connections would never be "
+                f"removed; give more epochs than {after} or a smaller remove_skip_after"
+            )
 
     def start_epoch(self, epoch: int) -> None:
         """From epoch ``remove_skip_after`` (0-based, i.e. after that many epochs) on, the prepared model trains
