@@ -659,3 +659,25 @@ def test_a_sweep_with_a_failed_trial_exits_non_zero(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "trial 0: lr=0.01 -> fail: DataError" in err and "trial(s) 0 failed" in err, err
     assert "Traceback" not in err
+
+
+def test_a_study_folder_takes_one_study_with_one_set_of_settings(tmp_path, capsys):
+    """Another study in the folder, or the same one continued with other trained settings (--epochs), is refused
+    before anything is written; execution settings (threads, data dir) may differ between workers; the report says
+    which settings the command line changed."""
+    spec = {"name": "one", "base": {**BASE, "epochs": 1}, "grid": {"lr": [0.01, 0.02]}}
+    run_sweep(spec, tmp_path / "s", n_trials=1)
+    before = (tmp_path / "s" / "spec.yaml").read_text()
+    with pytest.raises(ConfigError, match="holds the study 'one'"):
+        run_sweep({**spec, "name": "two"}, tmp_path / "s", n_trials=1)
+    with pytest.raises(ConfigError, match="epochs: 1 -> 2"):
+        run_sweep({**spec, "base": {**spec["base"], "epochs": 2}}, tmp_path / "s", n_trials=1)
+    assert (tmp_path / "s" / "spec.yaml").read_text() == before
+    run_sweep({**spec, "base": {**spec["base"], "threads": 1}}, tmp_path / "s", n_trials=1)  # the second point
+    assert len(list((tmp_path / "s" / "runs").iterdir())) == 2
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o"), "--epochs", "2"]) == 0
+    assert main(["report", str(tmp_path / "o")]) == 0
+    assert "**Run with epochs = 2 from the command line**" in (tmp_path / "o" / "report.md").read_text()
+    assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o"), "--epochs", "3"]) == 2
+    assert "epochs: 2 -> 3" in capsys.readouterr().err

@@ -292,11 +292,16 @@ def cmd_report(args) -> int:
 
 
 def _apply_overrides(spec: dict[str, Any], args) -> dict[str, Any]:
-    """--epochs / --data-dir / --device / --threads from the command line replace the spec's base settings."""
+    """--epochs / --data-dir / --device / --threads from the command line replace the spec's base settings; those
+    that change what is trained are also listed under ``overrides`` (spec.yaml, and the report beside the notes,
+    which describe the spec as written)."""
     for name in ("epochs", "max_steps", "eval_steps", "data_dir", "device", "threads"):
         value = getattr(args, name, None)
         if value is not None:
-            spec.setdefault("base", {})[name] = list(value) if isinstance(value, tuple) else value
+            value = list(value) if isinstance(value, tuple) else value
+            spec.setdefault("base", {})[name] = value
+            if name in ("epochs", "max_steps", "eval_steps"):
+                spec.setdefault("overrides", {})[name] = value
     return spec
 
 

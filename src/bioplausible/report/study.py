@@ -48,7 +48,11 @@ def study_notes(folder: Path) -> list[Paragraph]:
         return []
     spec = yaml.safe_load(spec_file.read_text()) or {}
     notes = [Paragraph(f"Study `{spec.get('name', folder.name)}`.")]
-    return notes + ([Paragraph(str(spec["notes"]))] if spec.get("notes") else [])
+    notes += [Paragraph(str(spec["notes"]))] if spec.get("notes") else []
+    if spec.get("overrides"):
+        changed = ", ".join(f"{k} = {v}" for k, v in spec["overrides"].items())
+        notes.append(Paragraph(f"**Run with {changed} from the command line**, in place of the spec's values above."))
+    return notes
 
 
 def study_sections(folder: Path, results: list[dict[str, Any]], n_boot: int = N_BOOT) -> list[Section]:

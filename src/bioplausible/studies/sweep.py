@@ -14,6 +14,8 @@ A spec::
       lr: [0.01, 0.1]
       rule_options.feedback_scale: [1.0]
     seeds: [0, 1]                    # a grid axis (grid), or every seed per trial (random search)
+    overrides: {epochs: 1}           # set by the command line's --epochs etc.: base settings that replaced the
+                                     # spec's (the report prints them beside the notes)
     random:                          # random search: n_trials samples per grid point (the points take turns)
       n_trials: 20
       sampler: tpe                   # tpe | random
@@ -67,7 +69,7 @@ from ..analysis.results import score
 from ..config import FACTS, TrainConfig
 from ..errors import ConfigError
 
-SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study"}
+SPEC_KEYS = {"name", "notes", "base", "grid", "random", "seeds", "study", "overrides"}
 OPTION_GROUPS = ("rule_options", "arch_options", "dataset_options")
 HEARTBEAT_S = 30  # Optuna marks a RUNNING trial whose worker stopped beating for GRACE_S as failed
 GRACE_S = 120
@@ -256,6 +258,31 @@ def coerce(config: TrainConfig) -> TrainConfig:
 # ----------------------------------------------------------------------------------------------- the study
 
 
+# Base settings that say where and how a trial runs, not what it trains: workers may differ in them.
+EXECUTION_SETTINGS = ("data_dir", "device", "threads", "progress", "download")
+
+
+def check_folder(spec: dict[str, Any], study_dir: Path) -> None:
+    """Refuse a study folder that holds another study (its ``spec.yaml`` names another): its runs, database and
+    report would be mixed with this one's. Nothing is written before this check."""
+    saved = study_dir / "spec.yaml"
+    if not saved.exists():
+        return
+    other = (yaml.safe_load(saved.read_text()) or {}).get("name") or study_dir.resolve().name
+    name = spec.get("name") or study_dir.resolve().name
+    if other != name:
+        raise ConfigError(
+            f"{study_dir} holds the study {other!r} (its spec.yaml), not {name!r}: give {name!r} another --out"
+        )
+
+
+def trained_settings(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec's base settings that change what a trial trains (JSON-normalised), i.e. without the execution
+    settings."""
+    base = {k: v for k, v in spec.get("base", {}).items() if k not in EXECUTION_SETTINGS}
+    return json.loads(json.dumps(base, default=str, sort_keys=True))
+
+
 def open_study(spec: dict[str, Any], study_dir: Path, storage: str | None) -> optuna.Study:
     """Create the study, or load it when it exists (so a rerun continues it)."""
     study_dir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +302,19 @@ def open_study(spec: dict[str, Any], study_dir: Path, storage: str | None) -> op
         raise ConfigError(
             f"the study {name!r} in {url} was made from a different search space; "
             "continue it with the same spec, or give another --out (or another name)"
+        )
+    settings, saved = trained_settings(spec), study.user_attrs.get("base_settings")
+    if saved is None:  # studies made before the base settings were recorded: from now on
+        study.set_user_attr("base_settings", settings)
+    elif saved != settings:
+        changed = ", ".join(
+            f"{k}: {json.dumps(saved.get(k))} -> {json.dumps(settings.get(k))}"
+            for k in sorted(set(saved) | set(settings))
+            if saved.get(k) != settings.get(k)
+        )
+        raise ConfigError(
+            f"the study {name!r} in {url} was run with other settings ({changed}); its trials would mix "
+            "them: continue it with the same settings (e.g. the same --epochs), or give another --out"
         )
     return study
 
@@ -558,6 +598,7 @@ def run_sweep(
     spec = load_spec(spec)
     check_points(spec)
     study_dir = Path(study_dir)
+    check_folder(spec, study_dir)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # one line per trial from report_trial instead
     try:
         study = open_study(spec, study_dir, storage)
