@@ -606,6 +606,9 @@ def test_the_conv_ep_study_contrasts_the_nudgings_on_laborieuxs_recipe():
     small_net = {"dataset": "cifar10", "arch": "conv-energy-net", "rule": "ep",
                  "arch_options": {"conv_channels": [32, 64]}, "rule_options": {"nudging": "one-sided"}}  # fmt: skip
     assert published_for(small_net) is None  # not their net: their number is not printed beside it
+    short = dataclasses.asdict(resolve_config(trial_config(base, {**points_of(paper)[0], "epochs": 1}, Path("x"))))
+    assert published_for(short) is None  # their net for 1 epoch: only with the number of epochs said
+    assert "after 120 epochs" in published_for(short, other_epochs=True).source
 
 
 def test_the_open_questions_figures_draw_depth_removal_and_scale(tmp_path):

@@ -208,8 +208,10 @@ PUBLISHED += [
 
 # ------------------------------------------------------------------------------------ Laborieux et al. 2021
 
-# Their net (4 convolutions, 128-256-512-512): a smaller conv energy net is not printed beside their numbers.
-LABORIEUX_NET = {"arch_options.conv_channels": [128, 256, 512, 512]}
+# Their net (4 convolutions 128-256-512-512 of 3x3, 250 free steps) and their 120 epochs: a smaller net is not
+# printed beside their numbers, and a shorter run of their net only with "after 120 epochs".
+LABORIEUX_NET = {"arch_options.conv_channels": [128, 256, 512, 512], "arch_options.kernel_sizes": [3],
+                 "arch_options.free_steps": 250, "epochs": 120}  # fmt: skip
 PUBLISHED += [
     Published(86.0, LABORIEUX, "cifar10", "conv-energy-net", "ep",
               {**LABORIEUX_NET, "rule_options.nudging": "one-sided"}, "one-sided nudging"),
