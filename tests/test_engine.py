@@ -343,3 +343,14 @@ def test_step_evaluations_equal_separate_shorter_runs(tiny_config, tmp_path):
         assert evals[k]["test/accuracy"] == final["test/accuracy"]
         assert evals[k]["test/loss"] == final["test/loss"]
         assert summary_of(long)["step_test_accuracy"][str(k)] == final["test/accuracy"]
+
+
+def test_adam_is_fused_where_it_can_be_and_takes_what_torch_adam_takes():
+    from bioplausible.optim import adam
+
+    w, b = torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.zeros(3))
+    assert adam([w, b], lr=1e-3).defaults["fused"]
+    groups = adam([{"params": [w]}, {"params": [b], "lr": 1e-2}], lr=1e-3)
+    assert groups.defaults["fused"] and groups.param_groups[1]["lr"] == 1e-2
+    assert not adam([w], lr=1e-3, foreach=True).defaults["fused"]  # the caller's choice stands
+    assert not adam([w], lr=1e-3, fused=False).defaults["fused"]

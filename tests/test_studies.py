@@ -684,3 +684,20 @@ def test_a_study_folder_takes_one_study_with_one_set_of_settings(tmp_path, capsy
     assert "**Run with epochs = 2 from the command line**" in (tmp_path / "o" / "report.md").read_text()
     assert main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "o"), "--epochs", "3"]) == 2
     assert "epochs: 2 -> 3" in capsys.readouterr().err
+
+
+def test_runs_of_one_rule_label_are_told_apart_by_the_rule_options_that_differ():
+    """conv-ep's one-sided and symmetric runs shared the label "ep", so the report kept only the best of them."""
+    from bioplausible.analysis.runs import distinguish, make_run
+    from bioplausible.report.html import representative_runs
+
+    def run(nudging, cost, accuracy):
+        config = {"dataset": "cifar10", "arch": "conv-energy-net", "rule": "ep", "arch_options": {},
+                  "rule_options": {"nudging": nudging, "cost": cost, "beta": 0.5}}  # fmt: skip
+        return make_run(f"x/{nudging}-{cost}", config, {"test_accuracy": accuracy}, [{"epoch": 1}])
+
+    runs = [run("one-sided", "mse", 0.2), run("symmetric", "mse", 0.4), run("symmetric", "ce", 0.5)]
+    distinguish(runs)
+    assert [r.rule_label for r in runs] == [
+        "ep nudging=one-sided cost=mse", "ep nudging=symmetric cost=mse", "ep nudging=symmetric cost=ce"]  # fmt: skip
+    assert len(representative_runs(runs)) == 3

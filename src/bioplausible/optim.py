@@ -23,7 +23,11 @@ def can_fuse(params: list[torch.Tensor]) -> bool:
     return bool(params) and all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
 
 
-def adam(params: Iterable[torch.Tensor], **settings: Any) -> torch.optim.Adam:
-    """``torch.optim.Adam(params, **settings)``, fused when :func:`can_fuse` allows."""
+def adam(params: Iterable[torch.Tensor | dict[str, Any]], **settings: Any) -> torch.optim.Adam:
+    """``torch.optim.Adam(params, **settings)`` (tensors or parameter groups), fused when :func:`can_fuse` allows
+    and the caller chose no implementation itself (``fused``, ``foreach`` or ``differentiable``)."""
     params = list(params)
-    return torch.optim.Adam(params, fused=can_fuse(params) or None, **settings)
+    tensors = [t for p in params for t in (p["params"] if isinstance(p, dict) else [p])]
+    if not {"fused", "foreach", "differentiable"} & set(settings):
+        settings["fused"] = can_fuse(tensors) or None
+    return torch.optim.Adam(params, **settings)

@@ -137,8 +137,10 @@ def plot_learning_curves(runs: Sequence[Run], path: str | Path, title: str = "")
         for i, run in enumerate(column):
             colour, style = styles[i]
             x = epochs(run)
-            top.plot(x, [100 * v for v in values(run, "test/accuracy")], style, color=colour, label=labels[i])
-            bottom.plot(x, mean_over_layers(run, GRAD_ANGLE.kind), style, color=colour, label=labels[i])
+            # markers: a run of one epoch is a single point, which a line alone does not draw
+            top.plot(x, [100 * v for v in values(run, "test/accuracy")], style, color=colour, marker=".",
+                     label=labels[i])  # fmt: skip
+            bottom.plot(x, mean_over_layers(run, GRAD_ANGLE.kind), style, color=colour, marker=".", label=labels[i])
         shared = {r.arch_label for r in column}
         top.set(title=shared.pop() if len(shared) == 1 else arch, ylabel="test accuracy (%)")
         bottom.set(xlabel="epoch", ylabel=f"{axis_label(GRAD_ANGLE)}, mean over layers")

@@ -217,18 +217,19 @@ def describe(registry: Registry, name: Any, options: dict[str, Any]) -> str:
 
 
 def distinguish(runs: list[Run]) -> None:
-    """Runs whose architecture label is the same but whose architecture options differ (the label its
-    ``describe`` declares does not show every option, or there is none): append the options in which they differ,
-    ``energy-net topology=skip p=0.04``, in place."""
-    groups: dict[tuple[str, str], list[Run]] = {}
-    for run in runs:
-        groups.setdefault((run.arch, run.arch_label), []).append(run)
-    for (_, label), group in groups.items():
-        options = [r.config.get("arch_options") or {} for r in group]
-        keys = list(dict.fromkeys(k for o in options for k in o))
-        varying = [k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in options}) > 1]
-        for run, o in zip(group, options):
-            run.arch_label = " ".join([label, *(f"{k}={_short(o.get(k))}" for k in varying)])
+    """Runs whose architecture (or rule) label is the same but whose architecture (rule) options differ (the label
+    its ``describe`` declares does not show every option, or there is none): append the options in which they
+    differ, ``energy-net topology=skip p=0.04``, ``ep nudging=symmetric cost=ce``, in place."""
+    for kind in ("arch", "rule"):
+        groups: dict[tuple[str, str], list[Run]] = {}
+        for run in runs:
+            groups.setdefault((getattr(run, kind), getattr(run, f"{kind}_label")), []).append(run)
+        for (_, label), group in groups.items():
+            options = [r.config.get(f"{kind}_options") or {} for r in group]
+            keys = list(dict.fromkeys(k for o in options for k in o))
+            varying = [k for k in keys if len({json.dumps(o.get(k), sort_keys=True) for o in options}) > 1]
+            for run, o in zip(group, options):
+                setattr(run, f"{kind}_label", " ".join([label, *(f"{k}={_short(o.get(k))}" for k in varying)]))
 
 
 def _short(value: Any) -> str:

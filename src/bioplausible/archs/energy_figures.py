@@ -27,9 +27,10 @@ UPDATE_NORM = "probe/ep_update_norm/"  # lr × this per adjacent layer pair: the
 
 
 def topology(run: Any) -> str:
+    """layered, skip or dense; a skip net with p = 0 has no skip connections: layered."""
     options = run.config.get("arch_options") or {}
     kind = options.get("topology", "layered")
-    return "skip" if kind == "skip" and (options.get("p") or 0) > 0 else kind
+    return "layered" if kind == "skip" and not (options.get("p") or 0) > 0 else kind
 
 
 def p_sweep(runs: list[Any], folder: Path) -> list[tuple[str, Path]]:
@@ -107,6 +108,9 @@ def depth_sweep(runs: list[Any], folder: Path) -> list[tuple[str, Path]]:
         error_ax.plot(depths, [r.test_error("best_test_accuracy") for r in group], "o", color=f"C{i}",
                       fillstyle="none", markersize=9, label=f"{label}, best")  # fmt: skip
         ratio_ax.plot(depths, [input_output_ratio(r) for r in group], "o-", color=f"C{i}", label=label)
+    every_depth = sorted({depth(r) for group in series.values() for r in group})
+    for ax in (error_ax, ratio_ax):
+        ax.set_xticks(every_depth)  # whole numbers of layers
     error_ax.set(xlabel="hidden layers", ylabel="test error (%)")
     ratio_ax.set(xlabel="hidden layers", ylabel="‖update‖ first layer pair / last pair")
     ratio_ax.set_yscale("log")
@@ -163,6 +167,9 @@ def a_sweep(runs: list[Any], folder: Path) -> list[tuple[str, Path]]:
         ax.plot(scales, [r.test_error("best_test_accuracy") for r in group], "o", color=f"C{i}", fillstyle="none",
                 markersize=9, label=f"p={p:g}, {layers} layers, best")  # fmt: skip
     ax.set_xscale("log")
+    scales = sorted({r.config["arch_options"]["a"] for g in by_net.values() for r in g})
+    ax.set_xticks(scales, [f"{a:g}" for a in scales])  # the scales run, not log-axis minor ticks over each other
+    ax.minorticks_off()
     ax.set(xlabel="skip weights' scale a", ylabel="test error (%)")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="small")
