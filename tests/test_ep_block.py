@@ -223,6 +223,9 @@ def test_a_phase_ending_at_its_cap_is_counted_and_warned_about_once():
     metrics, messages = step_metrics(settled, create_rule("ep", beta=0.5, nudging="symmetric"), x, y)
     assert metrics["free_unsettled"] == 0 and metrics["nudged_unsettled"] == 0 and not messages
     assert metrics["settle_residual"] < 1e-4 and metrics["nudged_residual"] < 1e-4
+    block_capped = net64(hidden=(16, 16), gain=2.0, free_steps=2, nudged_steps=5, tolerance=1e-4)
+    _, messages = step_metrics(block_capped, create_rule("ep", beta=0.5, persistent=True), x, y)
+    assert messages[0].endswith("raise --free-steps (metric train/free_unsettled counts such phases; warned once)")
     fixed = net64(hidden=(16, 16), settle="euler", free_steps=20, nudged_steps=5, tolerance=0)  # fixed steps asked
     metrics, messages = step_metrics(fixed, create_rule("ep"), x, y)
     assert metrics["free_unsettled"] == 0 and not messages

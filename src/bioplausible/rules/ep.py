@@ -339,7 +339,7 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        self.warn_unsettled(free, phases)
+        self.warn_unsettled(free, phases, getattr(model, "method", "euler"))
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
@@ -351,7 +351,7 @@ class EquilibriumPropagation(Rule):
             "nudged_unsettled": torch.tensor(sum(unsettled(s) for s in phases) / len(phases)),
         }
 
-    def warn_unsettled(self, free, nudged: list) -> None:
+    def warn_unsettled(self, free, nudged: list, method: str = "euler") -> None:
         """Warn (once per rule instance and kind) when a settling blew up or a phase stopped at its cap above the
         tolerance: the EP update is then not the gradient of the loss."""
         residual = free.residuals[-1].item()
@@ -372,10 +372,10 @@ class EquilibriumPropagation(Rule):
                 f"{phase.residuals[-1].item():.2g}, not below the tolerance {phase.tolerance:g}"
             )
             if kind == "free":
-                advice = (
-                    "the EP update is then not the loss gradient: raise --free-steps, use --settle block or "
-                    "--persistent"
-                )
+                # advise only what is not already in use (``method``: the model's free-phase settling)
+                remedies = ["raise --free-steps", *([] if method == "block" else ["use --settle block"])]
+                remedies += [] if self.config.persistent else ["--persistent"]
+                advice = f"the EP update is then not the loss gradient: {', '.join(remedies)}"
             else:
                 advice = (
                     "the update is then the truncated-nudged-phase estimate (as with Scellier & Bengio's 4 and "
