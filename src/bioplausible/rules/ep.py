@@ -374,8 +374,9 @@ class EquilibriumPropagation(Rule):
             if kind == "free":
                 # advise only what is not already in use (``method``: the model's free-phase settling)
                 remedies = ["raise --free-steps", *([] if method == "block" else ["use --settle block"])]
-                remedies += [] if self.config.persistent else ["--persistent"]
-                advice = f"the EP update is then not the loss gradient: {', '.join(remedies)}"
+                remedies += [] if self.config.persistent else ["start from the last states (--persistent)"]
+                listed = ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
+                advice = f"the EP update is then not the loss gradient: {listed}"
             else:
                 advice = (
                     "the update is then the truncated-nudged-phase estimate (as with Scellier & Bengio's 4 and "
