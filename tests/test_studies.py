@@ -582,11 +582,20 @@ def test_the_open_questions_study_asks_depth_removal_and_scale_on_gammells_proto
     assert preset_spec("ep-open-questions", "paper")["base"]["epochs"] == 100
     from bioplausible.papers import published_for
 
-    gammell = {"dataset": "mnist", "arch": "energy-net", "rule": "ep", "lr": 0.015, "epochs": 100,
-               "arch_options": {"hidden_sizes": [100] * 5, "topology": "skip", "p": 0.1, "a": 0.168}}  # fmt: skip
+    gammell = {
+        "dataset": "mnist",
+        "arch": "energy-net",
+        "rule": "ep",
+        "lr": 0.015,
+        "epochs": 100,
+        "arch_options": {"hidden_sizes": [100] * 5, "topology": "skip", "p": 0.1, "a": 0.168},
+        "rule_options": {"remove_skip_after": 0},
+    }  # fmt: skip (a resolved config holds every option)
     assert published_for(gammell).test_error == 5.24
     other_scale = {**gammell, "arch_options": {**gammell["arch_options"], "a": 0.042}}
     assert published_for(other_scale, other_epochs=True) is None  # their 5.24 % is for a = 0.168 only
+    removed = {**gammell, "rule_options": {"remove_skip_after": 50}}
+    assert published_for(removed, other_epochs=True) is None  # nor for a net whose skip connections went
 
 
 def test_the_conv_ep_study_contrasts_the_nudgings_on_laborieuxs_recipe():

@@ -198,14 +198,14 @@ PUBLISHED += [
               {**GAMMELL_100X5, "arch_options.topology": "layered", "epochs": 100}, "1000 / 12 steps"),
     Published(5.24, GAMMELL, "mnist", "energy-net", "ep",
               {**GAMMELL_100X5, "arch_options.topology": "skip", "arch_options.p": 0.1, "arch_options.a": 0.168,
-               "epochs": 100}, "a = 0.168"),
+               "rule_options.remove_skip_after": 0, "epochs": 100}, "a = 0.168"),
     Published(2.87, GAMMELL, "mnist", "energy-net", "ep",
               {**GAMMELL_500X3, "arch_options.topology": "layered", "lr": 0.02, "epochs": 100}, "500 / 8 steps"),
     Published(2.57, GAMMELL, "mnist", "energy-net", "ep",
               {**GAMMELL_500X3, "arch_options.topology": "layered", "lr": 0.128, "epochs": 110}, "per-layer lr"),
     Published(2.51, GAMMELL, "mnist", "energy-net", "ep",
               {**GAMMELL_500X3, "arch_options.topology": "skip", "arch_options.p": 0.1, "arch_options.a": 0.0829,
-               "epochs": 271}, "a = 0.0829"),
+               "rule_options.remove_skip_after": 0, "epochs": 271}, "a = 0.0829"),
 ]  # fmt: skip
 
 # ------------------------------------------------------------------------------------ Laborieux et al. 2021
