@@ -128,6 +128,8 @@ def test_benchmark_command(command, tmp_path):
         part_c = "--epochs" in args and args[args.index("--epochs") + 1] != "0"
         args += ["--samples", "40", "--test-samples", "40", "--tolerance", "1e-2", "--rounds", "1"]
         args += ["--parts", "c", "--epochs", "1"] if part_c else []
+    elif "adam_step" in args[0]:
+        args += ["--repeats", "1", "--sizes", "8,4,2"]
     else:
         args += ["--repeats", "1", "--batch-size", "2"]
     result = subprocess.run(
@@ -138,6 +140,7 @@ def test_benchmark_command(command, tmp_path):
         "ratio to bp",
         "block sweep / euler step",
         "saved for backward",
+        "fused / foreach",
         "time to the fixed-cap run's final test accuracy",
         "epoch 1 fwd 1",
     )
