@@ -213,7 +213,7 @@ class EquilibriumPropagation(Rule):
 
     def plan(self, epochs: int) -> None:
         after = self.config.remove_skip_after
-        if after >= epochs > 0 and after:
+        if after and after >= epochs:
             raise ConfigError(
                 f"remove_skip_after {after}: the run has {epochs} epochs, so the skip connections would never be "
                 f"removed; give more epochs than {after} or a smaller remove_skip_after"
