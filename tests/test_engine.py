@@ -198,7 +198,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, run_cli):
     killed = RunFolder(tmp_path / "killed")
     try:
         deadline = time.monotonic() + 1800  # a guard against a hang, not a speed limit
-        while not (killed.checkpoint.exists() and killed.read_metrics()) and victim.poll() is None:
+        while not (killed.summary.exists() and killed.read_metrics()) and victim.poll() is None:
             assert time.monotonic() < deadline, "the run wrote no epoch within 30 minutes"
             time.sleep(0.01)
         time.sleep(0.2)  # into the second epoch
@@ -213,7 +213,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path, run_cli):
     done_at_kill = len(killed.read_metrics())
     if was_running:
         assert victim.returncode == -signal.SIGKILL
-        assert not killed.summary.exists()
+        interrupted = summary_of(killed.path)
+        assert interrupted["status"] == "running", "a killed run's summary must not read as finished"
+        assert 1 <= interrupted["epochs"] <= done_at_kill
     assert done_at_kill >= 1
 
     resumed = run_cli("train", *KILL_FLAGS, "--out", tmp_path / "killed", "--resume")
@@ -297,6 +299,32 @@ def test_an_exception_in_training_is_recorded_as_failed_and_raised(tiny_config, 
     summary = summary_of(config.out)
     assert summary["status"] == "failed"
     assert "boom" in summary["error"]
+
+
+def test_an_interrupted_run_keeps_a_summary_of_its_last_epoch_marked_running(tiny_config, monkeypatch):
+    real = engine.train_one_epoch
+    calls = []
+
+    def interrupted_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C; SIGKILL leaves the same files (test above)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", interrupted_in_epoch_two)
+    config = tiny_config(epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, quiet=True)
+    summary = summary_of(config.out)
+    assert summary["status"] == "running"
+    assert "--resume" in summary["reason"]
+    assert summary["epochs"] == 1
+    assert summary["test_accuracy"] == metrics_of(config.out)[0]["test/accuracy"]
+
+    monkeypatch.setattr(engine, "train_one_epoch", real)
+    fit(config_replace(config, resume=True), quiet=True)
+    assert summary_of(config.out)["status"] == "ok"
+    assert summary_of(config.out)["epochs"] == 3
 
 
 # ---------------------------------------------------------------- devices and validation

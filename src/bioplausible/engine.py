@@ -402,6 +402,8 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
             if dist.is_main:
                 run.write_metrics(records)
                 run.save_checkpoint(state.state_dict())
+                # A run killed from here on keeps a summary of its last finished epoch, marked as not finished.
+                write_json(run.summary, summarize(config, data, records, loop, "running", UNFINISHED))
             log(
                 f"epoch {epoch + 1}/{config.epochs}  train loss {record['train/loss']:.4f} "
                 f"acc {record['train/accuracy']:.2%}  test acc {record['test/accuracy']:.2%}  "
@@ -417,6 +419,9 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
         raise
     loop["wall_time_s"] = time.perf_counter() - started
     return status, reason
+
+
+UNFINISHED = "written after the last finished epoch; a run stopped here reads the same: --resume continues it"
 
 
 def step_records(epoch: int, step_evals: dict[int, dict[str, float] | None]) -> list[dict[str, Any]]:

@@ -3,7 +3,8 @@
     config.json      every setting, the seed and the package version
     metrics.jsonl    one JSON object per evaluation (epoch, step, train/..., test/..., probe/...); evaluations
                      at the ``eval_steps`` of a step budget carry ``"eval": "step"`` and only test/...
-    summary.json     status (ok | diverged | failed), accuracies, epochs, wall time, throughput
+    summary.json     status (ok | diverged | failed | running: not finished,
+                     or killed), accuracies, epochs, wall time, throughput
     checkpoint.pt    model, optimizer, rule and RNG state after the last finished epoch
     probes.json      the probes the run logs (kind, label, unit, scale), as the report draws them
     .lock            held while a process writes the folder: a second writer is refused
