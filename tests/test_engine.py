@@ -320,6 +320,11 @@ def test_an_interrupted_run_keeps_a_summary_of_its_last_epoch_marked_running(tin
     assert "--resume" in summary["reason"]
     assert summary["epochs"] == 1
     assert summary["test_accuracy"] == metrics_of(config.out)[0]["test/accuracy"]
+    from bioplausible.report import write_report
+
+    write_report(Path(config.out).parent)
+    report = (Path(config.out).parent / "report.md").read_text()
+    assert "Not finished" in report and "run (1 of 3 epochs)" in report
 
     monkeypatch.setattr(engine, "train_one_epoch", real)
     fit(config_replace(config, resume=True), quiet=True)

@@ -143,6 +143,7 @@ def test_benchmark_command(command, tmp_path):
         "fused / foreach",
         "time to the fixed-cap run's final test accuracy",
         "epoch 1 fwd 1",
+        "against the bare convolutions",
     )
     assert any(e in result.stdout for e in expected), result.stdout
 

@@ -84,7 +84,7 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
     shown = representative_runs(runs) if pick_best else [r for r in runs if r.metrics]
     document = Document(f"Report: {folder.resolve().name}")
     document.add("Study", *study_notes(folder))
-    document.add("Notes", *(Paragraph(p) for p in loaded.problems))
+    document.add("Notes", *(Paragraph(p) for p in [*loaded.problems, *unfinished_note(runs)]))
     results = results_rows(runs)
     if not study or any(published_for(r.config, r.summary) for r in runs):  # a study lists its configurations instead
         document.add(RESULTS, results)
@@ -105,6 +105,20 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
             document.add(spec.title or spec.kind, Figure(spec.title or spec.kind, path))
     document.sections += declared_figures(runs, folder, RULES, "rule")
     return document, results
+
+
+def unfinished_note(runs: list[Run]) -> list[str]:
+    """A note naming the runs whose summary says ``running``: still training, or stopped (killed) mid-way."""
+    unfinished = [r for r in runs if r.summary.get("status") == "running"]
+    if not unfinished:
+        return []
+    names = ", ".join(
+        f"{r.path.name} ({r.summary.get('epochs')} of {r.config.get('epochs')} epochs)" for r in unfinished
+    )
+    return [
+        f"Not finished (status running: still training, or stopped before its last epoch): {names}. Their numbers "
+        "are those of their last finished epoch; `bioplausible train ... --resume` continues a stopped run."
+    ]
 
 
 def figure_key(run: Run) -> tuple[str, str]:
