@@ -143,6 +143,29 @@ def test_resume_with_early_stopping_state_matches_uninterrupted_run(tiny_config,
     assert summary_of(parts)["test_accuracy_at_best_val"] == summary_of(whole)["test_accuracy_at_best_val"]
 
 
+def test_a_decay_added_on_resume_equals_that_schedule_from_the_start(tiny_config, tmp_path):
+    step = {"lr_schedule": "step", "lr_milestones": (2,)}
+    whole = fit(tiny_config(epochs=3, out=str(tmp_path / "whole"), **step), quiet=True)
+    first = tiny_config(epochs=2, out=str(tmp_path / "parts"))  # constant lr: what the step schedule gives epochs 1-2
+    fit(first, quiet=True)
+    parts = fit(config_replace(first, epochs=3, resume=True, **step), quiet=True)
+    assert [r["train/lr"] for r in metrics_of(parts)] == pytest.approx([1e-2, 1e-2, 1e-3])
+    assert comparable(metrics_of(parts)) == comparable(metrics_of(whole))
+    assert read_json(Path(parts) / "config.json")["lr_schedule"] == "step"  # the folder describes the whole run
+
+
+@pytest.mark.parametrize(
+    "change", [{"lr_schedule": "step", "lr_milestones": (1,)}, {"lr_schedule": "cosine"}], ids=["step", "cosine"]
+)
+def test_a_schedule_that_rewrites_epochs_done_is_refused_on_resume(tiny_config, change):
+    first = tiny_config(epochs=2)
+    fit(first, quiet=True)
+    with pytest.raises(ConfigError, match="epoch 2 of the 2 done trained at lr 0.01") as err:
+        fit(config_replace(first, epochs=3, resume=True, **change), quiet=True)
+    assert "\n" not in str(err.value)
+    assert len(metrics_of(first.out)) == 2  # nothing trained
+
+
 def test_resuming_a_finished_run_changes_nothing(tiny_config):
     config = tiny_config(epochs=2)
     fit(config, quiet=True)

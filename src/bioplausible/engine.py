@@ -53,12 +53,40 @@ def default_out(config: TrainConfig) -> Path:
     return Path("runs") / f"{config.dataset}-{config.arch}-{config.rule}-s{config.seed}-{stamp}"
 
 
+# The schedule may change on resume where no epoch has trained yet (check_schedule).
+SCHEDULE = frozenset({"lr_schedule", "lr_milestones"})
+
+
 def resume_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """The settings in which ``config`` differs from a saved run's config, resumable ones aside. The saved config
     is resolved first, so a run written before options were saved resolved compares by its defaults."""
     saved = as_json(resolve_config(TrainConfig.from_dict(saved, drop_facts=True)).to_dict())
     mine = as_json(config.to_dict())
-    return [k for k in sorted(SETTINGS - RESUMABLE) if saved[k] != mine[k]]
+    return [k for k in sorted(SETTINGS - RESUMABLE - SCHEDULE) if saved[k] != mine[k]]
+
+
+def check_schedule(saved: dict[str, Any], config: TrainConfig, done: int, log) -> None:
+    """A resume may change the learning-rate schedule only where no epoch has trained yet: every epoch done must
+    have had the rate the new schedule gives it (e.g. constant → step with milestones from ``done`` on, which adds a
+    decay to a run). The run then continues exactly as one trained with the new schedule from the start."""
+    before = resolve_config(TrainConfig.from_dict(saved, drop_facts=True))
+    if all(getattr(before, k) == getattr(config, k) for k in SCHEDULE):
+        return
+    old, new = describe_schedule(before), describe_schedule(config)
+    for epoch in range(done):
+        if lr_factor(before, epoch) != lr_factor(config, epoch):
+            raise ConfigError(
+                f"cannot resume {config.out} with the learning-rate schedule {new}: epoch {epoch + 1} of the {done} "
+                f"done trained at lr {config.lr * lr_factor(before, epoch):g} ({old}), the new schedule gives it "
+                f"{config.lr * lr_factor(config, epoch):g}; a new schedule may only change epochs after {done}"
+            )
+    log(f"learning-rate schedule {old} -> {new}: the {done} epochs done had the same rates, so the run continues as "
+        "one trained with the new schedule from the start")  # fmt: skip
+
+
+def describe_schedule(config: TrainConfig) -> str:
+    milestones = f" (milestones {','.join(map(str, config.lr_milestones))})" if config.lr_milestones else ""
+    return f"{config.lr_schedule}{milestones}"
 
 
 def as_json(data: dict[str, Any]) -> dict[str, Any]:
@@ -96,9 +124,10 @@ def check_resume(saved: dict[str, Any], config: TrainConfig, log) -> None:
         details = "; ".join(f"{k}: saved {json.dumps(resolved[k])}, given {json.dumps(mine[k])}" for k in differ)
         raise ConfigError(
             f"cannot resume {config.out} with different settings ({details}); only the number of epochs or steps, "
-            "the evaluation steps, and where and how it runs may change"
+            "the evaluation steps, the learning-rate schedule of epochs not trained yet, and where and how it runs may "
+            "change"
         )
-    if saved.get("epochs") != config.epochs and config.lr_schedule != "constant":
+    if saved.get("epochs") != config.epochs and config.lr_schedule == saved.get("lr_schedule") == "cosine":
         log(
             f"epochs {saved.get('epochs')} -> {config.epochs}: the {config.lr_schedule} learning-rate schedule is "
             f"re-planned over {config.epochs} epochs from the next epoch on"
@@ -331,6 +360,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
         state.load_state_dict(run.load_checkpoint(map_location=device))
         records = [r for r in run.read_metrics() if r["epoch"] <= state.loop["epoch"]]
         done = state.loop["epoch"]
+        check_schedule(saved, config, done, log)
         if done > config.epochs and not config.max_steps:
             raise ConfigError(
                 f"{run.path} has {done} epochs done, more than --epochs {config.epochs}: give {done} or more"
