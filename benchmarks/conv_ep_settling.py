@@ -1,13 +1,17 @@
 """One settling sweep of a convolutional energy network against the bare convolutions and pooling it performs, CPU.
 
-A sweep of ``conv-energy-net`` (``src/bioplausible/archs/conv_energy.py``) computes, per connection, the bottom-up
-drive P(conv(s) + b) (with max pooling's switches; the clamped input's drive once per phase, not per sweep) and
-the feedback convᵀ(P⁻¹ s) into the layer below, then the
-hard sigmoid of each layer's sum and the sweep's largest state change (the tolerance test). The bare work is the
-first part alone: every convolution, pooling, unpooling and transposed convolution (and the readout's two matrix
-products) on fixed random states of the same shapes and memory format. Their ratio is the settling loop's
-overhead: activations, sums, layout copies, the residual. Measured for the free phase and the nudged phase
-(symmetric nudging through a softmax readout), both settling orders, best of ``--rounds`` interleaved rounds.
+A sweep of ``conv-energy-net`` (``src/bioplausible/archs/conv_energy.py``, ``_sweeps``) computes, per connection
+above the input, the bottom-up drive P(conv(s) + b) (with max pooling's switches) and the feedback convᵀ(P⁻¹ s)
+into the layer below (a linear readout's two products in the nudged phase only), then the hard sigmoid of each
+layer's sum and the sweep's largest state change (the tolerance test). The bare work is the first part alone, on
+fixed random states of the same shapes and memory format. Their ratio is the loop's overhead per sweep: the
+activations, the sums, layout copies and the residual.
+
+A ``settle`` call also does work once per call: the clamped input's drive, a first bottom-up pass over every layer,
+and joining the layers into the flat state (with ŷ). That is not a sweep's cost, so a sweep is timed as the
+difference between settling 2n and n sweeps, divided by n (n = ``--sweeps``), best of ``--rounds`` interleaved
+rounds. Measured for the free phase and the nudged phase (``--readout linear``: symmetric-nudging's force through
+a softmax readout, cross-entropy; ``energy``: the output layer inside the energy, MSE), both settling orders.
 
 Nets (``--net``): ``mnist``, the conv-ep study's 32-64 5×5 net on 1×28×28 (batch 64, as
 results/conv-ep-mnist/run.sh); ``laborieux``, their 128-256-512-512 3×3 CIFAR-10 net on 3×32×32 (batch 128 on a
@@ -46,15 +50,19 @@ def best_time(fn, repeats: int, number: int) -> float:
     return best
 
 
-def bare_products(net, batch: int, readout: bool):
-    """A function computing one sweep's convolutions, poolings and their transposes (and, with ``readout``, the
-    linear readout's two products, which only the nudged phase needs) on random channels-last states of the net's
-    shapes, nothing else; and the number of connections it runs."""
+def bare_products(net, batch: int, phase: str):
+    """A function computing one sweep's convolutions, poolings and their transposes (and the readout's products
+    where the phase uses them) on random channels-last states of the net's shapes, nothing else; and the number
+    of connections it runs."""
     lowers = [torch.rand(batch, *net.input_shape)] + [torch.rand(batch, *shape) for shape in net.shapes]
     lowers = [s.contiguous(memory_format=torch.channels_last) if s.dim() == 4 else s for s in lowers]
-    work = []
     connections = list(net.connections.values())
-    for c in connections if readout else connections[:-1]:
+    if net.readout == "linear" and phase == "free":  # the readout is outside the energy: only nudging uses it
+        connections = connections[:-1]
+    work = []
+    for c in connections:
+        if c.lower == 0:  # the clamped input's drive is computed once per call, and the input gets no feedback
+            continue
         lower = lowers[c.lower]
         if isinstance(c, ConvConnection):
             a = F.conv2d(lower, c.weight, c.bias, padding=c.padding)
@@ -65,16 +73,18 @@ def bare_products(net, batch: int, readout: bool):
 
     def bare():
         for c, lower, upper, cache in work:
-            if c.lower > 0:  # the clamped input's drive is computed once per phase, and it gets no feedback
-                c.bottom_up(lower)
-                c.top_down(upper, cache)
+            c.bottom_up(lower)
+            c.top_down(upper, cache)
 
-    return bare, sum(c.lower > 0 for c, *_ in work)
+    return bare, len(work)
 
 
-def ce_nudging(y: torch.Tensor, beta: float = 0.5):
-    """The nudging force −β ∂C/∂ŷ of the cross-entropy C of softmax(ŷ) against labels ``y`` (N,)."""
-    return lambda out: -beta * (out.softmax(-1) - F.one_hot(y, out.shape[1]))
+def nudging(y: torch.Tensor, readout: str, beta: float = 0.5):
+    """The nudging force −β ∂C/∂out against labels ``y`` (N,): cross-entropy of softmax(ŷ) for the linear readout,
+    ½‖s_L − onehot‖² for the energy readout."""
+    if readout == "linear":
+        return lambda out: -beta * (out.softmax(-1) - F.one_hot(y, out.shape[1]))
+    return lambda out: -beta * (out - F.one_hot(y, out.shape[1]))
 
 
 def sweep_costs(args) -> None:
@@ -82,40 +92,57 @@ def sweep_costs(args) -> None:
     batch = args.batch_size or batch
     torch.manual_seed(0)
     x = torch.rand(batch, *input_shape)
-    print(f"conv-energy-net {args.net} {options['conv_channels']}, batch {batch}, {torch.get_num_threads()} thread(s)")
-    print("one sweep against the bare convolutions / poolings / transposes it performs, best of rounds:")
+    n = args.sweeps
+    print(
+        f"conv-energy-net {args.net} {options['conv_channels']}, {args.readout} readout, batch {batch}, "
+        f"{torch.get_num_threads()} thread(s)"
+    )
+    print(f"one sweep ((time of {2 * n} - time of {n}) / {n}) against the bare convolutions / poolings / transposes")
+    print("it performs, best of rounds:")
     for order in ("synchronous", "alternating"):
-        net = create_arch("conv-energy-net", input_shape, 10, **{**options, "settle_order": order, "readout": "linear"})
+        net = create_arch(
+            "conv-energy-net", input_shape, 10, **{**options, "settle_order": order, "readout": args.readout}
+        )
         net.input_shape = input_shape
         net.requires_grad_(False)
-        bare = {phase: bare_products(net, batch, phase == "nudged") for phase in ("free", "nudged")}
-        nudge = ce_nudging(torch.randint(0, 10, (batch,)))
-
+        bare = {phase: bare_products(net, batch, phase) for phase in ("free", "nudged")}
+        forces = {"free": None, "nudged": nudging(torch.randint(0, 10, (batch,)), args.readout)}
         with torch.no_grad():
             state = net.settle(x, steps=5, tolerance=0).state
-            best = dict.fromkeys(("free", "nudged", "bare free", "bare nudged"), float("inf"))
+            best = {key: float("inf") for key in ("free", "nudged", "free 2n", "nudged 2n", "bare free", "bare nudged")}
             for _ in range(args.rounds):  # interleaved, so that a load change hits all alike
-                for phase, force in (("free", None), ("nudged", nudge)):
-                    best[f"bare {phase}"] = min(best[f"bare {phase}"], best_time(bare[phase][0], 1, args.sweeps))
-                    start = clock()
-                    net.settle(x, state, steps=args.sweeps, force=force, tolerance=0)
-                    best[phase] = min(best[phase], (clock() - start) / args.sweeps)
-        for phase in ("free", "nudged"):
-            plain = best[f"bare {phase}"]
+                for phase, force in forces.items():
+                    best[f"bare {phase}"] = min(best[f"bare {phase}"], best_time(bare[phase][0], 1, n))
+                    for key, steps in ((phase, n), (f"{phase} 2n", 2 * n)):
+                        start = clock()
+                        net.settle(x, state, steps=steps, force=force, tolerance=0)
+                        best[key] = min(best[key], clock() - start)
+        for phase in forces:
+            sweep, plain = (best[f"{phase} 2n"] - best[phase]) / n, best[f"bare {phase}"]
             print(
-                f"  {order:<11} {phase:<6} sweep {best[phase] * 1e3:8.2f} ms, bare {plain * 1e3:8.2f} ms "
-                f"({bare[phase][1]} connections besides the input's) -> ratio {best[phase] / plain:.2f}"
+                f"  {order:<11} {phase:<6} sweep {sweep * 1e3:8.2f} ms, bare {plain * 1e3:8.2f} ms "
+                f"(connections above the input: {bare[phase][1]}) -> ratio {sweep / plain:.2f}"
             )
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--net", default="mnist", choices=tuple(NETS))
-    parser.add_argument("--batch-size", type=int, default=0, help="0: the net's training batch (64 / 128)")
-    parser.add_argument("--sweeps", type=int, default=10, help="sweeps per timed call")
-    parser.add_argument("--rounds", type=int, default=5, help="timing rounds (the best is reported)")
-    parser.add_argument("--repeats", type=int, default=0, help="alias of --rounds when given (tests)")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--readout", default="linear", choices=("linear", "energy"))
+    parser.add_argument(
+        "--batch-size", type=positive, default=None, help="default: the net's training batch (64 / 128)"
+    )
+    parser.add_argument("--sweeps", type=positive, default=10, help="n: a sweep is (time of 2n - time of n) / n")
+    parser.add_argument("--rounds", type=positive, default=5, help="timing rounds (the best is reported)")
+    parser.add_argument("--repeats", type=positive, default=None, help="alias of --rounds (tests)")
+    parser.add_argument("--threads", type=positive, default=1)
     args = parser.parse_args()
     if args.repeats:
         args.rounds = args.repeats

@@ -324,20 +324,20 @@ def test_an_exception_in_training_is_recorded_as_failed_and_raised(tiny_config, 
     assert "boom" in summary["error"]
 
 
+def interrupt_every_epoch(*args, **kwargs):
+    raise KeyboardInterrupt  # as Ctrl-C; SIGKILL leaves the same files (test above)
+
+
 def test_an_interrupted_run_keeps_a_summary_of_its_last_epoch_marked_running(tiny_config, monkeypatch):
     real = engine.train_one_epoch
-    calls = []
+    config = tiny_config(epochs=1)
+    fit(config, quiet=True)
+    assert summary_of(config.out)["status"] == "ok"
 
-    def interrupted_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # as Ctrl-C; SIGKILL leaves the same files (test above)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "train_one_epoch", interrupted_in_epoch_two)
-    config = tiny_config(epochs=3)
+    # resumed for more epochs and stopped before the first new one ends: no longer the finished run's summary
+    monkeypatch.setattr(engine, "train_one_epoch", interrupt_every_epoch)
     with pytest.raises(KeyboardInterrupt):
-        fit(config, quiet=True)
+        fit(config_replace(config, epochs=3, resume=True), quiet=True)
     summary = summary_of(config.out)
     assert summary["status"] == "running"
     assert "--resume" in summary["reason"]
@@ -350,9 +350,22 @@ def test_an_interrupted_run_keeps_a_summary_of_its_last_epoch_marked_running(tin
     assert "Not finished" in report and "run (1 of 3 epochs)" in report
 
     monkeypatch.setattr(engine, "train_one_epoch", real)
-    fit(config_replace(config, resume=True), quiet=True)
+    fit(config_replace(config, epochs=3, resume=True), quiet=True)
     assert summary_of(config.out)["status"] == "ok"
     assert summary_of(config.out)["epochs"] == 3
+
+
+def test_a_run_stopped_in_its_first_epoch_says_so(tiny_config, monkeypatch):
+    monkeypatch.setattr(engine, "train_one_epoch", interrupt_every_epoch)
+    config = tiny_config(max_steps=20, eval_steps=(10,))
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, quiet=True)
+    summary = summary_of(config.out)
+    assert (summary["status"], summary["epochs"], summary["steps"]) == ("running", 0, 0)
+    from bioplausible.report.compose import write_report_files
+
+    written = write_report_files(Path(config.out).parent)
+    assert written.notes and "run (0 of 20 steps)" in written.notes[0]
 
 
 # ---------------------------------------------------------------- devices and validation

@@ -287,6 +287,8 @@ def cmd_report(args) -> int:
 
     written = write_report_files(args.dir)  # the runs are loaded once
     print(written.results)
+    for note in written.notes:
+        print(f"\n{note}")
     print(f"\nwrote {written.page} and the report's figures in {args.dir}")
     return 0
 

@@ -366,8 +366,11 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
                 f"{run.path} has {done} epochs done, more than --epochs {config.epochs}: give {done} or more"
             )
         if done >= config.epochs or state.loop["stopped_early"]:
-            why = "it stopped early" if state.loop["stopped_early"] else f"{done} of {config.epochs} epochs are done"
-            log(f"nothing to train in {run.path}: {why}; raise --epochs to continue (summary rewritten)")
+            if state.loop["stopped_early"]:
+                why = "it stopped early (no validation improvement); start a new run to train it further"
+            else:
+                why = f"{done} of {config.epochs} epochs are done; raise --epochs to continue"
+            log(f"nothing to train in {run.path}: {why} (summary rewritten)")
         else:
             log(f"resuming {run.path} after epoch {done}")
     facts = {
@@ -384,6 +387,8 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
     if dist.is_main:
         write_json(run.config, config.to_dict())
         write_json(run.probes, probe_specs(state.rule))
+        # From here until the end the summary says the run is not finished, even if it is killed in its first epoch.
+        write_json(run.summary, summarize(config, data, records, state.loop, "running", UNFINISHED))
     status, reason = epochs_loop(state, data, val, config, dist, run, records, log)
     if dist.is_main:
         write_json(run.summary, summarize(config, data, records, state.loop, status, reason))

@@ -39,6 +39,7 @@ class WrittenReport:
     page: Path
     markdown: Path
     results: Table
+    notes: list[str]  # what a reader of the printed table must also know (runs not finished)
 
 
 @contextmanager
@@ -73,7 +74,8 @@ def write_report_files(folder: str | Path) -> WrittenReport:
         text, page = markdown(document, folder), html_page(document)
         atomic_write(folder / "report.md", lambda f: f.write(text.encode()))
         atomic_write(folder / "report.html", lambda f: f.write(page.encode()))
-    return WrittenReport(folder / "report.html", folder / "report.md", results)
+    notes = unfinished_note(loaded.runs, folder)
+    return WrittenReport(folder / "report.html", folder / "report.md", results, notes)
 
 
 def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
@@ -84,7 +86,7 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
     shown = representative_runs(runs) if pick_best else [r for r in runs if r.metrics]
     document = Document(f"Report: {folder.resolve().name}")
     document.add("Study", *study_notes(folder))
-    document.add("Notes", *(Paragraph(p) for p in [*loaded.problems, *unfinished_note(runs)]))
+    document.add("Notes", *(Paragraph(p) for p in [*loaded.problems, *unfinished_note(runs, folder)]))
     results = results_rows(runs)
     if not study or any(published_for(r.config, r.summary) for r in runs):  # a study lists its configurations instead
         document.add(RESULTS, results)
@@ -107,18 +109,33 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
     return document, results
 
 
-def unfinished_note(runs: list[Run]) -> list[str]:
-    """A note naming the runs whose summary says ``running``: still training, or stopped (killed) mid-way."""
+def unfinished_note(runs: list[Run], folder: Path) -> list[str]:
+    """A note naming the runs (by path under ``folder``) whose summary says ``running``: still training, or
+    stopped (killed) before their last epoch, with how far each got."""
     unfinished = [r for r in runs if r.summary.get("status") == "running"]
     if not unfinished:
         return []
-    names = ", ".join(
-        f"{r.path.name} ({r.summary.get('epochs')} of {r.config.get('epochs')} epochs)" for r in unfinished
-    )
+    names = ", ".join(f"{run_name(r, folder)} ({progress(r)})" for r in unfinished)
+    again = ("run the study's command again to continue them" if is_study(folder)
+             else "`bioplausible train ... --resume` with the same settings continues a stopped run")  # fmt: skip
     return [
-        f"Not finished (status running: still training, or stopped before its last epoch): {names}. Their numbers "
-        "are those of their last finished epoch; `bioplausible train ... --resume` continues a stopped run."
+        f"Not finished (status running: still training, or stopped before the end): {names}. Their numbers are "
+        f"those of their last finished epoch; {again}."
     ]
+
+
+def run_name(run: Run, folder: Path) -> str:
+    try:
+        return run.path.resolve().relative_to(folder.resolve()).as_posix()
+    except ValueError:
+        return str(run.path)
+
+
+def progress(run: Run) -> str:
+    """How far an unfinished run got: steps of a step budget, else epochs."""
+    if run.config.get("max_steps"):
+        return f"{run.summary.get('steps')} of {run.config['max_steps']} steps"
+    return f"{run.summary.get('epochs')} of {run.config.get('epochs')} epochs"
 
 
 def figure_key(run: Run) -> tuple[str, str]:
