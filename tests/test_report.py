@@ -104,6 +104,27 @@ def test_a_rule_has_one_colour_in_every_figure():
     assert rule_colour("fa") == rule_colour("fa") and rule_colour("not-registered") in PALETTE
 
 
+def test_an_unfinished_run_of_a_search_keeps_its_settings_in_the_table(tiny_config, tmp_path, monkeypatch):
+    from bioplausible import engine
+    from bioplausible.report.summary import results_table
+
+    fit(tiny_config(epochs=2, lr=1e-2, out=str(tmp_path / "a")), quiet=True)
+    real, calls = engine.train_one_epoch, []
+
+    def stopped_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "train_one_epoch", stopped_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tiny_config(epochs=2, lr=3e-2, out=str(tmp_path / "b")), quiet=True)
+    rows = {line.split("|")[-3].strip(): line for line in results_table(load_runs(tmp_path).runs).splitlines()[2:]}
+    assert set(rows) == {"a", "b"}
+    assert "lr=0.01" in rows["a"] and "lr=0.03" in rows["b"] and "running" in rows["b"]
+
+
 def test_a_second_report_writer_is_refused_in_one_line(two_runs):
     with FileLock(two_runs / ".lock", thread_local=False, timeout=0), pytest.raises(ConfigError) as err:
         write_report(two_runs)

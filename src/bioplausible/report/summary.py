@@ -52,10 +52,11 @@ def results_rows(runs: list[Run]) -> Table:
     """Rule, architecture, data, epochs, our best and final test error, the paper's (with its citation), status.
 
     When several runs share a label (a search, or seeds), a ``run`` column names each folder and ``settings``
-    lists what differs between the runs of that label."""
+    lists what differs between the runs of that label; the epochs they got to do not split them (an unfinished
+    run of a search still shows its settings)."""
     groups: dict[tuple, list[int]] = {}
     for i, run in enumerate(runs):
-        groups.setdefault(row_label(run), []).append(i)
+        groups.setdefault(row_label(run)[:-1], []).append(i)
     settings = [""] * len(runs)
     for members in groups.values():
         if len(members) > 1:
