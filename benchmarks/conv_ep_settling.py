@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from bioplausible.archs import create_arch
 from bioplausible.archs.conv_energy import ConvConnection, pool
+from bioplausible.bench import best_cpu_time
 from bioplausible.studies.presets import LABORIEUX_NET, SMALL_CONV_NET
 
 clock = time.process_time  # CPU time of this process: other jobs' time slices do not count (see ep_settling.py)
@@ -37,17 +38,6 @@ NETS = {
     "mnist": ((1, 28, 28), SMALL_CONV_NET, 64),
     "laborieux": ((3, 32, 32), LABORIEUX_NET, 128),
 }
-
-
-def best_time(fn, repeats: int, number: int) -> float:
-    """Best of ``repeats`` mean CPU times of ``number`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = clock()
-        for _ in range(number):
-            fn()
-        best = min(best, (clock() - start) / number)
-    return best
 
 
 def bare_products(net, batch: int, phase: str):
@@ -112,7 +102,7 @@ def sweep_costs(args) -> None:
             best = {key: float("inf") for key in ("free", "nudged", "free 2n", "nudged 2n", "bare free", "bare nudged")}
             for _ in range(args.rounds):  # interleaved, so that a load change hits all alike
                 for phase, force in forces.items():
-                    best[f"bare {phase}"] = min(best[f"bare {phase}"], best_time(bare[phase][0], 1, n))
+                    best[f"bare {phase}"] = min(best[f"bare {phase}"], best_cpu_time(bare[phase][0], 1, n))
                     for key, steps in ((phase, n), (f"{phase} 2n", 2 * n)):
                         start = clock()
                         net.settle(x, state, steps=steps, force=force, tolerance=0)

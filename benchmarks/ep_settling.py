@@ -33,6 +33,7 @@ import torch
 
 from bioplausible.archs import create_arch
 from bioplausible.archs.energy import BLOCK_SPARSE_DENSITY, OMEGA
+from bioplausible.bench import best_cpu_time
 from bioplausible.data import load_dataset
 from bioplausible.errors import BioplausibleError
 from bioplausible.rules import create_rule
@@ -43,17 +44,6 @@ GAMMELL = dict(hidden_sizes=(100,) * 5, a=0.168, epsilon=0.5)
 # the settling's cost.
 clock = time.process_time
 TODAY = "euler, tolerance, persistent (before block settling)"
-
-
-def best_time(fn, repeats: int = 5, number: int = 200) -> float:
-    """Best of ``repeats`` mean times of ``number`` calls, in seconds."""
-    best = float("inf")
-    for _ in range(repeats):
-        start = clock()
-        for _ in range(number):
-            fn()
-        best = min(best, (clock() - start) / number)
-    return best
 
 
 def mnist(
@@ -163,7 +153,7 @@ def step_costs(xb: torch.Tensor, steps: int = 200, rounds: int = 5) -> None:
             best = dict.fromkeys(["euler", "block", "bare euler", "bare block"], float("inf"))
             for _ in range(rounds):  # interleaved, so that load changes hit all alike
                 for method in ("euler", "block"):
-                    best[f"bare {method}"] = min(best[f"bare {method}"], best_time(bare[method][0], 1, steps))
+                    best[f"bare {method}"] = min(best[f"bare {method}"], best_cpu_time(bare[method][0], 1, steps))
                     start = clock()
                     net.settle(xb, state, steps=steps, tolerance=0, method=method)
                     best[method] = min(best[method], (clock() - start) / steps)

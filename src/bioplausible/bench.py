@@ -22,6 +22,18 @@ from .registry import ARCHS, RULES
 from .report import markdown_table
 
 
+def best_cpu_time(fn, repeats: int = 5, number: int = 200) -> float:
+    """Best of ``repeats`` mean CPU times (``time.process_time``, this process only) of ``number`` calls of ``fn``,
+    in seconds. CPU time, not wall time: on a shared machine wall time also counts other jobs' time slices."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.process_time()
+        for _ in range(number):
+            fn()
+        best = min(best, (time.process_time() - start) / number)
+    return best
+
+
 def random_data(input_shape: tuple[int, ...], classes: int, batch_size: int, device) -> Dataset:
     """A batch of Gaussian inputs and labels, as a dataset ``build`` can size a model from."""
     g = torch.Generator().manual_seed(0)

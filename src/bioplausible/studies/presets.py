@@ -162,15 +162,15 @@ MEDIUM = {
 }
 MEDIUM_NOTES = (
     "MEDIUM budget (MNIST on 2 CPU cores; planned at 8.6 core-hours, measured at about 14 on this shared machine, "
-    "most of it DTP on the dense nets; two workers of one thread each): it reduces the paper's grid as follows. Depths 3 and 7 (not 3-7). Adam instead "
-    "of SGD, because the iteration counts are about 1/150 of the paper's (MLPs: 6,000 steps of batch 100, i.e. "
-    "10 epochs, early-stopping points 1,500-6,000 for sigmoid and 600-6,000 for relu, the paper's ratios; "
-    "ConvNets: 1,200 steps of batch 32, 0.64 epoch, points 300-1,200 and 120-1,200) and plain SGD does not train a "
-    "deep sigmoid net in so few steps (bp, mlp 128x7 sigmoid, lr 0.1: chance after 3,000 steps); the lr grids are "
-    "Adam's: relu 1e-3, 1e-4, 1e-5 (the paper's values) and sigmoid 1e-2, 3e-3, 1e-3 (the paper's 0.1-0.001 are "
-    "SGD rates: under Adam 0.1 and 0.01 stall a sigmoid net). Width 128 for the MLPs (not 256) and 8 channels for "
-    "the ConvNets (a plain ConvNet's output reads the global average of its last 8 maps, a dense one's of all "
-    "1 + 8 x depth). Three seeds."
+    "most of it DTP on the dense nets; two workers of one thread each): it reduces the paper's grid as follows. "
+    "Depths 3 and 7 (not 3-7). Adam instead of SGD, because the iteration counts are about 1/150 of the paper's "
+    "(MLPs: 6,000 steps of batch 100, i.e. 10 epochs, early-stopping points 1,500-6,000 for sigmoid and 600-6,000 for"
+    " relu, the paper's ratios; ConvNets: 1,200 steps of batch 32, 0.64 epoch, points 300-1,200 and 120-1,200) and "
+    "plain SGD does not train a deep sigmoid net in so few steps (bp, mlp 128x7 sigmoid, lr 0.1: chance after 3,000 "
+    "steps); the lr grids are Adam's: relu 1e-3, 1e-4, 1e-5 (the paper's values) and sigmoid 1e-2, 3e-3, 1e-3 (the "
+    "paper's 0.1-0.001 are SGD rates: under Adam 0.1 and 0.01 stall a sigmoid net). Width 128 for the MLPs (not 256) "
+    "and 8 channels for the ConvNets (a plain ConvNet's output reads the global average of its last 8 maps, a dense "
+    "one's of all 1 + 8 x depth). Three seeds."
 )
 
 
