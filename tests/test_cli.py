@@ -271,6 +271,14 @@ def test_small_things_that_used_to_go_wrong(tmp_path, monkeypatch, capsys):
     # a resume that changes a setting names it with both values as config.json has them
     code, out, err = run_main(["train", "--out", "run", "--resume", "--epochs", "3", "--lr", "0.01"], capsys)
     assert code == 2 and "lr: saved 0.007, given 0.01" in err
+    # a step schedule replaced on resume takes its milestones with it (they came from config.json, not the user)
+    step = ["--lr-schedule", "step", "--lr-milestones", "5"]
+    assert run_main(["train", *QUICK, "--epochs", "1", *step, "--out", "steps"], capsys)[0] == 0
+    code, out, err = run_main(["train", "--out", "steps", "--resume", "--epochs", "2", "--lr-schedule", "cosine"],
+                              capsys)  # fmt: skip
+    assert code == 0, err  # cosine gives epoch 1 the rate it trained at
+    saved = json.loads((tmp_path / "steps" / "config.json").read_text())
+    assert (saved["lr_schedule"], saved["lr_milestones"], saved["epochs"]) == ("cosine", [], 2), err
     # every command that trains takes --threads
     for command in (["demo"], ["sweep", "x"], ["reproduce", "skip-connections"], ["bench"], ["train"]):
         code, out, _ = run_main([*command, "--help"], capsys)

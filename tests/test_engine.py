@@ -166,6 +166,24 @@ def test_a_schedule_that_rewrites_epochs_done_is_refused_on_resume(tiny_config, 
     assert len(metrics_of(first.out)) == 2  # nothing trained
 
 
+def test_a_lost_checkpoint_is_not_silently_replaced_by_a_fresh_start(tiny_config):
+    config = tiny_config(epochs=2)
+    fit(config, quiet=True)
+    RunFolder(config.out).checkpoint.unlink()
+    before = metrics_of(config.out)
+    with pytest.raises(ConfigError, match="records 2 epoch.* but has no checkpoint.pt"):
+        fit(config_replace(config, epochs=3, resume=True), quiet=True)
+    assert metrics_of(config.out) == before
+
+
+def test_a_step_budget_that_ended_mid_epoch_cannot_be_extended(tiny_config):
+    config = tiny_config(max_steps=6, batch_size=64)  # 256 training examples: 4 steps an epoch, so 1.5 epochs
+    fit(config, quiet=True)
+    with pytest.raises(ConfigError, match="ended mid-epoch at step 6"):
+        fit(config_replace(config, max_steps=8, resume=True), quiet=True)
+    fit(config_replace(config, resume=True), quiet=True)  # the same budget: nothing to train, not refused
+
+
 def test_resuming_a_finished_run_changes_nothing(tiny_config):
     config = tiny_config(epochs=2)
     fit(config, quiet=True)

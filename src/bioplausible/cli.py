@@ -201,6 +201,8 @@ def config_from_args(ns: argparse.Namespace, names: dict[str, list[str]], base: 
     given. The base's options of a rule/architecture/dataset carry over only if that owner is unchanged."""
     data = {k: v for k, v in base.items() if k not in NOT_FLAGS}
     data.update({k: getattr(ns, k) for k in names["core"] if hasattr(ns, k)})
+    if data.get("lr_schedule") != "step" and base.get("lr_milestones") and not hasattr(ns, "lr_milestones"):
+        data["lr_milestones"] = ()  # the base's milestones belonged to the step schedule that a flag replaced
     for scope, (field, _) in SCOPES.items():
         owner = OWNER_FIELD[scope]
         kept = base.get(field, {}) if base.get(owner) == data.get(owner) else {}

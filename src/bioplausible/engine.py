@@ -84,6 +84,31 @@ def check_schedule(saved: dict[str, Any], config: TrainConfig, done: int, log) -
         "one trained with the new schedule from the start")  # fmt: skip
 
 
+def check_nothing_trained(run: RunFolder, log) -> None:
+    """A resumed folder without a checkpoint starts from the beginning, which is right only if it recorded no
+    epoch (it was stopped in its first one); otherwise its checkpoint was lost and its metrics would be
+    overwritten: refused."""
+    recorded = run.read_metrics()
+    if recorded:
+        raise ConfigError(
+            f"{run.path} records {max(r['epoch'] for r in recorded)} epoch(s) in metrics.jsonl but has no "
+            "checkpoint.pt to continue from: restore it, or start the run again in a new --out"
+        )
+    log(f"{run.path} holds no finished epoch (stopped in its first): training from the start")
+
+
+def check_step_budget(loop: dict[str, Any], full_epochs_steps: int, config: TrainConfig, run: RunFolder) -> None:
+    """Refuse a larger --max-steps for a run whose last budget ended mid-epoch: the rest of that epoch would be
+    skipped (the next epoch starts a new shuffle), so it would not equal a run given the larger budget at once."""
+    step = loop["step"]
+    if config.max_steps and step < full_epochs_steps and config.max_steps > step:
+        raise ConfigError(
+            f"{run.path} ended mid-epoch at step {step} (its step budget), so a larger --max-steps cannot continue "
+            f"it exactly: the rest of epoch {loop['epoch']} would be skipped; start a new run with --max-steps "
+            f"{config.max_steps}"
+        )
+
+
 def describe_schedule(config: TrainConfig) -> str:
     milestones = f" (milestones {','.join(map(str, config.lr_milestones))})" if config.lr_milestones else ""
     return f"{config.lr_schedule}{milestones}"
@@ -356,11 +381,14 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
         state.rule.scaler = state.scaler
     state.loop = fresh_loop()
     records: list[dict[str, Any]] = []
+    if saved is not None and not run.checkpoint.exists():
+        check_nothing_trained(run, log)
     if saved is not None and run.checkpoint.exists():
         state.load_state_dict(run.load_checkpoint(map_location=device))
         records = [r for r in run.read_metrics() if r["epoch"] <= state.loop["epoch"]]
         done = state.loop["epoch"]
         check_schedule(saved, config, done, log)
+        check_step_budget(state.loop, done * batches_per_epoch(data, config), config, run)
         if done > config.epochs and not config.max_steps:
             raise ConfigError(
                 f"{run.path} has {done} epochs done, more than --epochs {config.epochs}: give {done} or more"
