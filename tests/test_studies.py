@@ -18,8 +18,10 @@ import yaml
 from optuna.trial import TrialState
 
 from bioplausible.cli import main
+from bioplausible.engine import fit
 from bioplausible.errors import ConfigError
 from bioplausible.report.html import write_report
+from bioplausible.runs import RunFolder
 from bioplausible.studies import (
     available_spec,
     curve_stats,
@@ -30,7 +32,7 @@ from bioplausible.studies import (
     sensitivity_stats,
     trial_results,
 )
-from bioplausible.studies.sweep import open_study, points_of
+from bioplausible.studies.sweep import open_study, points_of, trial_config
 
 BASE = {
     "dataset": "synthetic",
@@ -164,6 +166,17 @@ def test_a_sweep_killed_by_sigkill_continues_where_it_stopped(tmp_path):
     assert len(done) == 2 and {t.user_attrs["params"]["lr"] for t in done} == {0.01, 0.02}
     assert summary.stat().st_mtime_ns == mtime  # the finished trial did not run again
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["0", "1"]  # the retry continued runs/1
+
+
+def test_a_retried_trial_whose_checkpoint_is_gone_trains_again_from_the_start(tmp_path):
+    from bioplausible.studies.sweep import Objective
+
+    spec = {"name": "lost", "base": {**BASE, "epochs": 2, "probe_every": 0}, "grid": {"lr": [0.01]}}
+    objective, out = Objective(spec, tmp_path), tmp_path / "runs" / "0"
+    fit(trial_config(spec["base"], {"lr": 0.01, "epochs": 1}, out), quiet=True)  # one epoch of it, then killed
+    (out / "checkpoint.pt").unlink()  # what a fresh checkout of committed run folders holds
+    accuracy, status = objective.train({"lr": 0.01}, out)
+    assert status == "ok" and len(RunFolder(out).read_metrics()) == 2
 
 
 # The worker takes Ctrl-C as a terminal delivers it: a process started in the background by a non-interactive shell

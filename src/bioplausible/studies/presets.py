@@ -161,7 +161,7 @@ MEDIUM = {
     "conv_relu_iterations": [120, 300, 600, 900, 1200],
 }
 MEDIUM_NOTES = (
-    "MEDIUM budget (MNIST on 2 CPU cores; planned at 8.6 core-hours, measured at about 14 on this shared machine, "
+    "MEDIUM budget (MNIST on 2 CPU cores; planned at 8.6 core-hours, measured at about 11.4 on this shared machine, "
     "most of it DTP on the dense nets; two workers of one thread each): it reduces the paper's grid as follows. "
     "Depths 3 and 7 (not 3-7). Adam instead of SGD, because the iteration counts are about 1/150 of the paper's "
     "(MLPs: 6,000 steps of batch 100, i.e. 10 epochs, early-stopping points 1,500-6,000 for sigmoid and 600-6,000 for"

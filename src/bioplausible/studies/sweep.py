@@ -517,9 +517,15 @@ class Objective:
 
     def train(self, params: dict[str, Any], out: Path) -> tuple[float, str]:
         from ..engine import fit
-        from ..runs import read_json
+        from ..runs import RunFolder, read_json
 
         config = trial_config(self.spec.get("base", {}), params, out)
+        run = RunFolder(out)
+        if run.metrics.exists() and not run.checkpoint.exists():
+            # A retried trial whose checkpoint is gone (run folders are committed without them): the engine refuses
+            # to continue a run without its checkpoint, and the trial is the study's own, so it starts again.
+            run.metrics.unlink()
+            run.summary.unlink(missing_ok=True)
         path = fit(config, data=self.dataset(config), quiet=self.quiet)
         summary = read_json(path / "summary.json")
         return score(summary), summary["status"]
