@@ -124,6 +124,8 @@ def test_benchmark_command(command, tmp_path):
         args += ["--rounds", "1", "--steps", "1", "--width", "32", "--batch-size", "2"]
     elif "tp_alternating" in args[0]:
         args += ["--samples", "200", "--epochs", "2", "--every", "1"]
+    elif "conv_ep_settling" in args[0]:
+        args += ["--rounds", "1", "--sweeps", "1", "--batch-size", "2"]
     elif "ep_settling" in args[0]:  # parts a and b run in the --epochs 0 command; the other needs only part c
         part_c = "--epochs" in args and args[args.index("--epochs") + 1] != "0"
         args += ["--samples", "40", "--test-samples", "40", "--tolerance", "1e-2", "--rounds", "1"]
