@@ -206,3 +206,24 @@ def test_a_shorter_run_gets_the_papers_number_with_the_epochs_it_was_published_a
     assert near.test_error == 13.18 and near.source.endswith("after 100 epochs")  # 100 is nearer 50 than 10 is
     assert published_for({**config, "epochs": 12}, other_epochs=True).test_error == 31.1
     assert published_for({**config, "epochs": 10}, other_epochs=True).source.endswith("p-sweep")  # exact
+
+
+def test_a_studys_compute_is_summed_per_pair_and_its_unfinished_points_projected(tmp_path):
+    from bioplausible.analysis.cost import cost_table, remaining_cost
+    from bioplausible.analysis.runs import make_run
+
+    def run(name, arch, rule, wall, threads=2, status="ok", device="cpu"):
+        config = {"arch": arch, "rule": rule, "threads": threads, "device_used": device}
+        return make_run(tmp_path / name, config, {"status": status, "wall_time_s": wall})
+
+    runs = [run("a", "mlp", "bp", 100), run("b", "mlp", "bp", 300), run("c", "mlp", "fa", 50),
+            run("d", "mlp", "fa", 999, status="running"), run("e", "mlp", "dtp", 60, device="cuda:0")]  # fmt: skip
+    rows = {(r[0], r[1]): r[2:] for r in cost_table(runs).rows}
+    # bp: 2 runs, mean 200 s, 400 wall s = 0.11 h, 800 core s = 0.22 h; the running fa run does not count
+    assert rows[("mlp", "bp")] == (2, "200", "0.11", "0.22") and rows[("mlp", "fa")][0] == 1
+    assert rows[("mlp", "dtp")][-1] == "–" and rows[("all", "")][0] == 4  # a GPU run has no core hours
+    spec = {"base": {"arch": "mlp"}, "grid": {"rule": ["bp", "fa", "dtp", "kp"]}, "seeds": [0, 1, 2]}
+    # left: 1 bp (400 core s) + 2 fa (100 each) = 600 core s; dtp (GPU) and kp (no run) are named, not guessed
+    text = remaining_cost(runs, spec)
+    assert text.startswith("4 of the grid's 12 runs are finished") and "0.2 core-hours" in text
+    assert "mlp/dtp, mlp/kp" in text

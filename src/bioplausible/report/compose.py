@@ -25,7 +25,7 @@ from ..papers import published_for
 from ..registry import ARCHS, RULES
 from ..runs import atomic_write
 from .render import html_page, markdown
-from .study import is_study, study_notes, study_sections
+from .study import compute_section, is_study, study_notes, study_sections
 from .summary import results_rows
 
 MAX_PANELS = 12  # per-layer probe figures show at most this many runs: the best of each (arch, rule)
@@ -94,6 +94,7 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
         records = results_from_runs(runs)
         if records:
             document.sections += study_sections(folder, records)
+        document.sections.append(compute_section(folder, runs))
     document.sections += declared_figures(runs, folder, ARCHS, "arch")
     if shown:
         title = "best run of each (arch, rule)" if pick_best else ""

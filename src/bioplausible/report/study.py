@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from ..analysis.cost import cost_table, remaining_cost
 from ..analysis.curves import (
     claim_sentences,
     claim_table,
@@ -34,6 +35,11 @@ BOOTSTRAP_NOTE = (
     "dense net's gain under the rule with its gain under the control rule: above 0 means dense connections help "
     "the rule more than they help backprop."
 )
+COST_NOTE = (
+    "Wall time: each finished run's `wall_time_s` (resumed sessions summed); core hours: wall time × the CPU "
+    "threads the run used (– for a GPU run). Measured on the machine that trained the runs, with whatever else "
+    "ran on it at the time."
+)
 SENSITIVITY = "Hyperparameter sensitivity (sorted best to worst)"
 
 
@@ -53,6 +59,17 @@ def study_notes(folder: Path) -> list[Paragraph]:
         changed = ", ".join(f"{k} = {v}" for k, v in spec["overrides"].items())
         notes.append(Paragraph(f"**Run with {changed} from the command line**, in place of the spec's values above."))
     return notes
+
+
+def compute_section(folder: Path, runs: list[Any]) -> Section:
+    """What the study's runs cost (wall and core hours per arch and rule) and, for a grid, what is left."""
+    spec_file = folder / "spec.yaml"
+    spec = (yaml.safe_load(spec_file.read_text()) or {}) if spec_file.exists() else {}
+    blocks: list[Any] = [cost_table(runs)]
+    if spec.get("grid") and "random" not in spec:
+        blocks.append(Paragraph(remaining_cost(runs, spec)))
+    blocks.append(Paragraph(COST_NOTE))
+    return Section("Compute", blocks)
 
 
 def study_sections(folder: Path, results: list[dict[str, Any]], n_boot: int = N_BOOT) -> list[Section]:

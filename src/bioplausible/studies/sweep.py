@@ -44,7 +44,6 @@ take the same point.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 import os
@@ -65,6 +64,7 @@ import yaml
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
+from ..analysis.grid import grids_of, points_of
 from ..analysis.results import score
 from ..config import FACTS, TrainConfig
 from ..errors import ConfigError
@@ -148,11 +148,6 @@ def check_spec(spec: Any) -> None:
         raise ConfigError("the study's search space is empty: the grid has no points and random search no params")
 
 
-def grids_of(spec: dict[str, Any]) -> list[Any]:
-    grid = spec.get("grid", {})
-    return grid if isinstance(grid, list) else [grid]
-
-
 def check_key(key: str) -> None:
     """A grid or search key is a TrainConfig setting or location field, or ``rule_options.X`` /
     ``arch_options.X`` / ``dataset_options.X`` (facts are recorded by a run, never set)."""
@@ -182,22 +177,6 @@ def check_random(random: Any) -> None:
         ok_choices = isinstance(dist, dict) and isinstance(dist.get("choices"), list) and dist["choices"]
         if not (ok_range or ok_choices):
             raise ConfigError(f"random.params.{key} must be {{low, high[, log]}} or {{choices: [...]}}; got {dist!r}")
-
-
-def points_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every grid point (with its seed), in a fixed order: the union of each grid's product."""
-    points = []
-    seeds = spec.get("seeds") if "random" not in spec else None
-    for grid in grids_of(spec):
-        axes = dict(grid)
-        if seeds:
-            axes["seed"] = seeds
-        keys = list(axes)
-        for values in itertools.product(*(axes[k] for k in keys)):
-            point = dict(zip(keys, values))
-            if point not in points:
-                points.append(point)
-    return points
 
 
 def applicable(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
