@@ -1,8 +1,11 @@
 """Studies: Optuna sweeps (resume, killed trials, divergence, shared PostgreSQL), sensitivity, presets, reports."""
 
+import contextlib
 import dataclasses
 import glob
+import io
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,13 +69,18 @@ def tiny_study(tmp_path_factory):
     folder = tmp_path_factory.mktemp("study")
     first = len(complete(run_sweep(SPEC, folder, n_trials=2)))
     mtimes = {p: p.stat().st_mtime_ns for p in folder.glob("runs/*/summary.json")}
-    study = run_sweep(SPEC, folder)
-    return folder, first, mtimes, study
+    lines = io.StringIO()
+    with contextlib.redirect_stderr(lines):
+        study = run_sweep(SPEC, folder)
+    return folder, first, mtimes, study, lines.getvalue()
 
 
 def test_a_resumed_sweep_reruns_no_finished_trial_and_holds_every_point_once(tiny_study):
-    folder, first, mtimes, study = tiny_study
+    folder, first, mtimes, study, log = tiny_study
     assert len(mtimes) == 2 and first == 2
+    # one line per trial of the second call, with its time and the study's progress (the first call's count too)
+    assert re.search(r"trial 2: .* -> .*, \d+ s \[3 of 4 complete\]", log), log
+    assert re.search(r"trial 3: .* -> .*, \d+ s \[4 of 4 complete\]", log), log
     for path, mtime in mtimes.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten: a finished trial ran again"
     done = complete(study)
@@ -89,7 +97,7 @@ def test_a_resumed_sweep_reruns_no_finished_trial_and_holds_every_point_once(tin
 
 
 def test_a_diverged_trial_is_a_result_at_chance_and_the_study_goes_on(tiny_study):
-    _, _, _, study = tiny_study
+    _, _, _, study, _ = tiny_study
     results = {(r["rule"], r["params"]["lr"]): r for r in trial_results(study)}
     for rule in ("bp", "fa"):
         assert results[(rule, 1e6)]["status"] == "diverged"

@@ -44,6 +44,7 @@ take the same point.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -594,7 +595,8 @@ def run_sweep(
         while n_trials is None or done < n_trials:
             if not (queued(study) or more_to_start(study, spec, len(objective.points))):
                 break
-            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False, callbacks=[report_trial])
+            report = functools.partial(report_trial, total=total_trials(spec, len(objective.points)))
+            study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=False, callbacks=[report])
             if objective.interrupted is not None:
                 raise KeyboardInterrupt
             done += 1
@@ -603,8 +605,14 @@ def run_sweep(
     return study
 
 
-def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """One line per finished trial on stderr: its number, settings and score (or why it failed)."""
+def total_trials(spec: dict[str, Any], n_points: int) -> int:
+    """How many trials the study runs in all: one per grid point, or ``n_trials`` per point of a random search."""
+    return spec["random"]["n_trials"] * max(1, n_points) if "random" in spec else n_points
+
+
+def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, total: int | None = None) -> None:
+    """One line per finished trial on stderr: its number, settings and score (or why it failed), its wall time,
+    and how many of the study's ``total`` trials are complete (all workers together)."""
     params = trial.user_attrs.get("params", trial.params)
     settings = " ".join(f"{k}={v}" for k, v in params.items())
     if trial.user_attrs.get("interrupted"):
@@ -614,7 +622,10 @@ def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     else:
         error = trial.user_attrs.get("error")
         outcome = trial.state.name.lower() + (f": {error}" if error else "")
-    print(f"trial {trial.number}: {settings} -> {outcome}", file=sys.stderr)
+    seconds = f", {trial.duration.total_seconds():.0f} s" if trial.duration else ""
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    progress = f" [{complete} of {total} complete]" if total else ""
+    print(f"trial {trial.number}: {settings} -> {outcome}{seconds}{progress}", file=sys.stderr)
 
 
 def more_to_start(study: optuna.Study, spec: dict[str, Any], n_points: int) -> bool:
