@@ -216,7 +216,7 @@ KILL_FLAGS = (
     "--arch", "mlp", "--depth", "2", "--width", "32",
     "--rule", "brsf",
     "--epochs", "3",
-    "--batch-size", "1",  # ~1,400 steps: an epoch takes around half a second or more
+    "--batch-size", "4",  # ~360 steps: an epoch takes around half a second or more
     "--probe-every", "1",
     "--seed", "3",
     "--device", "cpu",
