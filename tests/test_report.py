@@ -210,20 +210,33 @@ def test_a_shorter_run_gets_the_papers_number_with_the_epochs_it_was_published_a
 
 def test_a_studys_compute_is_summed_per_pair_and_its_unfinished_points_projected(tmp_path):
     from bioplausible.analysis.cost import cost_table, remaining_cost
+
+    runs = [cost_run(tmp_path, "mlp", "bp", 0, wall=100), cost_run(tmp_path, "mlp", "bp", 1, wall=300),
+            cost_run(tmp_path, "mlp", "fa", 0, wall=50), cost_run(tmp_path, "mlp", "fa", 1, status="running"),
+            cost_run(tmp_path, "mlp", "dtp", 0, device="cuda:0"), cost_run(tmp_path, "mlp", "kp", 0, status="failed"),
+            cost_run(tmp_path, "mlp", "bp", 9, wall=None),  # a pilot off the grid, without a wall time
+            cost_run(tmp_path, "dense-mlp", "bp", 0, world_size=2)]  # fmt: skip
+    rows = {(r[0], r[1]): r[2:] for r in cost_table(runs).rows}
+    # bp: 3 finished runs, 2 with a wall time (mean 200 s, 400 wall s = 0.11 h, 800 core s at 2 threads = 0.22 h)
+    assert rows[("mlp", "bp")] == (3, "200", "0.11", "0.22", "1 / 0") and rows[("mlp", "fa")][0] == 1
+    assert rows[("mlp", "dtp")][3:] == ("–", "0 / 1")  # a GPU run has no core hours
+    assert rows[("dense-mlp", "bp")][3] == "0.11"  # 2 processes of 2 threads for 100 s
+    assert rows[("all", "")][0] == 6 and rows[("all", "")][4] == "1 / 1"
+    # the grid: 4 rules x 3 seeds on mlp. Finished: bp 0, 1; fa 0; dtp 0 (the pilot and the dense-mlp run are
+    # not grid points). Left: bp 2 at 400 core s, fa 1 and 2 at 100 each = 600 core s; dtp (GPU only) and kp
+    # (failed) have no CPU run to estimate from: they are named, not guessed
+    spec = {"base": {}, "grid": {"rule": ["bp", "fa", "dtp", "kp"]}, "seeds": [0, 1, 2]}
+    text = remaining_cost(runs, spec)
+    assert text.startswith("4 of the grid's 12 runs are finished and 1 failed"), text
+    assert "about 0.2 core-hours" in text and "plus those of mlp/dtp, mlp/kp" in text
+    assert "has a finished CPU run yet" in remaining_cost(runs[5:6], spec)  # nothing measured: no made-up 0.0
+    done = remaining_cost(runs, {"base": {}, "grid": {"rule": ["bp"]}, "seeds": [0, 1]})
+    assert done == "2 of the grid's 2 runs are finished."
+
+
+def cost_run(tmp_path, arch, rule, seed, wall=100.0, status="ok", device="cpu", world_size=1):
     from bioplausible.analysis.runs import make_run
 
-    def run(name, arch, rule, wall, threads=2, status="ok", device="cpu"):
-        config = {"arch": arch, "rule": rule, "threads": threads, "device_used": device}
-        return make_run(tmp_path / name, config, {"status": status, "wall_time_s": wall})
-
-    runs = [run("a", "mlp", "bp", 100), run("b", "mlp", "bp", 300), run("c", "mlp", "fa", 50),
-            run("d", "mlp", "fa", 999, status="running"), run("e", "mlp", "dtp", 60, device="cuda:0")]  # fmt: skip
-    rows = {(r[0], r[1]): r[2:] for r in cost_table(runs).rows}
-    # bp: 2 runs, mean 200 s, 400 wall s = 0.11 h, 800 core s = 0.22 h; the running fa run does not count
-    assert rows[("mlp", "bp")] == (2, "200", "0.11", "0.22") and rows[("mlp", "fa")][0] == 1
-    assert rows[("mlp", "dtp")][-1] == "–" and rows[("all", "")][0] == 4  # a GPU run has no core hours
-    spec = {"base": {"arch": "mlp"}, "grid": {"rule": ["bp", "fa", "dtp", "kp"]}, "seeds": [0, 1, 2]}
-    # left: 1 bp (400 core s) + 2 fa (100 each) = 600 core s; dtp (GPU) and kp (no run) are named, not guessed
-    text = remaining_cost(runs, spec)
-    assert text.startswith("4 of the grid's 12 runs are finished") and "0.2 core-hours" in text
-    assert "mlp/dtp, mlp/kp" in text
+    config = {"arch": arch, "rule": rule, "seed": seed, "threads": 2, "device_used": device, "world_size": world_size}
+    summary = {"status": status, **({} if wall is None else {"wall_time_s": wall})}
+    return make_run(tmp_path / f"{arch}-{rule}-{seed}", config, summary)

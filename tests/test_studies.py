@@ -79,8 +79,8 @@ def test_a_resumed_sweep_reruns_no_finished_trial_and_holds_every_point_once(tin
     folder, first, mtimes, study, log = tiny_study
     assert len(mtimes) == 2 and first == 2
     # one line per trial of the second call, with its time and the study's progress (the first call's count too)
-    assert re.search(r"trial 2: .* -> .*, \d+ s \[3 of 4 complete\]", log), log
-    assert re.search(r"trial 3: .* -> .*, \d+ s \[4 of 4 complete\]", log), log
+    assert re.search(r"trial 2: .* -> .* in runs/2, took \d+ s \[3 of 4 complete\]", log), log
+    assert re.search(r"trial 3: .* -> .* in runs/3, took \d+ s \[4 of 4 complete\]", log), log
     for path, mtime in mtimes.items():
         assert path.stat().st_mtime_ns == mtime, f"{path} was rewritten: a finished trial ran again"
     done = complete(study)
@@ -144,9 +144,10 @@ def test_a_trial_left_running_by_a_killed_worker_is_run_again_and_a_failed_one_i
     assert sorted(point(t) for t in done) == sorted({point(t) for t in done})
     assert {t.user_attrs["params"]["lr"] for t in done} == {0.01, 0.05}
     # the run without its data failed, was recorded as FAIL with its error, and did not stop the study
+    # (it is retried once by the next run of the study, so it fails once or twice here, as the grid's order has it)
     failed = [t for t in study.trials if t.state == TrialState.FAIL and t.number != killed.number]
-    assert len(failed) == 1 and failed[0].user_attrs["params"]["rule"] == "fa"
-    assert "DataError" in failed[0].user_attrs["error"] and "missing" in failed[0].user_attrs["error"]
+    assert 1 <= len(failed) <= 2 and {t.user_attrs["params"]["rule"] for t in failed} == {"fa"}
+    assert all("DataError" in t.user_attrs["error"] and "missing" in t.user_attrs["error"] for t in failed)
     assert (tmp_path / "runs" / str(killed.number) / "summary.json").exists()  # the retry used the killed folder
 
 
@@ -699,6 +700,27 @@ def test_a_sweep_with_a_failed_trial_exits_non_zero(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 1 and "trial 0: lr=0.01 -> fail: DataError" in err and "trial(s) 0 failed" in err, err
     assert "Traceback" not in err
+    # the same command again retries the failed trial (the cause may be fixed) and says again why it failed
+    code = main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "study"), "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "trial 1 failed: DataError" in err and "trial(s) 1 failed" in err, err
+    assert "trial 0 failed" not in err  # the retry stands for it
+
+
+def test_a_failed_trial_whose_cause_is_fixed_completes_on_the_next_run(tmp_path, capsys, monkeypatch):
+    from test_data_imagefolder import write_folder
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    study_dir, data = tmp_path / "study", tmp_path / "images"
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump({"base": {**BASE, "dataset": "imagefolder"},
+                                                        "grid": {"lr": [0.01]}}))  # fmt: skip
+    sweep = ["sweep", str(tmp_path / "spec.yaml"), "--out", str(study_dir), "--threads", "1", "--data-dir", str(data)]
+    assert main(sweep) == 1
+    write_folder(data)  # the images the first run lacked
+    assert main(sweep) == 0, capsys.readouterr().err
+    study = open_study(load_spec(yaml.safe_load((study_dir / "spec.yaml").read_text())), study_dir, None)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert (study_dir / "runs" / "0" / "summary.json").exists()  # the retry trained in the failed trial's folder
 
 
 def test_a_study_folder_takes_one_study_with_one_set_of_settings(tmp_path, capsys):

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import __version__
 from .config import FACTS, TrainConfig
-from .errors import BioplausibleError, ConfigError
+from .errors import BioplausibleError, ConfigError, FolderBusy
 from .registry import ARCHS, DATASETS, RULES
 
 KINDS = {"rules": RULES, "archs": ARCHS, "datasets": DATASETS}
@@ -322,10 +322,18 @@ def _run_study(spec: dict[str, Any], args) -> int:
     print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
     if results:
         print(sensitivity_table(results))
-        print(f"\nwrote {write_report(args.out)}")
-    failed = [t.number for t in study.trials if t.user_attrs.get("error")]
+        try:
+            print(f"\nwrote {write_report(args.out)}")
+        except FolderBusy:  # another worker of the study finished at the same moment and is writing it
+            print(f"\nthe report is being written by another worker; `bioplausible report {args.out}` rewrites it")
+    retried = {n for t in study.trials for n in t.system_attrs.get("retry_history", [])}
+    failed = [t for t in study.trials if t.user_attrs.get("error") and t.number not in retried]
     if failed:  # a trial that raised (not one killed, which the next run retries): the exit code says so
-        print(f"error: trial(s) {', '.join(map(str, failed))} failed: see their lines above", file=sys.stderr)
+        for trial in failed:  # again here: the failure may date from an earlier run of the study
+            print(f"trial {trial.number} failed: {trial.user_attrs['error']}", file=sys.stderr)
+        numbers = ", ".join(str(t.number) for t in failed)
+        print(f"error: trial(s) {numbers} failed; fix the cause and run the same command again: it retries "
+              "them", file=sys.stderr)  # fmt: skip
         return 1
     return 0
 

@@ -27,3 +27,7 @@ class DataError(BioplausibleError, OSError):
 
 class IncompatibleError(BioplausibleError, TypeError):
     """A rule that cannot train an architecture; the message says why."""
+
+
+class FolderBusy(ConfigError):
+    """A run or study folder whose lock another process holds (a run training in it, or a report being written)."""

@@ -2,79 +2,136 @@
 a study with a grid, what its points not yet trained should take at the measured means.
 
 A run's wall time is its summary's ``wall_time_s`` (every session it trained, resumed ones summed); its
-core-seconds are that times the CPU threads torch used (``threads_used``, else the ``threads`` asked for). A run
-on a GPU counts in wall time only. The projection assumes a point costs the mean of the finished runs of its
-(arch, rule) on the same machine; pairs with no finished run yet are named, not guessed.
+core-seconds are that times the CPU threads torch used (``threads_used``, else the ``threads`` asked for) times the
+processes that trained it (``world_size``). A run on a GPU, or one whose thread count was not recorded, counts in
+wall time only; one without a recorded wall time counts in neither, and the table says how many such runs there
+are. The projection assumes a point costs the mean of the finished CPU runs of its (arch, rule) on the same
+machine; pairs with no such run yet are named, not guessed.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from ..config import TrainConfig
 from .document import Table
 from .grid import points_of
 
-
-def core_seconds(config: dict[str, Any], summary: dict[str, Any]) -> float | None:
-    """Wall seconds × CPU threads of one run; None on a GPU or when the thread count is not recorded."""
-    if not str(config.get("device_used", "cpu")).startswith("cpu"):
-        return None
-    threads = config.get("threads_used") or config.get("threads")
-    return float(summary.get("wall_time_s") or 0.0) * threads if threads else None
+FINISHED = ("ok", "diverged")
 
 
-def costs_by_pair(runs: Iterable[Any]) -> dict[tuple[str, str], list[tuple[float, float | None]]]:
-    """(arch, rule) -> [(wall s, core s or None)] of the runs that finished (status ok or diverged)."""
-    pairs: dict[tuple[str, str], list[tuple[float, float | None]]] = defaultdict(list)
+@dataclass(frozen=True)
+class RunCost:
+    """One finished run's cost: wall seconds (None: not recorded) and core-seconds (None: not a known CPU run)."""
+
+    wall: float | None
+    cores: float | None
+
+
+def run_cost(config: dict[str, Any], summary: dict[str, Any]) -> RunCost:
+    wall = summary.get("wall_time_s")
+    if wall is None:
+        return RunCost(None, None)
+    on_cpu = str(config.get("device_used", "cpu")).startswith("cpu")
+    threads = (config.get("threads_used") or config.get("threads")) if on_cpu else None
+    processes = config.get("world_size") or 1
+    return RunCost(float(wall), float(wall) * threads * processes if threads else None)
+
+
+def pair_of(config: dict[str, Any], base: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(arch, rule) of a run's config or a grid point: its own, else the spec base's, else TrainConfig's default."""
+    base, default = base or {}, TrainConfig()
+    return tuple(str(config.get(k, base.get(k, getattr(default, k)))) for k in ("arch", "rule"))  # type: ignore[return-value]
+
+
+def costs_by_pair(runs: Iterable[Any]) -> dict[tuple[str, str], list[RunCost]]:
+    """(arch, rule) -> the costs of its finished runs (status ok or diverged), pairs sorted."""
+    pairs: dict[tuple[str, str], list[RunCost]] = defaultdict(list)
     for run in runs:
-        config, summary = run["config"], run["summary"]
-        if summary.get("status") in ("ok", "diverged"):
-            wall = float(summary.get("wall_time_s") or 0.0)
-            pairs[(str(config.get("arch")), str(config.get("rule")))].append((wall, core_seconds(config, summary)))
+        if run["summary"].get("status") in FINISHED:
+            pairs[pair_of(run["config"])].append(run_cost(run["config"], run["summary"]))
     return dict(sorted(pairs.items()))
 
 
 def cost_table(runs: Iterable[Any]) -> Table:
-    """One row per (arch, rule): finished runs, mean wall seconds per run, total wall and core hours."""
+    """One row per (arch, rule), and one for all when there are several: finished runs, mean wall seconds per run,
+    total wall and core hours, and how many runs each total leaves out."""
     pairs = costs_by_pair(runs)
     rows = [cost_row(arch, rule, costs) for (arch, rule), costs in pairs.items()]
     if len(pairs) > 1:
         rows.append(cost_row("all", "", [c for costs in pairs.values() for c in costs]))
-    return Table.of(("arch", "rule", "runs", "mean wall s / run", "wall h", "core h"), rows)
+    headers = (
+        "arch",
+        "rule",
+        "runs",
+        "mean wall s / run",
+        "wall h",
+        "core h",
+        "left out (no wall time / no CPU threads)",
+    )
+    return Table.of(headers, rows)
 
 
-def cost_row(arch: str, rule: str, costs: list[tuple[float, float | None]]) -> tuple[object, ...]:
-    walls = [w for w, _ in costs]
-    cores = [c for _, c in costs]
-    core_h = "–" if None in cores else f"{sum(cores) / 3600:.2f}"  # type: ignore[arg-type]
-    return (arch, rule, len(costs), f"{sum(walls) / len(walls):.0f}", f"{sum(walls) / 3600:.2f}", core_h)
+def cost_row(arch: str, rule: str, costs: list[RunCost]) -> tuple[object, ...]:
+    walls = [c.wall for c in costs if c.wall is not None]
+    cores = [c.cores for c in costs if c.cores is not None]
+    mean = f"{sum(walls) / len(walls):.0f}" if walls else "–"
+    wall_h = f"{sum(walls) / 3600:.2f}" if walls else "–"
+    core_h = f"{sum(cores) / 3600:.2f}" if cores else "–"
+    return (arch, rule, len(costs), mean, wall_h, core_h, f"{len(costs) - len(walls)} / {len(walls) - len(cores)}")
+
+
+def matches(point: dict[str, Any], config: dict[str, Any], skip: Iterable[str] = ()) -> bool:
+    """Whether a run's (resolved) config has every setting of a grid point (``group.option`` keys looked up in
+    the option group); keys in ``skip`` (settings the command line overrode) are not compared."""
+    for key, value in point.items():
+        if key in skip:
+            continue
+        group, _, option = key.partition(".")
+        have = (config.get(group) or {}).get(option) if option else config.get(key)
+        if json.dumps(have, sort_keys=True) != json.dumps(value, sort_keys=True):
+            return False
+    return True
 
 
 def remaining_cost(runs: Iterable[Any], spec: dict[str, Any]) -> str:
-    """A sentence: how many of the spec's grid points are done, and the core-hours the others should take."""
-    pairs = costs_by_pair(runs)
-    points = points_of(spec)
-    base = spec.get("base") or {}
-    todo: dict[tuple[str, str], int] = defaultdict(int)
-    for point in points:
-        todo[(str(point.get("arch", base.get("arch"))), str(point.get("rule", base.get("rule"))))] += 1
-    done = sum(len(v) for v in pairs.values())
-    left, unknown = 0.0, []
-    for pair, n in sorted(todo.items()):
-        missing = n - len(pairs.get(pair, []))
-        cores = [c for _, c in pairs.get(pair, [])]
-        if missing <= 0:
-            continue
-        if not cores or None in cores:
-            unknown.append("/".join(pair))
-            continue
-        left += missing * sum(cores) / len(cores)  # type: ignore[arg-type]
-    text = f"{done} of the grid's {len(points)} runs are finished"
-    if done >= len(points):
+    """A sentence: how many of the spec's grid points have a finished run, how many failed, and the core-hours the
+    others should take at the means of the finished CPU runs of their (arch, rule)."""
+    runs = list(runs)
+    points, base = points_of(spec), spec.get("base") or {}
+    skip = set(spec.get("overrides") or {})
+    by_pair: dict[tuple[tuple[str, str], bool], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:  # a point is looked for among the runs of its own (arch, rule) only
+        status = run["summary"].get("status")
+        if status in FINISHED or status == "failed":
+            by_pair[(pair_of(run["config"]), status in FINISHED)].append(run["config"])
+
+    def has_run(point: dict[str, Any], finished: bool) -> bool:
+        return any(matches(point, config, skip) for config in by_pair[(pair_of(point, base), finished)])
+
+    done = [p for p in points if has_run(p, True)]
+    n_failed = sum(1 for p in points if p not in done and has_run(p, False))
+    text = f"{len(done)} of the grid's {len(points)} runs are finished"
+    text += f" and {n_failed} failed (the study's command retries them)" if n_failed else ""
+    if len(done) == len(points):
         return text + "."
+    means = {pair: [c.cores for c in costs if c.cores is not None] for pair, costs in costs_by_pair(runs).items()}
+    left, unknown = 0.0, set()
+    for point in points:
+        if point in done:
+            continue
+        pair = pair_of(point, base)
+        if means.get(pair):
+            left += sum(means[pair]) / len(means[pair])
+        else:
+            unknown.add("/".join(pair))
+    if len(unknown) == len({pair_of(p, base) for p in points if p not in done}):
+        return text + "; no (arch, rule) left to run has a finished CPU run yet to estimate the rest from."
     text += f"; at the means above the others should take about {left / 3600:.1f} core-hours"
     if unknown:
-        text += f", plus those of {', '.join(unknown)}, which have no finished CPU run to measure"
+        text += f", plus those of {', '.join(sorted(unknown))}, which have no finished CPU run to measure"
     return text + "."

@@ -20,7 +20,7 @@ from ..analysis.document import Document, Figure, Paragraph, Section, Table
 from ..analysis.figures import first_seen, plot_learning_curves, plot_probe, probe_file
 from ..analysis.results import results_from_runs
 from ..analysis.runs import Loaded, Run, load_runs, registered
-from ..errors import ConfigError
+from ..errors import ConfigError, FolderBusy
 from ..papers import published_for
 from ..registry import ARCHS, RULES
 from ..runs import atomic_write
@@ -44,12 +44,12 @@ class WrittenReport:
 
 @contextmanager
 def holding(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock (the one runs hold) while writing; ConfigError if another process holds it."""
+    """Hold ``folder``'s lock (the one runs hold) while writing; FolderBusy if another process holds it."""
     lock = FileLock(folder / ".lock", thread_local=False)
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise ConfigError(f"{folder} is in use by another process (a run or a report writing it); wait for it to "
+        raise FolderBusy(f"{folder} is in use by another process (a run or a report writing it); wait for it to "
                           "finish and run the report again") from None  # fmt: skip
     try:
         yield

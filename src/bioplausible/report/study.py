@@ -37,8 +37,10 @@ BOOTSTRAP_NOTE = (
 )
 COST_NOTE = (
     "Wall time: each finished run's `wall_time_s` (resumed sessions summed); core hours: wall time × the CPU "
-    "threads the run used (– for a GPU run). Measured on the machine that trained the runs, with whatever else "
-    "ran on it at the time."
+    "threads the run used × its processes. Runs on a GPU, or without a recorded thread count, count in wall time "
+    "only, runs without a recorded wall time in neither (the last column counts both). Measured on the machine "
+    "that trained the runs, with whatever else ran on it at the time. The grid's runs are matched by their "
+    "settings; other runs in the folder count in the table only."
 )
 SENSITIVITY = "Hyperparameter sensitivity (sorted best to worst)"
 

@@ -365,7 +365,8 @@ CONTINUE = "run the same command again to continue"
 
 def requeue_dead_trials(study: optuna.Study) -> list[int]:
     """Queue again, with the same parameters, every trial that a killed process on this host left RUNNING (marked
-    FAIL first) and every trial interrupted by Ctrl-C that has no retry yet; returns their numbers."""
+    FAIL first), and every trial interrupted by Ctrl-C or failed with an error that has no retry yet (its cause,
+    a missing dataset say, may be fixed now; one retry per run of the study); returns their numbers."""
     host = socket.gethostname()
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
@@ -374,7 +375,7 @@ def requeue_dead_trials(study: optuna.Study) -> list[int]:
         worker_host, _, pid = trial.user_attrs.get("worker", "").rpartition(":")
         if trial.state == TrialState.RUNNING and worker_host == host and pid.isdigit() and not pid_alive(int(pid)):
             dead.append(trial)
-        elif trial.user_attrs.get("interrupted") and trial.state == TrialState.PRUNED and trial.number not in retried:
+        elif trial.number not in retried and ended_unfinished(trial):
             interrupted.append(trial)
     for trial in dead:
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
@@ -384,6 +385,12 @@ def requeue_dead_trials(study: optuna.Study) -> list[int]:
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
     return [t.number for t in dead + interrupted]
+
+
+def ended_unfinished(trial: optuna.trial.FrozenTrial) -> bool:
+    """Interrupted by Ctrl-C (PRUNED), or failed with an error (FAIL): both are run again."""
+    interrupted = trial.user_attrs.get("interrupted") and trial.state == TrialState.PRUNED
+    return bool(interrupted or (trial.user_attrs.get("error") and trial.state == TrialState.FAIL))
 
 
 def pid_alive(pid: int) -> bool:
@@ -457,6 +464,7 @@ class Objective:
     def run_trial(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", WORKER)
         trial.set_user_attr("interrupted", False)  # a retry copies the attributes of the trial it retries
+        trial.set_user_attr("error", "")
         params = self.params(trial)
         self.refuse_duplicate(trial)
         trial.set_user_attr("params", params)
@@ -611,8 +619,9 @@ def total_trials(spec: dict[str, Any], n_points: int) -> int:
 
 
 def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, total: int | None = None) -> None:
-    """One line per finished trial on stderr: its number, settings and score (or why it failed), its wall time,
-    and how many of the study's ``total`` trials are complete (all workers together)."""
+    """One line per finished trial on stderr: its number, settings and score (or why it failed), its run folder,
+    how long it took (loading its data included) and how many of the study's ``total`` trials are complete (all
+    workers together)."""
     params = trial.user_attrs.get("params", trial.params)
     settings = " ".join(f"{k}={v}" for k, v in params.items())
     if trial.user_attrs.get("interrupted"):
@@ -622,10 +631,11 @@ def report_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial, total: in
     else:
         error = trial.user_attrs.get("error")
         outcome = trial.state.name.lower() + (f": {error}" if error else "")
-    seconds = f", {trial.duration.total_seconds():.0f} s" if trial.duration else ""
+    where = f" in {trial.user_attrs['run']}" if trial.user_attrs.get("run") else ""  # a retry trains in the first one's
+    seconds = f", took {trial.duration.total_seconds():.0f} s" if trial.duration else ""  # data loading included
     complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     progress = f" [{complete} of {total} complete]" if total else ""
-    print(f"trial {trial.number}: {settings} -> {outcome}{seconds}{progress}", file=sys.stderr)
+    print(f"trial {trial.number}: {settings} -> {outcome}{where}{seconds}{progress}", file=sys.stderr)
 
 
 def more_to_start(study: optuna.Study, spec: dict[str, Any], n_points: int) -> bool:
