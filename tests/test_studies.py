@@ -532,6 +532,23 @@ def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_pa
     assert len({t.user_attrs["run"] for t in done}) == 6
 
 
+def test_two_workers_starting_together_retry_a_failed_trial_once(tmp_path):
+    storage = f"sqlite:///{tmp_path}/shared.db"
+    missing = {"dataset": ["mnist"], "data_dir": [str(tmp_path / "missing")], "download": [False]}
+    spec = {"name": "retry", "base": BASE, "grid": [{"rule": ["bp"]}, {"rule": ["fa"], **missing}]}
+    folder = tmp_path / "study"
+    run_sweep(spec, folder, storage=storage)  # bp trains, fa fails
+    code = WORKER.format(spec=spec)
+    workers = [
+        subprocess.Popen([sys.executable, "-c", code, str(folder), storage], stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    logs = [w.communicate(timeout=1800)[1] for w in workers]
+    failed = [t for t in optuna.load_study(study_name="retry", storage=storage).trials if t.state == TrialState.FAIL]
+    assert len(failed) == 2, logs  # the first failure and one retry, not one per worker
+    assert sum("trial 2: rule=fa" in log for log in logs) == 1 and not any("trial 3" in log for log in logs), logs
+
+
 def energy_run(topology, p=0.1, accuracy=0.5, scale=None, lr=0.015, norms=None, path="x", depth=5, a=0.168,
                removed=0, curve=(0.4, 0.5)):  # fmt: skip
     from bioplausible.analysis.runs import make_run

@@ -62,6 +62,7 @@ from typing import Any
 import numpy as np
 import optuna
 import yaml
+from filelock import FileLock
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
@@ -597,7 +598,8 @@ def run_sweep(
     try:
         study = open_study(spec, study_dir, storage)
         (study_dir / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-        requeue_dead_trials(study)
+        with FileLock(study_dir / ".requeue.lock"):  # two workers starting together must not retry a trial twice
+            requeue_dead_trials(study)
         objective = Objective(spec, study_dir, quiet=quiet)
         done = 0
         while n_trials is None or done < n_trials:
