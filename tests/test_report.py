@@ -132,6 +132,18 @@ def test_a_second_report_writer_is_refused_in_one_line(two_runs):
     assert write_report(two_runs).exists()  # released: the next writer proceeds
 
 
+def test_a_writer_told_to_wait_writes_once_the_other_is_done(two_runs):
+    """What a study's worker does when another worker is writing the report: wait, then write it from the runs as
+    they are then."""
+    import threading
+
+    lock = FileLock(two_runs / ".lock", thread_local=False, timeout=0)
+    lock.acquire()
+    (two_runs / "report.md").unlink(missing_ok=True)
+    threading.Timer(0.5, lock.release).start()
+    assert write_report(two_runs, wait_s=600).exists() and (two_runs / "report.md").exists()
+
+
 def test_an_old_run_folder_gets_its_options_resolved_and_its_probes_inferred(tmp_path):
     """A run written before resolved configs and probes.json: its options come from today's defaults, its probes
     from the metric keys it has, with the declared specs; an unreadable folder is named with its version."""
@@ -232,6 +244,9 @@ def test_a_studys_compute_is_summed_per_pair_and_its_unfinished_points_projected
     assert "has a finished CPU run yet" in remaining_cost(runs[5:6], spec)  # nothing measured: no made-up 0.0
     done = remaining_cost(runs, {"base": {}, "grid": {"rule": ["bp"]}, "seeds": [0, 1]})
     assert done == "2 of the grid's 2 runs are finished."
+    # a point is matched by value: lr 1 in the spec is the 1.0 a run's config.json holds
+    runs[0].config["lr"] = 1.0
+    assert remaining_cost(runs, {"base": {}, "grid": {"rule": ["bp"], "lr": [1]}, "seeds": [0]}).startswith("1 of")
 
 
 def cost_run(tmp_path, arch, rule, seed, wall=100.0, status="ok", device="cpu", world_size=1):

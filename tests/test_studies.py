@@ -532,6 +532,27 @@ def test_two_workers_share_one_study_without_duplicates(backend, request, tmp_pa
     assert len({t.user_attrs["run"] for t in done}) == 6
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")
+def test_a_queued_retry_claimed_by_a_live_worker_is_not_taken_for_dead(tmp_path):
+    """A retry copies the trial it stands for; had it kept that attempt's worker (a process gone since), another
+    worker starting while a live one has just claimed the retry would mark it FAIL and queue it again."""
+    from bioplausible.studies.sweep import requeue_dead_trials
+
+    spec = load_spec({"name": "claimed", "base": BASE, "grid": {"rule": ["bp", "fa", "dfa"]}})
+    study = open_study(spec, tmp_path, None)
+    first = study.ask()
+    study._storage.set_trial_user_attr(first._trial_id, "worker", f"{socket.gethostname()}:{dead_pid()}")
+    study._storage.set_trial_user_attr(first._trial_id, "error", "DataError: no data")
+    study.tell(first, state=TrialState.FAIL)
+    assert requeue_dead_trials(study) == [first.number]
+    claimed = study.ask()  # what a live worker does first; it records itself only once its objective starts
+    assert (
+        claimed.number == first.number + 1 and "worker" not in claimed.user_attrs and "error" not in claimed.user_attrs
+    )
+    assert requeue_dead_trials(study) == []  # the second worker
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.RUNNING]
+
+
 def test_two_workers_starting_together_retry_a_failed_trial_once(tmp_path):
     storage = f"sqlite:///{tmp_path}/shared.db"
     missing = {"dataset": ["mnist"], "data_dir": [str(tmp_path / "missing")], "download": [False]}
@@ -715,12 +736,12 @@ def test_a_sweep_with_a_failed_trial_exits_non_zero(tmp_path, capsys):
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump({**spec, "grid": {"lr": [0.01]}}))
     code = main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "study"), "--threads", "1"])
     err = capsys.readouterr().err
-    assert code == 1 and "trial 0: lr=0.01 -> fail: DataError" in err and "trial(s) 0 failed" in err, err
+    assert code == 1 and "trial 0: lr=0.01 -> fail: DataError" in err and "trial(s) 0 (runs/0) failed" in err, err
     assert "Traceback" not in err
     # the same command again retries the failed trial (the cause may be fixed) and says again why it failed
     code = main(["sweep", str(tmp_path / "spec.yaml"), "--out", str(tmp_path / "study"), "--threads", "1"])
     err = capsys.readouterr().err
-    assert code == 1 and "trial 1 failed: DataError" in err and "trial(s) 1 failed" in err, err
+    assert code == 1 and "trial 1 failed: DataError" in err and "trial(s) 1 (runs/0) failed" in err, err
     assert "trial 0 failed" not in err  # the retry stands for it
 
 

@@ -309,29 +309,35 @@ def _apply_overrides(spec: dict[str, Any], args) -> dict[str, Any]:
     return spec
 
 
+REPORT_WAIT_S = 600  # how long a study's worker waits for another one writing the report
+
+
 def _run_study(spec: dict[str, Any], args) -> int:
     from .report import write_report
     from .studies import run_sweep, sensitivity_table, trial_results
 
     study = run_sweep(_apply_overrides(spec, args), args.out, storage=args.storage, n_trials=args.n_trials, quiet=True)
     results = trial_results(study)
+    retried = {n for t in study.trials for n in t.system_attrs.get("retry_history", [])}
     states: dict[str, int] = {}
     for trial in study.trials:
         state = "INTERRUPTED" if trial.user_attrs.get("interrupted") else trial.state.name  # retried next run
+        state = "RETRIED" if trial.number in retried else state  # an attempt another trial stands for
         states[state] = states.get(state, 0) + 1
     print(f"study {study.study_name}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())))
     if results:
         print(sensitivity_table(results))
-        try:
-            print(f"\nwrote {write_report(args.out)}")
-        except FolderBusy:  # another worker of the study finished at the same moment and is writing it
-            print(f"\nthe report is being written by another worker; `bioplausible report {args.out}` rewrites it")
-    retried = {n for t in study.trials for n in t.system_attrs.get("retry_history", [])}
-    failed = [t for t in study.trials if t.user_attrs.get("error") and t.number not in retried]
+        try:  # another worker finishing at the same moment may be writing it: wait, then write it with every run
+            print(f"\nwrote {write_report(args.out, wait_s=REPORT_WAIT_S)}")
+        except FolderBusy:
+            print(f"\nthe report is being written by another process; `bioplausible report {args.out}` rewrites it")
+    failed = [
+        t for t in study.trials if t.state.name == "FAIL" and t.user_attrs.get("error") and t.number not in retried
+    ]
     if failed:  # a trial that raised (not one killed, which the next run retries): the exit code says so
         for trial in failed:  # again here: the failure may date from an earlier run of the study
             print(f"trial {trial.number} failed: {trial.user_attrs['error']}", file=sys.stderr)
-        numbers = ", ".join(str(t.number) for t in failed)
+        numbers = ", ".join(f"{t.number} ({t.user_attrs.get('run', '?')})" for t in failed)
         print(f"error: trial(s) {numbers} failed; fix the cause and run the same command again: it retries "
               "them", file=sys.stderr)  # fmt: skip
         return 1

@@ -93,9 +93,23 @@ def matches(point: dict[str, Any], config: dict[str, Any], skip: Iterable[str] =
             continue
         group, _, option = key.partition(".")
         have = (config.get(group) or {}).get(option) if option else config.get(key)
-        if json.dumps(have, sort_keys=True) != json.dumps(value, sort_keys=True):
+        if canonical(have) != canonical(value):
             return False
     return True
+
+
+def canonical(value: Any) -> Any:
+    """A setting in a form that compares equal whatever way it was written: numbers as floats (lr 1 = 1.0),
+    sequences as lists, mappings with their values so."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def remaining_cost(runs: Iterable[Any], spec: dict[str, Any]) -> str:

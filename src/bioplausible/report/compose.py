@@ -43,33 +43,42 @@ class WrittenReport:
 
 
 @contextmanager
-def holding(folder: Path) -> Iterator[None]:
-    """Hold ``folder``'s lock (the one runs hold) while writing; FolderBusy if another process holds it."""
+def holding(folder: Path, wait_s: float = 0) -> Iterator[bool]:
+    """Hold ``folder``'s lock (the one runs hold) while writing, waiting up to ``wait_s`` seconds for another
+    holder; yields whether it had to wait. FolderBusy if the lock is still held after that."""
     lock = FileLock(folder / ".lock", thread_local=False)
+    waited = False
     try:
-        lock.acquire(timeout=0)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            waited = True
+            lock.acquire(timeout=wait_s)
     except Timeout:
         raise FolderBusy(f"{folder} is in use by another process (a run or a report writing it); wait for it to "
                           "finish and run the report again") from None  # fmt: skip
     try:
-        yield
+        yield waited
     finally:
         lock.release()
 
 
-def write_report(folder: str | Path) -> Path:
-    """Write ``report.md``, its PNG figures and ``report.html`` into ``folder``; returns the HTML path."""
-    return write_report_files(folder).page
+def write_report(folder: str | Path, wait_s: float = 0) -> Path:
+    """Write ``report.md``, its PNG figures and ``report.html`` into ``folder``; returns the HTML path. Waits up
+    to ``wait_s`` seconds for another process writing the folder (FolderBusy after that)."""
+    return write_report_files(folder, wait_s).page
 
 
-def write_report_files(folder: str | Path) -> WrittenReport:
+def write_report_files(folder: str | Path, wait_s: float = 0) -> WrittenReport:
     """As ``write_report``; also returns the results table (what ``bioplausible report`` prints)."""
     folder = Path(folder)
     loaded = load_runs(folder)
     if not loaded.runs:
         problems = "".join(f"; {p}" for p in loaded.problems)
         raise ConfigError(f"no run folders (with summary.json) under {folder}{problems}")
-    with holding(folder):
+    with holding(folder, wait_s) as waited:
+        if waited:  # another writer went first (a study's other worker): read the runs as they are now
+            loaded = load_runs(folder)
         document, results = build_report(folder, loaded)
         text, page = markdown(document, folder), html_page(document)
         atomic_write(folder / "report.md", lambda f: f.write(text.encode()))

@@ -63,7 +63,7 @@ import numpy as np
 import optuna
 import yaml
 from filelock import FileLock
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from ..analysis.grid import grids_of, points_of
@@ -313,7 +313,7 @@ def connect(url: str, engine_kwargs: dict[str, Any], attempts: int = 5) -> RDBSt
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=HEARTBEAT_S,
                     grace_period=GRACE_S,
-                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+                    heartbeat_stale_trial_callback=functools.partial(queue_retry, max_retry=3),
                 )
         except sqlalchemy.exc.SQLAlchemyError:
             if attempt == attempts - 1:
@@ -381,11 +381,29 @@ def requeue_dead_trials(study: optuna.Study) -> list[int]:
     for trial in dead:
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
     for trial in dead + interrupted:
-        frozen = study._storage.get_trial(trial._trial_id)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            RetryHeartbeatStaleTrialCallback(max_retry=None)(study, frozen)
+        queue_retry(study, study._storage.get_trial(trial._trial_id))
     return [t.number for t in dead + interrupted]
+
+
+def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, max_retry: int | None = None) -> None:
+    """A WAITING copy of ``trial`` (its parameters and settings) that trains in the first attempt's folder
+    (``failed_trial``) and lists the attempts it stands for (``retry_history``), as Optuna's retry callback does;
+    without the attempt's worker, error and interruption, so that the queued retry reads as no one's, not failed.
+    Nothing once ``max_retry`` retries were made (the heartbeat's stale trials)."""
+    system_attrs = {"failed_trial": trial.number, "retry_history": [], **trial.system_attrs}
+    system_attrs["retry_history"] = [*system_attrs["retry_history"], trial.number]
+    if max_retry is not None and len(system_attrs["retry_history"]) > max_retry:
+        return
+    user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ("worker", "error", "interrupted", "status")}
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=user_attrs,
+            system_attrs=system_attrs,
+        )
+    )
 
 
 def ended_unfinished(trial: optuna.trial.FrozenTrial) -> bool:
@@ -474,6 +492,7 @@ class Objective:
         trial.set_user_attr("rule", probe.rule)
         number = system_attrs(trial).get("failed_trial", trial.number)  # a retry continues the killed run
         folder = self.study_dir / "runs" / str(number)
+        trial.set_user_attr("run", str(folder.relative_to(self.study_dir)))  # also on a failure's line
         if "seed" in params or "random" not in self.spec:
             runs = [(params, folder)]
         else:
@@ -486,7 +505,6 @@ class Objective:
             statuses.append(status)
         status = "diverged" if "diverged" in statuses else "ok"
         trial.set_user_attr("status", status)
-        trial.set_user_attr("run", str(folder.relative_to(self.study_dir)))
         return sum(scores) / len(scores)
 
     def refuse_duplicate(self, trial: optuna.Trial) -> None:
