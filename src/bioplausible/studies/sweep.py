@@ -35,7 +35,10 @@ Resuming: the default storage is ``sqlite:///<study_dir>/study.db``; a rerun loa
 grid points no trial has taken. A RUNNING trial whose process is gone (same host, pid not alive) or whose Optuna
 heartbeat stopped is marked FAIL and queued again with the same parameters; the retry continues the killed run's
 folder from its last checkpoint. A trial interrupted by Ctrl-C (SIGINT) is retried the same way by the next run:
-``run_sweep`` then raises ``KeyboardInterrupt`` whose message says so, with no Optuna traceback. With any
+``run_sweep`` then raises ``KeyboardInterrupt`` whose message says so, with no Optuna traceback. A FAIL trial with
+an error (its data missing, say) is retried once by each later run, since its cause may have been fixed. Workers
+queue these retries one at a time (a file lock in the study folder), so two starting together retry a trial once;
+a queued retry carries none of the attempt's worker, error or interruption. With any
 SQLAlchemy URL (``postgresql://...``) many workers share one study: the
 GridSampler gives trial number k the grid point k (trial numbers are unique in the database), so workers never
 take the same point.
