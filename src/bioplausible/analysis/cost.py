@@ -45,7 +45,11 @@ def run_cost(config: dict[str, Any], summary: dict[str, Any]) -> RunCost:
 def pair_of(config: dict[str, Any], base: dict[str, Any] | None = None) -> tuple[str, str]:
     """(arch, rule) of a run's config or a grid point: its own, else the spec base's, else TrainConfig's default."""
     base, default = base or {}, TrainConfig()
-    return tuple(str(config.get(k, base.get(k, getattr(default, k)))) for k in ("arch", "rule"))  # type: ignore[return-value]
+
+    def chosen(key: str) -> str:
+        return str(config.get(key, base.get(key, getattr(default, key))))
+
+    return chosen("arch"), chosen("rule")
 
 
 def costs_by_pair(runs: Iterable[Any]) -> dict[tuple[str, str], list[RunCost]]:
