@@ -255,3 +255,16 @@ def cost_run(tmp_path, arch, rule, seed, wall=100.0, status="ok", device="cpu", 
     config = {"arch": arch, "rule": rule, "seed": seed, "threads": 2, "device_used": device, "world_size": world_size}
     summary = {"status": status, **({} if wall is None else {"wall_time_s": wall})}
     return make_run(tmp_path / f"{arch}-{rule}-{seed}", config, summary)
+
+
+def test_a_run_recorded_before_its_dataset_options_were_is_the_same_configuration(tmp_path):
+    """Runs of one study written by two versions: the older config.json lacks MNIST's expected_counts."""
+    from bioplausible.analysis.results import results_from_runs
+    from bioplausible.analysis.runs import make_run
+
+    summary = {"status": "ok", "test_accuracy": 0.9}
+    old = make_run(tmp_path / "a", {"dataset": "mnist", "rule": "bp", "seed": 0}, summary)
+    new = make_run(tmp_path / "b", {"dataset": "mnist", "rule": "bp", "seed": 1,
+                                    "dataset_options": {"expected_counts": [60000, 10000]}}, summary)  # fmt: skip
+    a, b = ({k: v for k, v in r["params"].items() if k != "seed"} for r in results_from_runs([old, new]))
+    assert a == b and a["dataset_options"] == {"expected_counts": [60000, 10000]}
