@@ -565,9 +565,13 @@ def test_two_workers_starting_together_retry_a_failed_trial_once(tmp_path):
         for _ in range(2)
     ]
     logs = [w.communicate(timeout=1800)[1] for w in workers]
-    failed = [t for t in optuna.load_study(study_name="retry", storage=storage).trials if t.state == TrialState.FAIL]
-    assert len(failed) == 2, logs  # the first failure and one retry, not one per worker
-    assert sum("trial 2: rule=fa" in log for log in logs) == 1 and not any("trial 3" in log for log in logs), logs
+    trials = optuna.load_study(study_name="retry", storage=storage).trials
+    # (a race: it shows only when both workers requeue before either retry has run, as it did 2 of 2 times without
+    # the lock on a loaded machine; on an idle one the window can close first)
+    # every attempt is retried at most once: a worker starting after the other's retry has failed may retry that
+    # retry (each start of the study retries what failed), but no two retries may stand for the same attempt
+    retried = [t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")]
+    assert retried and len(retried) == len(set(retried)), logs
 
 
 def energy_run(topology, p=0.1, accuracy=0.5, scale=None, lr=0.015, norms=None, path="x", depth=5, a=0.168,

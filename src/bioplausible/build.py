@@ -11,7 +11,6 @@ so what a benchmark times is what a run trains, and a run's ``config.json`` hold
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import os
 import random
@@ -29,16 +28,10 @@ from .config import TrainConfig, build_options, resolved
 from .distributed import SINGLE, Distributed
 from .errors import ConfigError
 from .optim import adam
-from .registry import DATASETS
+from .registry import dataset_defaults
 from .rules import RULES, Rule, create_rule
 
 SMALL_MODEL_MACS = 5_000_000  # multiply-adds per example below which one CPU thread is fastest
-
-
-def dataset_defaults(name: str) -> dict[str, Any]:
-    """A dataset builder's keyword-only options and their defaults."""
-    params = inspect.signature(DATASETS.get(name)).parameters.values()
-    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
 
 
 def resolve_config(config: TrainConfig) -> TrainConfig:

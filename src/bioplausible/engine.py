@@ -383,7 +383,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
     records: list[dict[str, Any]] = []
     if saved is not None and not run.checkpoint.exists():
         check_nothing_trained(run, log)
-    if saved is not None and run.checkpoint.exists():
+    elif saved is not None:
         state.load_state_dict(run.load_checkpoint(map_location=device))
         records = [r for r in run.read_metrics() if r["epoch"] <= state.loop["epoch"]]
         done = state.loop["epoch"]

@@ -20,6 +20,7 @@ import ast
 import difflib
 import fnmatch
 import importlib
+import inspect
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
@@ -167,3 +168,9 @@ _root = Path(__file__).parent
 RULES.discover("bioplausible.rules", _root / "rules")
 ARCHS.discover("bioplausible.archs", _root / "archs")
 DATASETS.discover("bioplausible.data", _root / "data")
+
+
+def dataset_defaults(name: str) -> dict[str, Any]:
+    """A dataset builder's keyword-only options and their defaults."""
+    params = inspect.signature(DATASETS.get(name)).parameters.values()
+    return {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}

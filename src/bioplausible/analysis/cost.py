@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import TrainConfig
 from .document import Table
-from .grid import points_of
+from .grid import chosen, points_of
 
 FINISHED = ("ok", "diverged")
 
@@ -44,12 +43,7 @@ def run_cost(config: dict[str, Any], summary: dict[str, Any]) -> RunCost:
 
 def pair_of(config: dict[str, Any], base: dict[str, Any] | None = None) -> tuple[str, str]:
     """(arch, rule) of a run's config or a grid point: its own, else the spec base's, else TrainConfig's default."""
-    base, default = base or {}, TrainConfig()
-
-    def chosen(key: str) -> str:
-        return str(config.get(key, base.get(key, getattr(default, key))))
-
-    return chosen("arch"), chosen("rule")
+    return str(chosen("arch", config, base or {})), str(chosen("rule", config, base or {}))
 
 
 def costs_by_pair(runs: Iterable[Any]) -> dict[tuple[str, str], list[RunCost]]:
@@ -131,23 +125,21 @@ def remaining_cost(runs: Iterable[Any], spec: dict[str, Any]) -> str:
     def has_run(point: dict[str, Any], finished: bool) -> bool:
         return any(matches(point, config, skip) for config in by_pair[(pair_of(point, base), finished)])
 
-    done = [p for p in points if has_run(p, True)]
-    n_failed = sum(1 for p in points if p not in done and has_run(p, False))
-    text = f"{len(done)} of the grid's {len(points)} runs are finished"
+    left_points = [p for p in points if not has_run(p, True)]
+    n_failed = sum(1 for p in left_points if has_run(p, False))
+    text = f"{len(points) - len(left_points)} of the grid's {len(points)} runs are finished"
     text += f" and {n_failed} failed (the study's command retries them)" if n_failed else ""
-    if len(done) == len(points):
+    if not left_points:
         return text + "."
     means = {pair: [c.cores for c in costs if c.cores is not None] for pair, costs in costs_by_pair(runs).items()}
     left, unknown = 0.0, set()
-    for point in points:
-        if point in done:
-            continue
+    for point in left_points:
         pair = pair_of(point, base)
         if means.get(pair):
             left += sum(means[pair]) / len(means[pair])
         else:
             unknown.add("/".join(pair))
-    if len(unknown) == len({pair_of(p, base) for p in points if p not in done}):
+    if len(unknown) == len({pair_of(p, base) for p in left_points}):
         return text + "; no (arch, rule) left to run has a finished CPU run yet to estimate the rest from."
     text += f"; at the means above the others should take about {left / 3600:.1f} core-hours"
     if unknown:

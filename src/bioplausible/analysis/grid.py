@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from ..config import TrainConfig
+
 
 def grids_of(spec: dict[str, Any]) -> list[Any]:
     """The spec's grids: ``grid`` is one mapping of axes or a list of them."""
@@ -26,3 +28,9 @@ def points_of(spec: dict[str, Any]) -> list[dict[str, Any]]:
             if point not in points:
                 points.append(point)
     return points
+
+
+def chosen(field: str, params: dict[str, Any], base: dict[str, Any]) -> str:
+    """The rule or architecture (``field``) a point trains: its own value, else the base's, else TrainConfig's
+    default."""
+    return params.get(field, base.get(field, getattr(TrainConfig(), field)))

@@ -12,7 +12,6 @@ read is named with the version that wrote it, in one line, and left out.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 from collections.abc import Iterable
@@ -24,7 +23,7 @@ from typing import Any
 from ..config import SETTINGS, TrainConfig
 from ..errors import BioplausibleError
 from ..probes.spec import ALIGNMENT_PROBES, ProbeSpec
-from ..registry import ARCHS, DATASETS, RULES, Registry
+from ..registry import ARCHS, DATASETS, RULES, Registry, dataset_defaults
 from ..runs import RunFolder, read_json
 
 
@@ -204,18 +203,10 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         config[group] = {**(option_defaults(cls) if cls else {}), **(config.get(group) or {})}
     # a run written before its dataset recorded its options' defaults (MNIST's expected_counts) must read as the
     # same configuration as one written after: a study would otherwise split its seeds into two configurations
-    loader = registered(DATASETS, config.get("dataset"))
-    config["dataset_options"] = {
-        **(dataset_defaults(loader) if loader else {}),
-        **(config.get("dataset_options") or {}),
-    }
+    known = registered(DATASETS, config.get("dataset")) is not None
+    defaults = _plain(dataset_defaults(config["dataset"])) if known else {}
+    config["dataset_options"] = {**defaults, **(config.get("dataset_options") or {})}
     return config
-
-
-def dataset_defaults(loader: Any) -> dict[str, Any]:
-    """A dataset loader's keyword-only options with their defaults, as JSON has them (what a run records)."""
-    params = inspect.signature(loader).parameters.values()
-    return _plain({p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.default is not p.empty})
 
 
 def describe(registry: Registry, name: Any, options: dict[str, Any]) -> str:

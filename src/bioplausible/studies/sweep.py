@@ -69,7 +69,7 @@ from filelock import FileLock
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from ..analysis.grid import grids_of, points_of
+from ..analysis.grid import chosen, grids_of, points_of
 from ..analysis.results import score
 from ..config import FACTS, TrainConfig
 from ..errors import ConfigError
@@ -199,11 +199,6 @@ def applicable(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
 
 
 OWNERS = {"rule_options": "rule", "arch_options": "arch"}  # option group -> the field that chooses its owner
-
-
-def chosen(field: str, params: dict[str, Any], base: dict[str, Any]) -> str:
-    """The rule or architecture a point trains: its own value, else the base's, else TrainConfig's default."""
-    return params.get(field, base.get(field, getattr(TrainConfig(), field)))
 
 
 def options_of(group: str, name: str) -> set[str]:
