@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2  # two pytest-xdist workers: most tests are one thread or a subprocess
 
 bench: $(STAMP)
 	$(PY) benchmarks/step_time.py

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from filelock import FileLock
 
 from bioplausible.config import TrainConfig
 
@@ -86,3 +89,19 @@ def sgd_steps() -> Callable[..., list[dict]]:
         return records
 
     return run
+
+
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]) -> Path:
+    """The folder ``name``, filled by ``build(folder)`` once for the whole test session, also when ``make test``
+    spreads the tests over several pytest-xdist workers (each worker would otherwise build its own copy of a
+    module-scoped fixture, at the same time). Tests must only read it. Raises what ``build`` raises, in every
+    worker that needs the folder."""
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # the workers' common parent
+    folder, done = shared / name, shared / f"{name}.done"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build in another worker left
+            build(folder)
+            done.touch()
+    return folder

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import built_once
 
 from bioplausible.registry import RULES
 
@@ -23,14 +24,16 @@ def launch(out: Path, epochs: int, mode: str, nproc: int, port: int) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ddp")
+def launch_all(root: Path) -> None:
     launch(root / "one", 2, "fresh", 1, 0)
     launch(root / "two", 2, "fresh", 2, 29521)
     launch(root / "resumed", 1, "fresh", 2, 29522)
     launch(root / "resumed", 2, "resume", 2, 29523)
-    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return built_once(tmp_path_factory, "ddp", launch_all)
 
 
 def state(root: Path, rule: str) -> dict:
