@@ -17,10 +17,15 @@ Parts (``--parts``, default all):
      and one-sided β = 1 (the defaults); test accuracy (1,000 test images) after each pass, and the time
      each needs to reach 95 % of the fixed-cap run's final accuracy. Variants train interleaved, one epoch each
      in turn, so that a load change on the machine hits them alike.
-Times are CPU seconds of this process (``clock``), with ``--threads 1``.
+  g  the free phase's block sweeps testing the tolerance every ``--check-every`` sweeps from kept buffers (on
+     CUDA replayed as one captured CUDA graph per chunk) against the eager sweeps testing it every sweep: both
+     settle the same batches from zero to the tolerance on a layered and a skip (p = 0.1) net; sweeps per
+     settling, time per sweep and the ratio. ``--device cuda`` for the GPU (wall time, synchronised).
+Times are CPU seconds of this process (``clock``), with ``--threads 1`` (part g on CUDA: wall seconds).
 
 python benchmarks/ep_settling.py --parts ab --png results/bench/ep_settling_block_residuals.png
 python benchmarks/ep_settling.py --parts c --topology skip --p 0.04 --samples 5000 --epochs 3
+python benchmarks/ep_settling.py --parts g --device cuda
 """
 
 from __future__ import annotations
@@ -275,10 +280,52 @@ def time_to_accuracy(args, x, y, test_x, test_y) -> None:
         print(f"  {label}: {seconds:.0f} s ({gains})")
 
 
+# (g) kept sweeps and CUDA graphs -----------------------------------------------------------------------------------
+
+
+def kept_sweeps(x: torch.Tensor, args) -> None:
+    """Eager block sweeps (tolerance tested every sweep) against kept ones (every ``check_every``), interleaved."""
+    device = torch.device(args.device)
+    batches = x.to(device).split(args.batch_size)[: args.batches]
+
+    def timer() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            return time.perf_counter()
+        return clock()
+
+    print(f"(g) free phase from zero to {args.tolerance:g}, {len(batches)} batches, {device.type}: eager vs kept")
+    for topology, p in (("layered", 0.0), ("skip", 0.1)):
+        nets = {
+            every: gammell_net(topology, p, tolerance=args.tolerance, check_every=every).to(device)
+            for every in (1, args.check_every)
+        }
+        times: dict[int, list[float]] = {every: [] for every in nets}
+        sweeps: dict[int, int] = {}
+        with torch.no_grad():
+            for net in nets.values():  # warm-up: first kernels, the kept buffers and the graph capture
+                for xb in batches[:2]:
+                    net.settle(xb)
+            for _ in range(args.rounds):
+                for every, net in nets.items():
+                    start, sweeps[every] = timer(), 0
+                    for xb in batches:
+                        sweeps[every] += net.settle(xb).steps
+                    times[every].append(timer() - start)
+        per_sweep = {every: min(times[every]) / sweeps[every] for every in nets}
+        eager, kept = per_sweep[1], per_sweep[args.check_every]
+        print(
+            f"  {name_of(topology, p):<12} eager: {sweeps[1] / len(batches):.0f} sweeps a settling, "
+            f"{1e6 * eager:.0f} us a sweep; kept (every {args.check_every}): "
+            f"{sweeps[args.check_every] / len(batches):.0f} sweeps, {1e6 * kept:.0f} us a sweep; "
+            f"kept / eager time a sweep {kept / eager:.2f}, sweeps/s {1 / eager:.0f} -> {1 / kept:.0f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c")
+    parser.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c, g")
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--topology", default="skip", choices=("layered", "skip", "dense"), help="part c's net")
@@ -289,6 +336,9 @@ def main() -> None:
     parser.add_argument("--test-samples", type=int, default=1000, help="part c: test images")
     parser.add_argument("--rounds", type=int, default=5, help="part b: timing rounds (the best is reported)")
     parser.add_argument("--png", default="", help="part a: save the free phase's residual per step here")
+    parser.add_argument("--device", default="cpu", help="part g: cpu or cuda")
+    parser.add_argument("--check-every", type=int, default=8, help="part g: sweeps per tolerance test (kept)")
+    parser.add_argument("--batches", type=int, default=10, help="part g: batches settled per round")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     x, y, test_x, test_y, source = mnist(args.data_dir, args.samples, args.test_samples)
@@ -300,6 +350,8 @@ def main() -> None:
         step_costs(xb, rounds=args.rounds)
     if "c" in args.parts and args.epochs:
         time_to_accuracy(args, x, y, test_x, test_y)
+    if "g" in args.parts:
+        kept_sweeps(x, args)
 
 
 if __name__ == "__main__":

@@ -409,3 +409,76 @@ def test_remove_skip_after_that_could_not_take_effect_is_refused(tiny_config, tm
     }  # fmt: skip
     with pytest.raises(ConfigError, match=message):
         fit(tiny_config(epochs=epochs, out=str(tmp_path / "run"), **options), quiet=True)
+
+
+def perturb(net, seed):
+    """An optimizer step's worth of change to every present weight and bias, in place."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g, dtype=p.dtype) * (p != 0))
+
+
+@pytest.mark.parametrize("topology", [*TOPOLOGIES, "skip, sparse links"])
+def test_kept_sweeps_equal_the_eager_sweeps_from_call_to_call(topology, monkeypatch):
+    """With check_every > 1 the free phase sweeps from buffers kept between settlings (the CUDA graph path's
+    buffers): the same states, bit for bit, as the eager sweeps run for as many sweeps, after the weights change,
+    for another batch size, from a given start, and after the skip connections are removed. The stop is tested
+    every check_every sweeps."""
+    import bioplausible.archs.energy as energy
+
+    monkeypatch.setattr(energy, "BLOCK_SPARSE_DENSITY", 0.0 if topology.endswith("links") else 1.0)
+    kept = net64(hidden=(6, 5, 4, 4), topology=topology.split(",")[0], gain=2.0, tolerance=1e-9, check_every=4)
+    eager = net64(hidden=(6, 5, 4, 4), topology=topology.split(",")[0], gain=2.0, tolerance=1e-9)
+    eager.load_state_dict(kept.state_dict())
+    x, _ = batch(n=8)
+    starts = [None, None, torch.rand(8, kept.offsets[-1], dtype=torch.float64), None, None]
+    with torch.no_grad():
+        for call, start in enumerate(starts):
+            if call == 3:
+                for net in (kept, eager):
+                    net.remove_skip_connections()
+            xb = x if call != 1 else x[:5]
+            s = None if start is None else start[: len(xb)]
+            a = kept.settle(xb, s)
+            b = eager.settle(xb, s, steps=a.steps, tolerance=0)
+            assert a.steps % 4 == 0 and not a.unsettled and a.residuals[-1] < 1e-9, (call, a.steps)
+            assert torch.equal(a.state, b.state) and torch.equal(a.residuals, b.residuals), call
+            perturb(kept, call)
+            eager.load_state_dict(kept.state_dict())
+    assert len(kept._kept) == (2 if topology == "layered" else 3)  # batches of 8 and 5; 8 without the skips
+
+
+@pytest.mark.parametrize("method", ["euler", "block"])
+def test_check_every_tests_the_tolerance_every_k_steps(method):
+    """Free and nudged phases, both methods: the settling stops at the first multiple of check_every whose step
+    is below the tolerance, exactly where the per-step test would stop if it also skipped the others."""
+    x, y = batch()
+    every = net64(check_every=5, settle=method, tolerance=1e-8)
+    one = net64(settle=method, tolerance=1e-8)
+    with torch.no_grad():
+        for force in forces(y).values():
+            a = every.settle(x, force=force)
+            residuals = one.settle(x, force=force, steps=a.steps, tolerance=0).residuals
+            below = [i + 1 for i, r in enumerate(residuals) if r < 1e-8 and (i + 1) % 5 == 0]
+            assert a.steps % 5 == 0 and below and below[0] == a.steps
+
+
+def test_a_copied_or_pickled_energy_net_starts_without_kept_sweeps():
+    """The kept buffers (and on CUDA a captured graph, which cannot be copied) belong to one network."""
+    import copy
+    import pickle
+
+    net = net64(check_every=4)
+    with torch.no_grad():
+        net.settle(batch()[0])
+    assert len(net._kept) == 1
+    assert len(copy.deepcopy(net)._kept) == 0 and len(pickle.loads(pickle.dumps(net))._kept) == 0
+
+
+def test_ep_trains_with_check_every(sgd_steps):
+    """The ep rule with the tolerance tested every 8 sweeps (kept free-phase sweeps) lowers the loss."""
+    net = net64(hidden=(8,), check_every=8, tolerance=1e-6)
+    x, y = batch(n=16)
+    records = sgd_steps(create_rule("ep", beta=0.5, nudging="symmetric"), net, x, y, steps=30, lr=0.2)
+    assert records[-1]["loss"] < 0.8 * records[0]["loss"]

@@ -146,6 +146,7 @@ def test_benchmark_command(command, tmp_path):
         "time to the fixed-cap run's final test accuracy",
         "epoch 1 fwd 1",
         "against the bare convolutions",
+        "kept / eager",
     )
     assert any(e in result.stdout for e in expected), result.stdout
 

@@ -67,12 +67,19 @@ is held with the layers reordered class by class so that a class is relaxed by o
 and the skip links into a class are gathered and scattered when that class is updated (so a skip net, one layer
 per class, pays the index operations once per layer where Euler pays them once per step).
 
+Host synchronisations: each tolerance test reads the residual on the host, which on a GPU stalls a launch-bound
+loop (at batch 20 a sweep is some 30 kernels of a few microseconds). ``check_every`` = K tests it every K steps or
+sweeps only; the free phase's block sweeps then run K at a time from buffers kept between settlings
+(``_KeptSweeps``, one set per batch size and structure), which on CUDA are captured once as a CUDA graph and
+replayed. The arithmetic is that of the eager sweeps (bit for bit on the CPU); a settling stops at a multiple of K.
+
 ``remove_skip_connections`` zeroes and freezes every layer-skipping pair (Gammell et al.'s open question: are the
 skip connections needed once trained?); the ``ep`` rule's ``remove_skip_after`` calls it after a number of epochs.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import itertools
@@ -135,6 +142,12 @@ class EnergyNetConfig:
     )
     nudged_settle: str = option(
         "same", "settling method of the nudged phases: same (as settle), block or euler", ("same", *SETTLINGS)
+    )
+    check_every: int = option(
+        1,
+        "test the tolerance every this many steps or sweeps (1: every one); above 1 the free phase's block sweeps "
+        "run from buffers kept between settlings, replayed as one captured CUDA graph on a GPU",
+        min=1,
     )
     clip_states: bool = option(True, "project the states onto [0, 1] after each step (Scellier & Bengio's code)")
     rewire_seed: int = option(0, "seed of the skip rewiring (the run's --seed draws the weights)")
@@ -299,6 +312,8 @@ class EnergyNet(Architecture):
         self.nudged_method = settle if nudged_settle == "same" else nudged_settle
         self.input_rho = input_rho
         self.free_steps, self.nudged_steps = free_steps, nudged_steps
+        self.check_every = c.check_every
+        self._kept = _KeptCache()  # see _kept_sweeps
         self.offsets = [0]  # non-input layer l occupies columns offsets[l-1]:offsets[l] of the state
         for n in self.sizes[1:]:
             self.offsets.append(self.offsets[-1] + n)
@@ -490,7 +505,7 @@ class EnergyNet(Architecture):
             residual = (new - s).detach().abs().amax()
             residuals.append(residual)
             s = new
-            if settled(residual, tolerance):
+            if self._checks(len(residuals)) and settled(residual, tolerance):
                 break
         return s, residuals
 
@@ -531,9 +546,14 @@ class EnergyNet(Architecture):
             residual = torch.sub(new, s, out=diff).abs_().amax()
             residuals.append(residual)
             s, new = new, s
-            if settled(residual, tolerance):
+            if self._checks(len(residuals)) and settled(residual, tolerance):
                 break
         return s, residuals
+
+    def _checks(self, done: int) -> bool:
+        """Whether the tolerance is tested after ``done`` steps or sweeps: every ``check_every``-th one (each test
+        is a host synchronisation, which a GPU pays for at every step of a small batch)."""
+        return done % self.check_every == 0
 
     # Block settling ---------------------------------------------------------------------------------------------
 
@@ -592,7 +612,7 @@ class EnergyNet(Architecture):
                     layers[l - 1] = new
             residual = torch.stack([(a - b).detach().abs().amax() for a, b in zip(layers, before)]).amax()
             residuals.append(residual)
-            if settled(residual, tolerance):
+            if self._checks(len(residuals)) and settled(residual, tolerance):
                 break
         return torch.cat(layers, 1), residuals
 
@@ -606,18 +626,43 @@ class EnergyNet(Architecture):
         is relaxed by one ``lerp_`` and one ``clamp_``; a sweep does the products of one Euler step (each pair
         once per direction), one copy for the residual and 2 elementwise operations per class, prepared once per
         settling as a list of calls (``_BlockPlan.operations``)."""
+        if force is None and self.check_every > 1:
+            return self._kept_sweeps(drive, neighbours, links, s, steps, tolerance)
         plan = _BlockPlan(self, drive, neighbours, links, s)
         s, prev = plan.state, torch.empty_like(plan.state)
         sweep = [functools.partial(prev.copy_, s), *plan.operations(force, self.omega, *self._output_step(force))]
+        plan.prepare()
         residuals = []
         for _ in range(steps):
             for operation in sweep:  # a flat list: at batch 20 the Python between the kernels is part of the cost
                 operation()
             residual = prev.sub_(s).abs_().amax()
             residuals.append(residual)
-            if settled(residual, tolerance):
+            if self._checks(len(residuals)) and settled(residual, tolerance):
                 break
         return plan.standard(s), residuals
+
+    def _kept_sweeps(self, drive, neighbours, links, s, steps, tolerance) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The free phase's block sweeps, ``check_every`` at a time, from buffers kept between settlings of the
+        same batch size and structure (``_KeptSweeps``): on CUDA each chunk of sweeps replays as one captured
+        graph, since at batch 20 a sweep is some 30 kernels of a few microseconds each. The same arithmetic as
+        ``_sweeps_in_place`` with the same ``check_every``; at most 4 batch sizes are kept."""
+        key = (
+            len(s), s.dtype, s.device, self.check_every, self.omega,
+            tuple((c.lower, c.upper, c.active, c.sparse, c.density) for c in self.connections.values()),
+        )  # fmt: skip
+        kept = self._kept.pop(key, None) or _KeptSweeps(self, drive, neighbours, links, s)
+        self._kept[key] = kept
+        while len(self._kept) > 4:
+            self._kept.popitem(last=False)
+        kept.load(drive, neighbours, links, s)
+        residuals: list[torch.Tensor] = []
+        while len(residuals) < steps:
+            n = min(self.check_every, steps - len(residuals))
+            residuals += kept.run(n)
+            if settled(residuals[-1], tolerance):
+                break
+        return kept.plan.standard(kept.plan.state).clone(), residuals
 
     @torch.no_grad()
     def skip_connection_count(self) -> int:
@@ -665,11 +710,24 @@ class _BlockPlan:
             start += net.sizes[l]
         self.perm = torch.cat([torch.arange(net.offsets[l - 1], net.offsets[l]) for l in order]).to(s.device)
         self.identity = order == sorted(order)
+        self.order = order
         s = s.detach()
         self.state = (s.clone() if self.identity else s[:, self.perm]).clamp_(0, 1)  # (N, H), class order
         self.drive = torch.cat([drive[l - 1] for l in order], 1).detach()
         self.g = torch.empty_like(self.drive)
         self.links = self._reindex(links)
+        self._prepare: list[Callable[[], object]] = []  # once per settling, before the sweeps (``prepare``)
+
+    def prepare(self) -> None:
+        """Run what the sweeps read but need only once per settling (the sparse links' weights, by class)."""
+        for operation in self._prepare:
+            operation()
+
+    def load(self, drive: list[torch.Tensor], s: torch.Tensor) -> None:
+        """Copy a new settling's input drive and starting state into the plan's buffers (class order, clipped)."""
+        torch.cat([drive[l - 1].detach() for l in self.order], 1, out=self.drive)
+        s = s.detach()
+        self.state.copy_(s if self.identity else s[:, self.perm]).clamp_(0, 1)
 
     def operations(self, force, omega: float, t: float, inner: int) -> list[Callable[[], object]]:
         """The calls of one sweep, in order: per class, g_l = drive_l + Σ s_k W_kl for its layers (and the sparse
@@ -715,7 +773,9 @@ class _BlockPlan:
         keep = ((target >= block.start) & (target < block.stop)).nonzero().squeeze(1)
         if not len(keep):
             return []
-        source, target, w = source[keep], target[keep] - block.start, w[keep]
+        source, target, w_all = source[keep], target[keep] - block.start, w
+        w = w_all.new_empty(len(keep))  # the weights of these links, gathered once per settling
+        self._prepare.append(functools.partial(torch.index_select, w_all, 0, keep, out=w))
         picked = self.state.new_empty(len(self.state), len(keep))
         return [
             functools.partial(torch.index_select, self.state, 1, source, out=picked),
@@ -726,3 +786,80 @@ class _BlockPlan:
     def standard(self, s: torch.Tensor) -> torch.Tensor:
         """The class-ordered state back in the layer order of ``layer_slice``."""
         return s if self.identity else torch.empty_like(s).index_copy_(1, self.perm, s)
+
+
+class _KeptCache(collections.OrderedDict):
+    """The kept sweeps by (batch size, structure …), oldest first. A copy of the network starts without any:
+    the buffers belong to one network, and a captured CUDA graph cannot be copied."""
+
+    def __deepcopy__(self, memo) -> _KeptCache:
+        return type(self)()
+
+    def __reduce__(self):
+        return type(self), ()
+
+
+class _KeptSweeps:
+    """A free phase's block sweeps whose buffers outlive the settling: the plan's state, drive and g, copies of the
+    coupling matrices and sparse links, and the calls of ``check_every`` sweeps with each one's residual written to
+    a buffer. ``load`` copies a new settling's inputs in; ``run`` does the sweeps. On CUDA the first full chunk
+    runs eagerly on a side stream (the warm-up CUDA graph capture needs) and the next is captured as a graph that
+    every later chunk replays: the graph reads these buffers, which is why they are kept."""
+
+    def __init__(self, net: EnergyNet, drive, neighbours, links, s: torch.Tensor):
+        # clone() keeps a transposed view's strides, so the products run with the layouts of the eager path
+        self.weights = [[(k, w.detach().clone()) for k, w in terms] for terms in neighbours]
+        self.links = None if links is None else tuple(t.detach().clone() for t in links)
+        self.plan = _BlockPlan(net, drive, self.weights, self.links, s)
+        self.prev = torch.empty_like(self.plan.state)
+        self.residuals = self.plan.state.new_empty(net.check_every)
+        ops = self.plan.operations(None, net.omega, *net._output_step(None))
+        self.sweeps = [
+            [functools.partial(self.prev.copy_, self.plan.state), *ops, *self._residual(i)]
+            for i in range(net.check_every)
+        ]
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warm = False
+
+    def _residual(self, i: int) -> list[Callable[[], object]]:
+        """max |Δs| of sweep i into ``residuals[i]``."""
+        prev, out = self.prev, self.residuals[i]
+        return [
+            functools.partial(prev.sub_, self.plan.state),
+            prev.abs_,
+            functools.partial(torch.amax, prev, (0, 1), out=out),
+        ]
+
+    def load(self, drive, neighbours, links, s: torch.Tensor) -> None:
+        for kept, new in zip(self.weights, neighbours):
+            for (_, w), (_, v) in zip(kept, new):
+                w.copy_(v)
+        if links is not None:  # the same structure (the cache key): only the weights change
+            self.links[2].copy_(links[2])
+        self.plan.load(drive, s)
+        self.plan.prepare()
+
+    def run(self, n: int) -> list[torch.Tensor]:
+        """Do n sweeps (n ≤ check_every); returns their residuals (0-d tensors; no host synchronisation)."""
+        if n < len(self.sweeps) or not self.plan.state.is_cuda:
+            self._eager(n)
+        elif self.graph is not None:
+            self.graph.replay()
+        elif not self.warm:
+            stream = torch.cuda.Stream(self.plan.state.device)
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                self._eager(n)
+            torch.cuda.current_stream().wait_stream(stream)
+            self.warm = True
+        else:
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):  # records the kernels without running them
+                self._eager(n)
+            self.graph.replay()
+        return list(self.residuals[:n].clone().unbind())
+
+    def _eager(self, n: int) -> None:
+        for sweep in self.sweeps[:n]:
+            for operation in sweep:
+                operation()
