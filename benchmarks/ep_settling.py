@@ -340,6 +340,10 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=8, help="part g: sweeps per tolerance test (kept)")
     parser.add_argument("--batches", type=int, default=10, help="part g: batches settled per round")
     args = parser.parse_args()
+    if "g" in args.parts and args.check_every < 2:
+        parser.error("--check-every must be at least 2 for part g (1 is the eager settling it is compared with)")
+    if "g" in args.parts and args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device; run part g with --device cpu or on a GPU")
     torch.set_num_threads(args.threads)
     x, y, test_x, test_y, source = mnist(args.data_dir, args.samples, args.test_samples)
     xb = x[: args.batch_size]

@@ -76,13 +76,14 @@ def test_fit_on_cuda(tmp_path):
     assert run["summary"]["status"] == "ok" and run["summary"]["test_accuracy"] > 0.5
 
 
-@pytest.mark.parametrize("topology", ["layered", "skip", "dense"])
-def test_free_phase_sweeps_replay_as_a_cuda_graph_and_match_the_eager_sweeps(topology):
+@pytest.mark.parametrize("topology, p", [("layered", 0.0), ("skip", 0.1), ("skip", 0.004), ("dense", 0.0)])
+def test_free_phase_sweeps_replay_as_a_cuda_graph_and_match_the_eager_sweeps(topology, p):
     """With check_every > 1 the free phase's block sweeps are captured once as a CUDA graph and replayed: the same
     states as the eager sweeps run for as many sweeps, from call to call while the weights change (the graph reads
-    kept buffers, so stale weights would show here), and for a second batch size."""
+    kept buffers, so stale weights would show here), and for a second batch size. At p = 0.004 the skip pairs
+    are sparse links (gathered and scattered inside the graph), at p = 0.1 masked matrices."""
     torch.manual_seed(0)
-    options = {"hidden_sizes": (100,) * 5, "topology": topology, "p": 0.1, "a": 0.168, "tolerance": 1e-4}
+    options = {"hidden_sizes": (100,) * 5, "topology": topology, "p": p, "a": 0.168, "tolerance": 1e-4}
     graphed = create_arch("energy-net", (784,), 10, check_every=8, **options).cuda()
     eager = create_arch("energy-net", (784,), 10, **options).cuda()
     eager.load_state_dict(graphed.state_dict())
@@ -98,6 +99,7 @@ def test_free_phase_sweeps_replay_as_a_cuda_graph_and_match_the_eager_sweeps(top
                 p.add_(0.01 * torch.randn_like(p) * (p != 0))
             eager.load_state_dict(graphed.state_dict())
     assert all(kept.graph is not None for kept in graphed._kept.values())
+    assert any(c.sparse and c.density <= 0.003 for c in graphed.connections.values()) == (p == 0.004)
 
 
 def test_ep_trains_on_cuda_with_graphed_free_phases(tmp_path):

@@ -427,7 +427,7 @@ def test_kept_sweeps_equal_the_eager_sweeps_from_call_to_call(topology, monkeypa
     every check_every sweeps."""
     import bioplausible.archs.energy as energy
 
-    monkeypatch.setattr(energy, "BLOCK_SPARSE_DENSITY", 0.0 if topology.endswith("links") else 1.0)
+    monkeypatch.setattr(energy, "BLOCK_SPARSE_DENSITY", 1.0 if topology.endswith("links") else 0.0)
     kept = net64(hidden=(6, 5, 4, 4), topology=topology.split(",")[0], gain=2.0, tolerance=1e-9, check_every=4)
     eager = net64(hidden=(6, 5, 4, 4), topology=topology.split(",")[0], gain=2.0, tolerance=1e-9)
     eager.load_state_dict(kept.state_dict())
@@ -447,6 +447,69 @@ def test_kept_sweeps_equal_the_eager_sweeps_from_call_to_call(topology, monkeypa
             perturb(kept, call)
             eager.load_state_dict(kept.state_dict())
     assert len(kept._kept) == (2 if topology == "layered" else 3)  # batches of 8 and 5; 8 without the skips
+    assert any(c.sparse for c in kept.connections.values()) == topology.startswith("skip")
+
+
+def test_kept_sweeps_follow_a_reload_that_moves_the_sparse_links(monkeypatch):
+    """Loading another rewiring with as many links per pair (the same shapes) must not settle on the old links'
+    positions: the kept buffers are made anew after a mask is re-read."""
+    import bioplausible.archs.energy as energy
+
+    monkeypatch.setattr(energy, "BLOCK_SPARSE_DENSITY", 1.0)
+    x, _ = batch()
+    a = net64(hidden=(6, 5, 4, 4), topology="skip", gain=2.0, check_every=4)
+    a.load_state_dict(a.state_dict())  # the masks re-read as float64 first: the shift below is the only change
+    state = a.state_dict()
+    moved = [k for k, c in a.connections.items() if c.sparse and 0 < c.count() < c.mask.shape[1]]
+    for k in moved:  # each unit's links shifted to other units of the layer above: as many links, elsewhere
+        for name in ("mask", "weight"):
+            state[f"connections.{k}.{name}"] = state[f"connections.{k}.{name}"].roll(1, dims=1)
+    assert moved and any(not torch.equal(state[f"connections.{k}.mask"], a.connections[k].mask) for k in moved)
+    eager = net64(hidden=(6, 5, 4, 4), topology="skip", gain=2.0)
+    with torch.no_grad():
+        a.settle(x)
+        a.load_state_dict(state)
+        eager.load_state_dict(state)
+        kept = a.settle(x)
+        assert torch.equal(kept.state, eager.settle(x, steps=kept.steps, tolerance=0).state)
+
+
+def test_kept_sweeps_after_inference_mode_from_threads_and_after_a_move():
+    """A settling under torch.inference_mode, then ones outside it; two threads settling one net at once; and
+    ``.float()`` (which must drop the float64 buffers): each as the eager sweeps."""
+    import threading
+
+    x, _ = batch()
+    kept, eager = net64(check_every=4), net64()
+    with torch.inference_mode():
+        kept.settle(x)
+    with torch.no_grad():
+        first = kept.settle(x)
+        expected = eager.settle(x, steps=first.steps, tolerance=0).state
+        assert torch.equal(first.state, expected)
+        results = []
+
+        def settle():
+            with torch.no_grad():
+                results.extend(kept.settle(x).state for _ in range(10))
+
+        threads = [threading.Thread(target=settle) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 20 and all(torch.equal(r, expected) for r in results)
+        kept.float()
+        assert len(kept._kept) == 0 and kept.settle(x.float()).state.dtype == torch.float32
+
+
+def test_check_every_beyond_the_free_steps_is_refused_in_one_line(run_cli):
+    result = run_cli(
+        "train", "--rule", "ep", "--arch", "energy-net", "--dataset", "synthetic", "--free-steps", "50",
+        "--check-every", "64", "--epochs", "1", "--no-progress",
+    )  # fmt: skip
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "check_every (64) exceeds free_steps (50)" in result.stderr
 
 
 @pytest.mark.parametrize("method", ["euler", "block"])

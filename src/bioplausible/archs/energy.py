@@ -84,6 +84,7 @@ import contextlib
 import functools
 import itertools
 import math
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -108,6 +109,7 @@ OMEGA = 1.7
 # of it: 0.23 / 0.29) and loses at p = 0.04 (0.8 %: 0.33 / 0.28) and p = 0.1 (2 %: 0.60 / 0.45). Pairs denser than
 # this are multiplied as masked matrices.
 BLOCK_SPARSE_DENSITY = 0.003
+_REFRESHES = itertools.count()  # a new number per Connection.refresh: what a settling read of the masks is current
 
 
 @dataclass
@@ -154,6 +156,11 @@ class EnergyNetConfig:
     input_rho: bool = option(True, "feed the input through ρ (clamp to [0, 1]) as in Scellier & Bengio's energy")
 
     def validate(self) -> None:
+        if self.tolerance > 0 and self.check_every > self.free_steps:
+            raise ConfigError(
+                f"check_every ({self.check_every}) exceeds free_steps ({self.free_steps}): the free phase would "
+                "never test its tolerance; lower --check-every"
+            )
         if not self.clip_states and self.epsilon >= 1:
             raise ConfigError(
                 f"epsilon must be < 1 without clip_states (got {self.epsilon}): larger Euler steps oscillate and "
@@ -228,6 +235,7 @@ class Connection(nn.Module):
             self.where = self.mask.nonzero().t().contiguous()
         self.density = 1.0 if self.mask is None else self.mask.mean().item()
         self.active = not self.removed and self.density > 0
+        self.version = next(_REFRESHES)  # kept settling buffers hold the positions read here (_KeptSweeps)
 
     @torch.no_grad()
     def remove(self) -> None:
@@ -646,23 +654,32 @@ class EnergyNet(Architecture):
         """The free phase's block sweeps, ``check_every`` at a time, from buffers kept between settlings of the
         same batch size and structure (``_KeptSweeps``): on CUDA each chunk of sweeps replays as one captured
         graph, since at batch 20 a sweep is some 30 kernels of a few microseconds each. The same arithmetic as
-        ``_sweeps_in_place`` with the same ``check_every``; at most 4 batch sizes are kept."""
+        ``_sweeps_in_place`` with the same ``check_every``; at most 4 batch sizes are kept, and a new set is made
+        whenever a connection's mask was re-read (``Connection.refresh``: a load, a removal)."""
+        chunk = min(self.check_every, steps)
         key = (
-            len(s), s.dtype, s.device, self.check_every, self.omega,
-            tuple((c.lower, c.upper, c.active, c.sparse, c.density) for c in self.connections.values()),
+            len(s), s.dtype, s.device, chunk, self.omega,
+            tuple((c.lower, c.upper, c.active, c.sparse, c.version) for c in self.connections.values()),
         )  # fmt: skip
-        kept = self._kept.pop(key, None) or _KeptSweeps(self, drive, neighbours, links, s)
-        self._kept[key] = kept
-        while len(self._kept) > 4:
-            self._kept.popitem(last=False)
-        kept.load(drive, neighbours, links, s)
-        residuals: list[torch.Tensor] = []
-        while len(residuals) < steps:
-            n = min(self.check_every, steps - len(residuals))
-            residuals += kept.run(n)
-            if settled(residuals[-1], tolerance):
-                break
-        return kept.plan.standard(kept.plan.state).clone(), residuals
+        # one settling at a time per network (the buffers are shared); buffers made under inference mode could not
+        # be updated outside it later, so they are made and used as ordinary tensors
+        with self._kept.lock, torch.inference_mode(False), torch.no_grad():
+            kept = self._kept.pop(key, None) or _KeptSweeps(self, drive, neighbours, links, s, chunk)
+            self._kept[key] = kept
+            while len(self._kept) > 4:
+                self._kept.popitem(last=False)
+            kept.load(drive, neighbours, links, s)
+            residuals: list[torch.Tensor] = []
+            while len(residuals) < steps:
+                residuals += kept.run(min(chunk, steps - len(residuals)))
+                if settled(residuals[-1], tolerance):
+                    break
+            return kept.plan.standard(kept.plan.state).clone(), residuals
+
+    def _apply(self, fn, *args, **kwargs):
+        """``to``, ``cuda``, ``double``, …: the kept settling buffers belong to the old device and dtype."""
+        self._kept.clear()
+        return super()._apply(fn, *args, **kwargs)
 
     @torch.no_grad()
     def skip_connection_count(self) -> int:
@@ -789,8 +806,13 @@ class _BlockPlan:
 
 
 class _KeptCache(collections.OrderedDict):
-    """The kept sweeps by (batch size, structure …), oldest first. A copy of the network starts without any:
-    the buffers belong to one network, and a captured CUDA graph cannot be copied."""
+    """The kept sweeps by (batch size, structure …), oldest first, and the lock that lets one settling at a time
+    use them. A copy of the network starts without any: the buffers belong to one network, and a captured CUDA
+    graph cannot be copied."""
+
+    def __init__(self):
+        super().__init__()
+        self.lock = threading.Lock()
 
     def __deepcopy__(self, memo) -> _KeptCache:
         return type(self)()
@@ -806,17 +828,16 @@ class _KeptSweeps:
     runs eagerly on a side stream (the warm-up CUDA graph capture needs) and the next is captured as a graph that
     every later chunk replays: the graph reads these buffers, which is why they are kept."""
 
-    def __init__(self, net: EnergyNet, drive, neighbours, links, s: torch.Tensor):
+    def __init__(self, net: EnergyNet, drive, neighbours, links, s: torch.Tensor, chunk: int):
         # clone() keeps a transposed view's strides, so the products run with the layouts of the eager path
         self.weights = [[(k, w.detach().clone()) for k, w in terms] for terms in neighbours]
         self.links = None if links is None else tuple(t.detach().clone() for t in links)
         self.plan = _BlockPlan(net, drive, self.weights, self.links, s)
         self.prev = torch.empty_like(self.plan.state)
-        self.residuals = self.plan.state.new_empty(net.check_every)
+        self.residuals = self.plan.state.new_empty(chunk)
         ops = self.plan.operations(None, net.omega, *net._output_step(None))
         self.sweeps = [
-            [functools.partial(self.prev.copy_, self.plan.state), *ops, *self._residual(i)]
-            for i in range(net.check_every)
+            [functools.partial(self.prev.copy_, self.plan.state), *ops, *self._residual(i)] for i in range(chunk)
         ]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = False
@@ -840,7 +861,7 @@ class _KeptSweeps:
         self.plan.prepare()
 
     def run(self, n: int) -> list[torch.Tensor]:
-        """Do n sweeps (n ≤ check_every); returns their residuals (0-d tensors; no host synchronisation)."""
+        """Do n sweeps (n ≤ the chunk); returns their residuals (0-d tensors; no host synchronisation)."""
         if n < len(self.sweeps) or not self.plan.state.is_cuda:
             self._eager(n)
         elif self.graph is not None:

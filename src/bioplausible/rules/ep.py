@@ -339,7 +339,7 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        self.warn_unsettled(free, phases, getattr(model, "method", "euler"))
+        self.warn_unsettled(free, phases, getattr(model, "method", "euler"), getattr(model, "nudged_method", "euler"))
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
@@ -351,7 +351,7 @@ class EquilibriumPropagation(Rule):
             "nudged_unsettled": torch.tensor(sum(unsettled(s) for s in phases) / len(phases)),
         }
 
-    def warn_unsettled(self, free, nudged: list, method: str = "euler") -> None:
+    def warn_unsettled(self, free, nudged: list, method: str = "euler", nudged_method: str = "euler") -> None:
         """Warn (once per rule instance and kind) when a settling blew up or a phase stopped at its cap above the
         tolerance: the EP update is then not the gradient of the loss."""
         residual = free.residuals[-1].item()
@@ -378,10 +378,10 @@ class EquilibriumPropagation(Rule):
                 listed = ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
                 advice = f"the EP update is then not the loss gradient: {listed}"
             else:
+                settle = "raise --nudged-steps" + ("" if nudged_method == "block" else " or use --nudged-settle block")
                 advice = (
                     "the update is then the truncated-nudged-phase estimate (as with Scellier & Bengio's 4 and "
-                    "Gammell's 12 steps), not the contrast of two equilibria: to settle it raise --nudged-steps or "
-                    "use --nudged-settle block"
+                    f"Gammell's 12 steps), not the contrast of two equilibria: to settle it {settle}"
                 )
             warnings.warn(
                 f"{stopped}; {advice} (metric train/{kind}_unsettled counts such phases; warned once)",
