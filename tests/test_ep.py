@@ -2,6 +2,7 @@
 one-sided and symmetric nudging, Gammell's rewiring, energy descent, settling, and bad input."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -328,3 +329,27 @@ def test_sparse_layer_skipping_connections_settle_like_the_masked_matrices():
         dense = net.settle(x, steps=30, tolerance=0)
     torch.testing.assert_close(fast.state, dense.state, rtol=0, atol=1e-12)
     torch.testing.assert_close(slow.state.detach(), dense.state, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("nudging", ["one-sided", "symmetric"])
+def test_a_dead_network_is_warned_about_once(nudging):
+    """Every output unit driven far below 0: the nudging cannot move any unit, the update is exactly zero (a dead
+    network, as a symmetric-nudging conv net at too large a rate became on CIFAR-10); said once, with what to do.
+    A live network is not warned about."""
+    rule = create_rule("ep", beta=0.5, nudging=nudging)
+    net = small_net(hidden=(6, 5))
+    x, y = batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        live = rule.step(net, x, y)
+    assert live["nudged_shift"] > 0
+    with torch.no_grad():
+        for b in net.biases:
+            b.fill_(-50.0)
+    net.zero_grad(set_to_none=True)
+    with pytest.warns(RuntimeWarning, match="dead network.*lower --lr"):
+        dead = rule.step(net, x, y)
+    assert dead["nudged_shift"] == 0 and all(not p.grad.any() for p in net.parameters())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rule.step(net, x, y)  # once per rule

@@ -213,6 +213,7 @@ def test_a_phase_ending_at_its_cap_is_counted_and_warned_about_once():
         "nudged_residual",
         "free_unsettled",
         "nudged_unsettled",
+        "nudged_shift",
     }
     assert metrics["free_unsettled"] == 1 and metrics["nudged_unsettled"] == 1
     assert metrics["settle_residual"] >= 1e-4 and metrics["free_steps"] == 20

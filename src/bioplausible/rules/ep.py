@@ -32,8 +32,10 @@ Settling health: the EP update is the loss gradient only at equilibria. ``step``
 accuracy, ``free_steps`` / ``nudged_steps`` (steps or block sweeps used), ``settle_residual`` (the free phase's
 last max |Δs|: not finite, or large, when the dynamics blew up; with clip_states it is at most 1),
 ``nudged_residual`` (the largest last residual of the nudged phases), and ``free_unsettled`` / ``nudged_unsettled``
-(the fraction of phases that ran to their cap with the residual not below the tolerance). The first such phase of
-each kind, and a blown-up settling, also raise a ``RuntimeWarning`` that says what to change (once per rule). A
+(the fraction of phases that ran to their cap with the residual not below the tolerance), and ``nudged_shift``
+(the largest |s_β − s_free|: exactly 0 when every unit the nudging reaches is clipped, a dead network whose update
+is zero for good). The first such phase of each kind, a blown-up settling and a dead network also raise a
+``RuntimeWarning`` that says what to change (once per rule). A
 measured case: 100 Euler steps (the old default cap) on 20-16-16-5 nets, 32 random inputs, left residuals of
 1.3–3.0e-2 (three seeds), silently; block settling reaches 1e-4 there in 32–37 sweeps. (Comparing EP with the
 gradient needs β small against the distance of every unit's drive from a kink of ρ: on one of those nets a
@@ -340,6 +342,8 @@ class EquilibriumPropagation(Rule):
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
         self.warn_unsettled(free, phases, getattr(model, "method", "euler"), getattr(model, "nudged_method", "euler"))
+        shift = torch.stack([(s.state - free.state).abs().amax() for s in phases]).amax().detach()
+        self.warn_dead(shift)
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
@@ -349,7 +353,25 @@ class EquilibriumPropagation(Rule):
             "nudged_residual": torch.stack([s.residuals[-1] for s in phases]).amax().detach(),
             "free_unsettled": torch.tensor(float(unsettled(free))),
             "nudged_unsettled": torch.tensor(sum(unsettled(s) for s in phases) / len(phases)),
+            "nudged_shift": shift,
         }
+
+    def warn_dead(self, shift: torch.Tensor) -> None:
+        """Warn once when no nudged phase moved any unit from the free equilibrium (``shift``, the largest
+        |s_β − s_free|, is 0): every unit the nudging reaches is clipped at 0 or 1, the EP update is exactly zero
+        and stays so, and the network has stopped learning for good (a dead network), typically after too large a
+        step."""
+        if "dead" in self.warned or shift.item() != 0.0:
+            return
+        self.warned.add("dead")
+        warnings.warn(
+            "EP: the nudged phases moved no unit from the free equilibrium (max |s_β − s_free| = 0): the units the "
+            "nudging reaches are all clipped at 0 or 1, so the update is zero and the network no longer learns (a "
+            "dead network, typically after too large a step): lower --lr or --beta and start again (metric "
+            "train/nudged_shift; warned once)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def warn_unsettled(self, free, nudged: list, method: str = "euler", nudged_method: str = "euler") -> None:
         """Warn (once per rule instance and kind) when a settling blew up or a phase stopped at its cap above the
