@@ -353,3 +353,31 @@ def test_a_dead_network_is_warned_about_once(nudging):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         rule.step(net, x, y)  # once per rule
+
+
+@pytest.mark.parametrize("nudging", ["one-sided", "symmetric"])
+def test_a_step_reads_the_host_once_for_its_health_checks(nudging, monkeypatch):
+    """The unsettled and dead-network checks read the residuals and the nudged shift in one transfer: each read
+    is a synchronisation a GPU pays at every batch. With a fixed number of steps (tolerance 0) the settling itself
+    reads nothing, so a step makes exactly one host read; the checks still fire (an unsettled phase is warned)."""
+    rule = create_rule("ep", beta=0.5, nudging=nudging)
+    net = small_net(hidden=(6, 5), free_steps=5, nudged_steps=3, tolerance=0.0)
+    x, y = batch()
+    # the flush-to-zero query computes on a CPU tensor whatever the device: not a device read, so left out
+    monkeypatch.setattr("bioplausible.archs.energy.flushing_denormals", lambda: False)
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, _name=name, **kwargs):
+            reads.append(_name)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    metrics = rule.step(net, x, y)
+    monkeypatch.undo()
+    assert reads == ["tolist"]
+    assert metrics["free_unsettled"] == 0 and metrics["nudged_shift"] > 0  # tolerance 0: no equilibrium asked for
+    stuck = small_net(hidden=(6, 5), free_steps=2, nudged_steps=2, tolerance=1e-9)
+    with pytest.warns(RuntimeWarning, match="free phase stopped at its cap of 2 steps"):
+        assert rule.step(stuck, x, y)["free_unsettled"] == 1

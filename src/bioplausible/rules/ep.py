@@ -146,6 +146,12 @@ def unsettled(settling) -> bool:
     return bool(getattr(settling, "unsettled", False))
 
 
+def _stopped(settling, last: float) -> bool:
+    """``unsettled`` from the settling's last residual already on the host (no synchronisation)."""
+    tolerance = getattr(settling, "tolerance", 0.0)
+    return tolerance > 0 and not last < tolerance
+
+
 @RULES.register("ep")
 class EquilibriumPropagation(Rule):
     """Equilibrium propagation: contrast of a free and a nudged equilibrium of an energy network."""
@@ -341,9 +347,16 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        self.warn_unsettled(free, phases, getattr(model, "method", "euler"), getattr(model, "nudged_method", "euler"))
         shift = torch.stack([(s.state - free.state).abs().amax() for s in phases]).amax().detach()
-        self.warn_dead(shift)
+        # the warnings read the last residuals and the shift: one host transfer for all of them (each read is a
+        # synchronisation, which a GPU pays for at every batch)
+        free_last, *nudged_last, shift_value = torch.stack(
+            [t.detach().double() for t in (free.residuals[-1], *(s.residuals[-1] for s in phases), shift)]
+        ).tolist()
+        stopped = [_stopped(free, free_last), *(_stopped(s, r) for s, r in zip(phases, nudged_last))]
+        method, nudged_method = getattr(model, "method", "euler"), getattr(model, "nudged_method", "euler")
+        self.warn_unsettled(free, phases, method, nudged_method, last=[free_last, *nudged_last])
+        self.warn_dead(shift_value)
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
@@ -351,17 +364,17 @@ class EquilibriumPropagation(Rule):
             "nudged_steps": torch.tensor(sum(s.steps for s in phases) / len(phases)),
             "settle_residual": free.residuals[-1].detach(),
             "nudged_residual": torch.stack([s.residuals[-1] for s in phases]).amax().detach(),
-            "free_unsettled": torch.tensor(float(unsettled(free))),
-            "nudged_unsettled": torch.tensor(sum(unsettled(s) for s in phases) / len(phases)),
+            "free_unsettled": torch.tensor(float(stopped[0])),
+            "nudged_unsettled": torch.tensor(sum(stopped[1:]) / len(phases)),
             "nudged_shift": shift,
         }
 
-    def warn_dead(self, shift: torch.Tensor) -> None:
+    def warn_dead(self, shift: float) -> None:
         """Warn once when no nudged phase moved any unit from the free equilibrium (``shift``, the largest
         |s_β − s_free|, is 0): every unit the nudging reaches is clipped at 0 or 1, the EP update is exactly zero
         and stays so, and the network has stopped learning for good (a dead network), typically after too large a
         step."""
-        if "dead" in self.warned or shift.item() != 0.0:
+        if "dead" in self.warned or shift != 0.0:
             return
         self.warned.add("dead")
         warnings.warn(
@@ -373,10 +386,15 @@ class EquilibriumPropagation(Rule):
             stacklevel=3,
         )
 
-    def warn_unsettled(self, free, nudged: list, method: str = "euler", nudged_method: str = "euler") -> None:
+    def warn_unsettled(
+        self, free, nudged: list, method: str = "euler", nudged_method: str = "euler", last: list[float] | None = None
+    ) -> None:
         """Warn (once per rule instance and kind) when a settling blew up or a phase stopped at its cap above the
-        tolerance: the EP update is then not the gradient of the loss."""
-        residual = free.residuals[-1].item()
+        tolerance: the EP update is then not the gradient of the loss. ``last``: the phases' last residuals (free
+        first) already read to the host; None reads them."""
+        phases = [free, *nudged]
+        last = [float(s.residuals[-1]) for s in phases] if last is None else last
+        residual = last[0]
         if not residual < 1e3 and "diverged" not in self.warned:  # also catches inf and nan
             self.warned.add("diverged")
             warnings.warn(
@@ -385,13 +403,13 @@ class EquilibriumPropagation(Rule):
                 RuntimeWarning,
                 stacklevel=3,
             )
-        for kind, phase in [("free", free), *(("nudged", s) for s in nudged)]:
-            if kind in self.warned or not unsettled(phase):
+        for kind, phase, r in zip(["free", *["nudged"] * len(nudged)], phases, last):
+            if kind in self.warned or not _stopped(phase, r):
                 continue
             self.warned.add(kind)
             stopped = (
                 f"EP: a {kind} phase stopped at its cap of {phase.steps} steps with max |Δs| = "
-                f"{phase.residuals[-1].item():.2g}, not below the tolerance {phase.tolerance:g}"
+                f"{r:.2g}, not below the tolerance {phase.tolerance:g}"
             )
             if kind == "free":
                 # advise only what is not already in use (``method``: the model's free-phase settling)
