@@ -444,7 +444,8 @@ def test_kept_sweeps_equal_the_eager_sweeps_from_call_to_call(topology, monkeypa
             a = kept.settle(xb, s)
             b = eager.settle(xb, s, steps=a.steps, tolerance=0)
             assert a.steps % 4 == 0 and not a.unsettled and a.residuals[-1] < 1e-9, (call, a.steps)
-            assert torch.equal(a.state, b.state) and torch.equal(a.residuals, b.residuals), call
+            assert torch.equal(a.state, b.state) and torch.equal(a.residuals[3::4], b.residuals[3::4]), call
+            assert a.residuals.isnan().sum() == a.steps - a.steps // 4, call  # only the tested sweeps are measured
             perturb(kept, call)
             eager.load_state_dict(kept.state_dict())
     assert len(kept._kept) == (2 if topology == "layered" else 3)  # batches of 8 and 5; 8 without the skips
@@ -526,6 +527,25 @@ def test_check_every_tests_the_tolerance_every_k_steps(method):
             residuals = one.settle(x, force=force, steps=a.steps, tolerance=0).residuals
             below = [i + 1 for i, r in enumerate(residuals) if r < 1e-8 and (i + 1) % 5 == 0]
             assert a.steps % 5 == 0 and below and below[0] == a.steps
+
+
+@pytest.mark.parametrize("method", ["euler", "block"])
+def test_with_check_every_only_the_tested_steps_and_the_last_are_measured(method):
+    """Without autograd and with check_every = K, the residual is measured at every K-th step and at the cap (so
+    ``unsettled`` always reads a measured one), NaN elsewhere; the measured values and the states are those of
+    the settling that measures every step. Free (kept sweeps for block) and nudged phases; a cap that is not a
+    multiple of K."""
+    x, y = batch()
+    every = net64(check_every=4, settle=method, tolerance=1e-8, gain=2.0)
+    one = net64(settle=method, tolerance=1e-8, gain=2.0)
+    with torch.no_grad():
+        for name, force in forces(y).items():
+            a = every.settle(x, force=force, steps=11)
+            b = one.settle(x, force=force, steps=11, tolerance=0)
+            assert a.steps == 11 and a.unsettled, name  # gain 2: 11 steps do not settle
+            measured = [3, 7, 10]
+            assert torch.equal(a.state, b.state) and torch.equal(a.residuals[measured], b.residuals[measured]), name
+            assert a.residuals.isnan().tolist() == [i not in measured for i in range(11)], name
 
 
 def test_a_copied_or_pickled_energy_net_starts_without_kept_sweeps():

@@ -170,7 +170,9 @@ class EnergyNetConfig:
 
 class Settling(NamedTuple):
     """The result of one settling: states (N, H) of the non-input units, steps used (Euler steps or block sweeps),
-    max |Δs| per step, and the tolerance it ran to (0: a fixed number of steps)."""
+    max |Δs| per step, and the tolerance it ran to (0: a fixed number of steps). Without autograd and with
+    ``check_every`` = K > 1 only the steps whose residual is tested (every K-th) and the last are measured; the
+    others hold NaN, since measuring costs a sweep as much as a quarter of its elementwise passes."""
 
     state: torch.Tensor
     steps: int
@@ -522,8 +524,8 @@ class EnergyNet(Architecture):
         self, drive, neighbours, links, s, steps, force, tolerance
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The same projected dynamics without autograd, in preallocated buffers: per-operation overhead dominates
-        small batches, so each step is the pair products (accumulated in place into views of one buffer) plus four
-        elementwise operations."""
+        small batches, so each step is the pair products (accumulated in place into views of one buffer) plus two
+        elementwise operations, and three more for max |Δs| on a step whose residual is measured (``Settling``)."""
         drive = torch.cat(drive, 1).detach()  # (N, H)
         neighbours = [[(k, w.detach()) for k, w in terms] for terms in neighbours]
         s, new, g, diff = s.detach().clone(), torch.empty_like(drive), torch.empty_like(drive), torch.empty_like(drive)
@@ -533,8 +535,8 @@ class EnergyNet(Architecture):
         if links is not None:
             source, target, link_w = (t.detach() for t in links)
             picked = drive.new_empty(len(drive), len(link_w))  # ρ of each connection's source unit, then times w
-        residuals = []
-        for _ in range(steps):
+        residuals, unmeasured = [], drive.new_full((), float("nan"))
+        for done in range(1, steps + 1):
             rho = views[id(s)]  # ρ(s) = s: the states stay in [0, 1]
             for l, terms in enumerate(neighbours):
                 g_l = views[id(g)][l]
@@ -551,10 +553,10 @@ class EnergyNet(Architecture):
             if force is not None:
                 views[id(g)][-1].add_(force(s[:, out]))
             torch.lerp(s, g, eps, out=new).clamp_(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
-            residual = torch.sub(new, s, out=diff).abs_().amax()
-            residuals.append(residual)
+            measured = self._checks(done) or done == steps
+            residuals.append(torch.sub(new, s, out=diff).abs_().amax() if measured else unmeasured)
             s, new = new, s
-            if self._checks(len(residuals)) and settled(residual, tolerance):
+            if self._checks(done) and settled(residuals[-1], tolerance):
                 break
         return s, residuals
 
@@ -632,21 +634,24 @@ class EnergyNet(Architecture):
 
         The state is held with the layers reordered class by class (each class one block of columns), so a class
         is relaxed by one ``lerp_`` and one ``clamp_``; a sweep does the products of one Euler step (each pair
-        once per direction), one copy for the residual and 2 elementwise operations per class, prepared once per
-        settling as a list of calls (``_BlockPlan.operations``)."""
+        once per direction) and 2 elementwise operations per class, prepared once per settling as a list of calls
+        (``_BlockPlan.operations``); a sweep whose residual is measured (``Settling``) adds a copy and three
+        passes for max |Δs|."""
         if force is None and self.check_every > 1:
             return self._kept_sweeps(drive, neighbours, links, s, steps, tolerance)
         plan = _BlockPlan(self, drive, neighbours, links, s)
         s, prev = plan.state, torch.empty_like(plan.state)
-        sweep = [functools.partial(prev.copy_, s), *plan.operations(force, self.omega, *self._output_step(force))]
+        sweep = plan.operations(force, self.omega, *self._output_step(force))
         plan.prepare()
-        residuals = []
-        for _ in range(steps):
+        residuals, unmeasured = [], s.new_full((), float("nan"))
+        for done in range(1, steps + 1):
+            measured = self._checks(done) or done == steps
+            if measured:
+                prev.copy_(s)
             for operation in sweep:  # a flat list: at batch 20 the Python between the kernels is part of the cost
                 operation()
-            residual = prev.sub_(s).abs_().amax()
-            residuals.append(residual)
-            if self._checks(len(residuals)) and settled(residual, tolerance):
+            residuals.append(prev.sub_(s).abs_().amax() if measured else unmeasured)
+            if self._checks(done) and settled(residuals[-1], tolerance):
                 break
         return plan.standard(s), residuals
 
@@ -823,8 +828,9 @@ class _KeptCache(collections.OrderedDict):
 
 class _KeptSweeps:
     """A free phase's block sweeps whose buffers outlive the settling: the plan's state, drive and g, copies of the
-    coupling matrices and sparse links, and the calls of ``check_every`` sweeps with each one's residual written to
-    a buffer. ``load`` copies a new settling's inputs in; ``run`` does the sweeps. On CUDA the first full chunk
+    coupling matrices and sparse links, and the calls of one sweep, plus those that measure the last sweep of a
+    chunk (its residual, written to a buffer: the only one the tolerance test reads). ``load`` copies a new
+    settling's inputs in; ``run`` does the sweeps. On CUDA the first full chunk
     runs eagerly on a side stream (the warm-up CUDA graph capture needs) and the next is captured as a graph that
     every later chunk replays: the graph reads these buffers, which is why they are kept."""
 
@@ -834,22 +840,20 @@ class _KeptSweeps:
         self.links = None if links is None else tuple(t.detach().clone() for t in links)
         self.plan = _BlockPlan(net, drive, self.weights, self.links, s)
         self.prev = torch.empty_like(self.plan.state)
-        self.residuals = self.plan.state.new_empty(chunk)
-        ops = self.plan.operations(None, net.omega, *net._output_step(None))
-        self.sweeps = [
-            [functools.partial(self.prev.copy_, self.plan.state), *ops, *self._residual(i)] for i in range(chunk)
+        self.residual = self.plan.state.new_empty(())
+        self.unmeasured = self.plan.state.new_full((), float("nan"))
+        self.chunk = chunk
+        self.sweep = self.plan.operations(None, net.omega, *net._output_step(None))
+        state, prev = self.plan.state, self.prev
+        self.measured = [  # the chunk's last sweep: max |Δs| into ``residual``
+            functools.partial(prev.copy_, state),
+            *self.sweep,
+            functools.partial(prev.sub_, state),
+            prev.abs_,
+            functools.partial(torch.amax, prev, (0, 1), out=self.residual),
         ]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = False
-
-    def _residual(self, i: int) -> list[Callable[[], object]]:
-        """max |Δs| of sweep i into ``residuals[i]``."""
-        prev, out = self.prev, self.residuals[i]
-        return [
-            functools.partial(prev.sub_, self.plan.state),
-            prev.abs_,
-            functools.partial(torch.amax, prev, (0, 1), out=out),
-        ]
 
     def load(self, drive, neighbours, links, s: torch.Tensor) -> None:
         for kept, new in zip(self.weights, neighbours):
@@ -861,8 +865,9 @@ class _KeptSweeps:
         self.plan.prepare()
 
     def run(self, n: int) -> list[torch.Tensor]:
-        """Do n sweeps (n ≤ the chunk); returns their residuals (0-d tensors; no host synchronisation)."""
-        if n < len(self.sweeps) or not self.plan.state.is_cuda:
+        """Do n sweeps (n ≤ the chunk); returns their residuals (0-d tensors, NaN but the last, which is measured;
+        no host synchronisation)."""
+        if n < self.chunk or not self.plan.state.is_cuda:
             self._eager(n)
         elif self.graph is not None:
             self.graph.replay()
@@ -878,9 +883,11 @@ class _KeptSweeps:
             with torch.cuda.graph(self.graph):  # records the kernels without running them
                 self._eager(n)
             self.graph.replay()
-        return list(self.residuals[:n].clone().unbind())
+        return [self.unmeasured] * (n - 1) + [self.residual.clone()]
 
     def _eager(self, n: int) -> None:
-        for sweep in self.sweeps[:n]:
-            for operation in sweep:
+        for _ in range(n - 1):
+            for operation in self.sweep:
                 operation()
+        for operation in self.measured:
+            operation()
