@@ -86,6 +86,23 @@ def test_locally_connected_with_shared_weights_equals_conv():
     torch.testing.assert_close(local(x), conv(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    ("in_size", "kernel", "stride", "padding"),
+    [((9, 7), 3, 2, 1), ((8, 8), 5, 2, 2), ((6, 5), (3, 2), (1, 2), (1, 0)), ((4, 4), 1, 1, 0)],
+)
+def test_locally_connected_patches_are_unfolds_and_fold_is_their_adjoint(in_size, kernel, stride, padding):
+    """The patches, gathered from strided views for speed, are exactly F.unfold's (L, N, C·k·k) and contiguous;
+    ``fold`` is their adjoint (<patches(h), P> = <h, fold(P)>), which the feedback layers' backward relies on."""
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(3, 4, in_size, kernel, stride=stride, padding=padding)
+    h = torch.randn(2, 3, *in_size, dtype=torch.float64)
+    patches = layer.patches(h)
+    unfolded = F.unfold(h, layer.kernel_size, padding=layer.padding, stride=layer.stride).permute(2, 0, 1)
+    assert patches.is_contiguous() and torch.equal(patches, unfolded)
+    other = torch.randn_like(patches)
+    torch.testing.assert_close((patches * other).sum(), (h * layer.fold(other)).sum())
+
+
 def test_locally_connected_backward_matches_autograd():
     """The feedback LC layer with B = W reproduces autograd through unfold + bmm, input gradient included."""
     torch.manual_seed(0)

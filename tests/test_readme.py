@@ -130,6 +130,8 @@ def test_benchmark_command(command, tmp_path):
         part_c = "--epochs" in args and args[args.index("--epochs") + 1] != "0"
         args += ["--samples", "40", "--test-samples", "40", "--tolerance", "1e-2", "--rounds", "1"]
         args += ["--parts", "c", "--epochs", "1"] if part_c else []
+    elif "lc_patches" in args[0]:
+        args = [args[0], "--rules", "bp", "--rounds", "1", "--batch-size", "2"]
     elif "adam_step" in args[0]:
         args += ["--repeats", "1", "--sizes", "8,4,2"]
     else:
@@ -147,6 +149,7 @@ def test_benchmark_command(command, tmp_path):
         "epoch 1 fwd 1",
         "against the bare convolutions",
         "kept / eager",
+        "new / old",
     )
     assert any(e in result.stdout for e in expected), result.stdout
 
