@@ -239,18 +239,3 @@ def test_bad_options_are_config_errors(options, message):
 def test_flat_input_is_refused():
     with pytest.raises(ConfigError, match=r"needs an image input \(C, H, W\)"):
         create_arch("conv-energy-net", (64,), CLASSES)
-
-
-def test_a_dead_conv_energy_net_is_warned_about():
-    """As on the dense energy net (tests/test_ep.py): with the output inside the energy (the configuration that
-    died on CIFAR-10) and every unit driven below 0, the nudging moves nothing. (A linear readout's output is not
-    clipped, so it always moves: that net is not dead, its readout still learns.)"""
-    net = tiny_net(free_steps=50, nudged_steps=20, tolerance=1e-6, readout="energy")
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith("bias"):
-                p.fill_(-50.0)
-    x, y = batch()
-    with pytest.warns(RuntimeWarning, match="dead network"):
-        metrics = create_rule("ep", beta=0.5, nudging="symmetric", cost="mse").step(net, x, y)
-    assert metrics["nudged_shift"] == 0 and all(not p.grad.any() for p in net.parameters())

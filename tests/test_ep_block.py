@@ -214,6 +214,7 @@ def test_a_phase_ending_at_its_cap_is_counted_and_warned_about_once():
         "free_unsettled",
         "nudged_unsettled",
         "nudged_shift",
+        "output_spread",
     }
     assert metrics["free_unsettled"] == 1 and metrics["nudged_unsettled"] == 1
     assert metrics["settle_residual"] >= 1e-4 and metrics["free_steps"] == 20
@@ -227,9 +228,11 @@ def test_a_phase_ending_at_its_cap_is_counted_and_warned_about_once():
     block_capped = net64(hidden=(16, 16), gain=2.0, free_steps=2, nudged_steps=5, tolerance=1e-4)
     _, messages = step_metrics(block_capped, create_rule("ep", beta=0.5, persistent=True), x, y)
     assert messages[0].endswith("raise --free-steps (metric train/free_unsettled counts such phases; warned once)")
-    fixed = net64(hidden=(16, 16), settle="euler", free_steps=20, nudged_steps=5, tolerance=0)  # fixed steps asked
+    # a fixed number of steps (tolerance 0) is not "unsettled"; near an equilibrium it is not warned about either
+    # (far from one it is: tests/test_ep_health.py)
+    fixed = net64(hidden=(16, 16), settle="euler", free_steps=300, nudged_steps=5, tolerance=0)
     metrics, messages = step_metrics(fixed, create_rule("ep"), x, y)
-    assert metrics["free_unsettled"] == 0 and not messages
+    assert metrics["free_unsettled"] == 0 and metrics["settle_residual"] < 0.1 and not messages
     probes = create_rule("ep").probe(capped, x, y)
     assert probes["probe/ep_free_unsettled"] == 1.0 and probes["probe/ep_free_steps"] == 20
 
@@ -264,7 +267,7 @@ def test_a_settling_that_blows_up_is_reported():
     metrics, messages = step_metrics(net, create_rule("ep"), x, y)
     assert not torch.isfinite(metrics["settle_residual"])
     assert metrics["free_unsettled"] == 1  # a non-finite residual never counts as settled
-    assert any("blew up" in m for m in messages)
+    assert len(messages) == 1 and "produced non-finite states" in messages[0]  # not also the cap warnings
 
 
 def test_removing_skip_connections_leaves_the_layered_net():

@@ -71,6 +71,14 @@ class Distributed:
         torch_dist.all_reduce(value)
         return value / self.world_size
 
+    def maximum(self, value: torch.Tensor) -> torch.Tensor:
+        """The elementwise maximum of a tensor over all processes (every process gets it)."""
+        if self.world_size == 1:
+            return value
+        value = value.detach().clone()
+        torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
+        return value
+
     def shares(self, rows: int) -> list[int]:
         """How many rows of a global batch of ``rows`` each process takes (``tensor_split``'s sizes)."""
         base, extra = divmod(rows, self.world_size)

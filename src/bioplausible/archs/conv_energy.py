@@ -220,7 +220,7 @@ class ConvEnergyNet(Architecture):
         super().__init__()
         config = arch_options(type(self), config, options)
         readout, settle_order = config.readout, config.settle_order
-        self.config = config
+        self.config, self.settle_order = config, settle_order
         self.readout, self.free_steps, self.nudged_steps = config.readout, config.free_steps, config.nudged_steps
         self.tolerance, self.input_rho, self.input_scale = config.tolerance, config.input_rho, config.input_scale
         self.sigma, self.primitive = ACTIVATIONS[config.activation]

@@ -28,14 +28,12 @@ near the new equilibrium and settling to the tolerance takes fewer steps (523 �
 p = 0.04); a layered deep net keeps needing about as many. The engine passes each batch's dataset indices
 (``per_example_state``); the memory (N_train × H) is part of the rule's state_dict, so checkpoints and resume keep it.
 
-Settling health: the EP update is the loss gradient only at equilibria. ``step`` returns, besides loss and
-accuracy, ``free_steps`` / ``nudged_steps`` (steps or block sweeps used), ``settle_residual`` (the free phase's
-last max |Δs|: not finite, or large, when the dynamics blew up; with clip_states it is at most 1),
-``nudged_residual`` (the largest last residual of the nudged phases), and ``free_unsettled`` / ``nudged_unsettled``
-(the fraction of phases that ran to their cap with the residual not below the tolerance), and ``nudged_shift``
-(the largest |s_β − s_free|: exactly 0 when every unit the nudging reaches is clipped, a dead network whose update
-is zero for good). The first such phase of each kind, a blown-up settling and a dead network also raise a
-``RuntimeWarning`` that says what to change (once per rule). A
+Settling health (``ep_health``): the EP update is the loss gradient only at equilibria, and only while the nudging
+reaches the network. ``step`` returns, besides loss and accuracy, ``free_steps`` / ``nudged_steps`` (steps or block
+sweeps used), ``settle_residual`` / ``nudged_residual`` (last max |Δs|), ``free_unsettled`` / ``nudged_unsettled``
+(phases at their cap above the tolerance), ``nudged_shift`` (the largest |s_β − s_free|) and ``output_spread`` (0
+when the output layer is the same for every example); a blown-up, capped or (at tolerance 0) far-from-settled
+phase and a dead network raise a ``RuntimeWarning`` that says what to change (once per rule). A
 measured case: 100 Euler steps (the old default cap) on 20-16-16-5 nets, 32 random inputs, left residuals of
 1.3–3.0e-2 (three seeds), silently; block settling reaches 1e-4 there in 32–37 sweeps. (Comparing EP with the
 gradient needs β small against the distance of every unit's drive from a kink of ρ: on one of those nets a
@@ -81,6 +79,7 @@ from ..errors import ConfigError, IncompatibleError
 from ..protocols import ENERGY
 from ..registry import RULES
 from .base import ProbeSpec, Rule
+from .ep_health import SettlingHealth
 
 NUDGINGS = ("one-sided", "symmetric", "random-sign")
 COSTS = ("mse", "ce")
@@ -146,12 +145,6 @@ def unsettled(settling) -> bool:
     return bool(getattr(settling, "unsettled", False))
 
 
-def _stopped(settling, last: float) -> bool:
-    """``unsettled`` from the settling's last residual already on the host (no synchronisation)."""
-    tolerance = getattr(settling, "tolerance", 0.0)
-    return tolerance > 0 and not last < tolerance
-
-
 @RULES.register("ep")
 class EquilibriumPropagation(Rule):
     """Equilibrium propagation: contrast of a free and a nudged equilibrium of an energy network."""
@@ -187,7 +180,7 @@ class EquilibriumPropagation(Rule):
         self.seen: torch.Tensor | None = None
         # the model prepared, whose skip connections start_epoch may remove (in __dict__: not a submodule of the rule)
         self.__dict__["model"] = None
-        self.warned: set[str] = set()  # the settling warnings given (each once per rule instance)
+        self._health: SettlingHealth | None = None  # the settling checks and the warnings they gave
 
     @property
     def per_example_state(self) -> bool:
@@ -347,87 +340,22 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        shift = torch.stack([(s.state - free.state).abs().amax() for s in phases]).amax().detach()
-        # the warnings read the last residuals and the shift: one host transfer for all of them (each read is a
-        # synchronisation, which a GPU pays for at every batch)
-        free_last, *nudged_last, shift_value = torch.stack(
-            [t.detach().double() for t in (free.residuals[-1], *(s.residuals[-1] for s in phases), shift)]
-        ).tolist()
-        stopped = [_stopped(free, free_last), *(_stopped(s, r) for s, r in zip(phases, nudged_last))]
-        method, nudged_method = getattr(model, "method", "euler"), getattr(model, "nudged_method", "euler")
-        self.warn_unsettled(free, phases, method, nudged_method, last=[free_last, *nudged_last])
-        self.warn_dead(shift_value)
+        health, reading = self.health.measure(model, free, phases)  # one host read for every check below
+        self.health.warn(model, self.config, free, phases, reading)
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
             "free_steps": torch.tensor(float(free.steps)),
             "nudged_steps": torch.tensor(sum(s.steps for s in phases) / len(phases)),
-            "settle_residual": free.residuals[-1].detach(),
-            "nudged_residual": torch.stack([s.residuals[-1] for s in phases]).amax().detach(),
-            "free_unsettled": torch.tensor(float(stopped[0])),
-            "nudged_unsettled": torch.tensor(sum(stopped[1:]) / len(phases)),
-            "nudged_shift": shift,
+            **health,
         }
 
-    def warn_dead(self, shift: float) -> None:
-        """Warn once when no nudged phase moved any unit from the free equilibrium (``shift``, the largest
-        |s_β − s_free|, is 0): every unit the nudging reaches is clipped at 0 or 1, the EP update is exactly zero
-        and stays so, and the network has stopped learning for good (a dead network), typically after too large a
-        step."""
-        if "dead" in self.warned or shift != 0.0:
-            return
-        self.warned.add("dead")
-        warnings.warn(
-            "EP: the nudged phases moved no unit from the free equilibrium (max |s_β − s_free| = 0): the units the "
-            "nudging reaches are all clipped at 0 or 1, so the update is zero and the network no longer learns (a "
-            "dead network, typically after too large a step): lower --lr or --beta and start again (metric "
-            "train/nudged_shift; warned once)",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-
-    def warn_unsettled(
-        self, free, nudged: list, method: str = "euler", nudged_method: str = "euler", last: list[float] | None = None
-    ) -> None:
-        """Warn (once per rule instance and kind) when a settling blew up or a phase stopped at its cap above the
-        tolerance: the EP update is then not the gradient of the loss. ``last``: the phases' last residuals (free
-        first) already read to the host; None reads them."""
-        phases = [free, *nudged]
-        last = [float(s.residuals[-1]) for s in phases] if last is None else last
-        residual = last[0]
-        if not residual < 1e3 and "diverged" not in self.warned:  # also catches inf and nan
-            self.warned.add("diverged")
-            warnings.warn(
-                f"EP: the free phase's settling blew up (last max |Δs| = {residual:.3g}); use --settle block, a "
-                "smaller --epsilon or --clip-states, or a smaller learning rate",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        for kind, phase, r in zip(["free", *["nudged"] * len(nudged)], phases, last):
-            if kind in self.warned or not _stopped(phase, r):
-                continue
-            self.warned.add(kind)
-            stopped = (
-                f"EP: a {kind} phase stopped at its cap of {phase.steps} steps with max |Δs| = "
-                f"{r:.2g}, not below the tolerance {phase.tolerance:g}"
-            )
-            if kind == "free":
-                # advise only what is not already in use (``method``: the model's free-phase settling)
-                remedies = ["raise --free-steps", *([] if method == "block" else ["use --settle block"])]
-                remedies += [] if self.config.persistent else ["start from the last states (--persistent)"]
-                listed = ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
-                advice = f"the EP update is then not the loss gradient: {listed}"
-            else:
-                settle = "raise --nudged-steps" + ("" if nudged_method == "block" else " or use --nudged-settle block")
-                advice = (
-                    "the update is then the truncated-nudged-phase estimate (as with Scellier & Bengio's 4 and "
-                    f"Gammell's 12 steps), not the contrast of two equilibria: to settle it {settle}"
-                )
-            warnings.warn(
-                f"{stopped}; {advice} (metric train/{kind}_unsettled counts such phases; warned once)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
+    @property
+    def health(self) -> SettlingHealth:
+        """The settling-health checks (``ep_health``), made on first use: they read the data-parallel context."""
+        if self._health is None or self._health.dist is not self.dist:
+            self._health = SettlingHealth(self.dist)
+        return self._health
 
     def get_extra_state(self) -> dict:
         """The persistent states travel with ``state_dict()`` (their size grows with the indices seen)."""

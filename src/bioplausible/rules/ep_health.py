@@ -1,0 +1,187 @@
+"""The settling health of an equilibrium-propagation step: what it measures, and the warnings it gives.
+
+The EP update is the loss gradient only between equilibria, and only while the nudging can move the network. Each
+step measures, on the device, and reads to the host in one transfer (each read is a synchronisation, which a GPU
+pays at every batch; under data parallelism the maxima over all processes, so every process judges as one process
+on the whole batch would):
+
+- the last max |Δs| of the free phase and of each nudged phase (``settle_residual``, ``nudged_residual``; with a
+  tolerance, a phase that ran to its cap above it counts in ``free_unsettled`` / ``nudged_unsettled``);
+- ``nudged_shift``: the largest |s_β − s_free| over the network's layers (a linear readout's ŷ included, the
+  nudging force it stores beside ŷ not);
+- ``output_spread``: how far any example's output layer, free or nudged, lies from the batch's first free one,
+  relative to 1 + its size; with a linear readout (outside the energy) the last layer it reads, since the readout
+  itself keeps learning. It is 0 when that layer no longer depends on the input or the target.
+
+A dead network is one whose output layer is the same for every example, in the free and the nudged phases, batch
+after batch: it is clipped (or cut off from the input), the nudging cannot reach below it, and the update of the
+layers below is zero for good (conv EP on CIFAR-10 at too large a learning rate: every output unit at 0; with a
+softmax readout, a last conv layer at 0 for every image, where only the readout still learns). Judged over
+``DEAD_BATCHES`` batches in a row, each the same within itself and as the batch before, so a batch whose examples
+happen to agree (one class, fitted to saturation) or a nudging that pushes clipped units further (−β of
+random-sign) is not mistaken for one. The nudged shift alone is no test: units the output does not depend on may
+keep drifting by float rounding or below the tolerance, and a fitted batch moves nothing.
+
+Warnings (each kind once per rule): a blown-up free phase (non-finite or huge residual); a free phase that
+ran to its cap above the tolerance, or, with tolerance 0, that is still far from an equilibrium after its steps
+(a residual ≥ ``FAR_FROM_EQUILIBRIUM``: the states oscillate, as a synchronous conv settling does once its couplings
+grow); a nudged phase at its cap; a dead network. Each names what to change, among the options the model has.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+#: A free phase at tolerance 0 whose last step still moved a unit this much is reported as far from equilibrium.
+FAR_FROM_EQUILIBRIUM = 0.1
+#: Batches in a row with one output for every example before a network is called dead.
+DEAD_BATCHES = 10
+#: Outputs closer than this (relative to 1 + their size) count as the same.
+SAME_OUTPUT = 1e-5
+
+
+@dataclass
+class Reading:
+    """One step's health on the host."""
+
+    free_residual: float
+    nudged_residuals: list[float]
+    shift: float
+    spread: float  # within this batch, free and nudged outputs against the first free output
+    drift: float  # this batch's first free output against the previous batch's (inf for the first batch)
+
+
+def stopped(settling, last: float) -> bool:
+    """Whether a settling ran to its cap with its last residual (already on the host) not below its tolerance."""
+    tolerance = getattr(settling, "tolerance", 0.0)
+    return tolerance > 0 and not last < tolerance
+
+
+def listed(remedies: list[str]) -> str:
+    return ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
+
+
+class SettlingHealth:
+    """Measures a step's settlings and warns once per kind; one per ``ep`` rule instance."""
+
+    def __init__(self, dist):
+        self.dist = dist
+        self.warned: set[str] = set()
+        self.previous: torch.Tensor | None = None  # the last batch's first free output (1, classes)
+        self.same_batches = 0  # batches in a row whose every output was the previous batch's
+
+    def measure(self, model: nn.Module, free, phases: list) -> tuple[dict[str, torch.Tensor], Reading]:
+        """The step's health metrics (tensors) and their host reading (one transfer)."""
+        columns = [model.layer_slice(l) for l in range(1, model.num_layers + 1)]
+        shift = torch.stack([(s.state[:, c] - free.state[:, c]).abs().amax() for s in phases for c in columns]).amax()
+        linear_readout = getattr(model, "readout", None) == "linear" and len(columns) > 1
+        out = columns[-2] if linear_readout else columns[-1]  # the last layer in the energy
+        first = free.state[:1, out]
+        scale = 1 + first.abs().amax()
+        spread = torch.stack([(s.state[:, out] - first).abs().amax() for s in (free, *phases)]).amax() / scale
+        drift = spread.new_tensor(math.inf) if self.previous is None else (first - self.previous).abs().amax() / scale
+        self.previous = first.detach().clone()
+        lasts = [free.residuals[-1], *(s.residuals[-1] for s in phases)]
+        values = torch.stack([t.detach().double() for t in (*lasts, shift, spread, drift)])
+        values = self.dist.maximum(values).tolist()
+        reading = Reading(values[0], values[1 : len(lasts)], *values[len(lasts) :])
+        metrics = {
+            "settle_residual": free.residuals[-1].detach(),
+            "nudged_residual": torch.stack([s.residuals[-1] for s in phases]).amax().detach(),
+            "free_unsettled": torch.tensor(float(stopped(free, reading.free_residual))),
+            "nudged_unsettled": torch.tensor(
+                sum(stopped(s, r) for s, r in zip(phases, reading.nudged_residuals)) / len(phases)
+            ),
+            "nudged_shift": shift.detach(),
+            "output_spread": spread.detach(),
+        }
+        return metrics, reading
+
+    def warn(self, model: nn.Module, config, free, phases: list, reading: Reading) -> None:
+        """Every warning this step calls for (each kind once per rule)."""
+        if not reading.free_residual < 1e3:  # also nan and inf; the caps below would then say nothing useful
+            self._once("diverged", self._diverged(model, reading.free_residual))
+            return
+        if stopped(free, reading.free_residual):
+            self._once("free", self._free_capped(model, config, free, reading.free_residual))
+        elif free.tolerance <= 0 and reading.free_residual >= FAR_FROM_EQUILIBRIUM:
+            self._once("far", self._far(model, config, free, reading.free_residual))
+        for phase, residual in zip(phases, reading.nudged_residuals):
+            if stopped(phase, residual):
+                self._once("nudged", self._nudged_capped(model, config, phase, residual))
+        self.same_batches = self.same_batches + 1 if max(reading.spread, reading.drift) <= SAME_OUTPUT else 0
+        if self.same_batches >= DEAD_BATCHES:
+            self._once("dead", self._dead())
+
+    def _once(self, kind: str, message: str) -> None:
+        if kind not in self.warned:
+            self.warned.add(kind)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+    @staticmethod
+    def _diverged(model: nn.Module, residual: float) -> str:
+        what = "produced non-finite states" if not math.isfinite(residual) else "blew up"
+        remedies = ["use --settle block"] if getattr(model, "method", None) == "euler" else []
+        remedies += ["a smaller --epsilon"] if getattr(model, "method", None) == "euler" else []
+        remedies += ["--clip-states"] if getattr(model, "clip_states", True) is False else []
+        remedies += ["a smaller learning rate, and check the inputs for nan or inf"]
+        return f"EP: the free phase's settling {what} (last max |Δs| = {residual:.3g}): {listed(remedies)}"
+
+    @staticmethod
+    def _settle_remedies(model: nn.Module, config, steps_option: str) -> list[str]:
+        """What may settle a free phase, among the options this model has and does not already use."""
+        remedies = [f"raise {steps_option}"]
+        remedies += ["use --settle block"] if getattr(model, "method", None) == "euler" else []
+        remedies += ["use --settle-order alternating"] if getattr(model, "settle_order", None) == "synchronous" else []
+        remedies += [] if config.persistent else ["start from the last states (--persistent)"]
+        return remedies
+
+    def _free_capped(self, model: nn.Module, config, free, residual: float) -> str:
+        return (
+            f"EP: a free phase stopped at its cap of {free.steps} {_unit(getattr(model, 'method', None))} with max "
+            f"|Δs| = {residual:.2g}, not below the tolerance {free.tolerance:g}; the EP update is then not the loss "
+            f"gradient: {listed(self._settle_remedies(model, config, '--free-steps'))} (metric "
+            "train/free_unsettled counts such phases; warned once)"
+        )
+
+    def _far(self, model: nn.Module, config, free, residual: float) -> str:
+        return (
+            f"EP: after its {free.steps} free {_unit(getattr(model, 'method', None))} (tolerance 0: a fixed number) "
+            f"the states still moved by {residual:.2g} in the last one: far from an equilibrium (they oscillate or "
+            "drift), so the update is not the contrast of two equilibria: "
+            f"{listed(self._settle_remedies(model, config, '--free-steps'))}, or a smaller learning rate (metric "
+            "train/settle_residual; warned once)"
+        )
+
+    @staticmethod
+    def _nudged_capped(model: nn.Module, config, phase, residual: float) -> str:
+        method = getattr(model, "nudged_method", None)
+        stop = (
+            f"EP: a nudged phase stopped at its cap of {phase.steps} {_unit(method)} with max |Δs| = {residual:.2g}, "
+            f"not below the tolerance {phase.tolerance:g}; the update is then the truncated-nudged-phase estimate (as "
+            "with Scellier & Bengio's 4 and Gammell's 12 steps), not the contrast of two equilibria"
+        )
+        if config.cost == "mse" and config.nudging != "one-sided" and config.beta >= 1:
+            advice = "expected here: with the MSE cost and β >= 1 the -β phase has no equilibrium to settle to"
+        else:
+            advice = "to settle it raise --nudged-steps"
+            advice += " or use --nudged-settle block" if method == "euler" else ""
+        return f"{stop}: {advice} (metric train/nudged_unsettled counts such phases; warned once)"
+
+    @staticmethod
+    def _dead() -> str:
+        return (
+            f"EP: for {DEAD_BATCHES} batches in a row the network's output was the same for every example, in the "
+            "free and the nudged phases: its last layer is clipped (or cut off from the input), the nudging no "
+            "longer reaches the layers below and their update is zero (a dead network, typically after too large a "
+            "step): lower --lr (or --beta) and start again (metric train/output_spread; warned once)"
+        )
+
+
+def _unit(method: str | None) -> str:
+    return "steps" if method == "euler" else "sweeps"

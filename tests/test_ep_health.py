@@ -1,0 +1,178 @@
+"""The EP step's settling health (rules/ep_health.py): a dead network is called dead and a live one is not, on the
+dense and the convolutional energy nets, with the output inside the energy and behind a linear readout; the
+far-from-equilibrium, capped and blown-up warnings name only options the model has; data-parallel processes judge
+on the maxima over all of them."""
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from bioplausible.archs import create_arch
+from bioplausible.distributed import Distributed
+from bioplausible.rules import create_rule
+from bioplausible.rules.ep_health import DEAD_BATCHES
+
+CONV_SHAPE = (1, 8, 8)
+
+
+def dense_net(**options):
+    torch.manual_seed(0)
+    options = {"hidden_sizes": (6, 5), "free_steps": 500, "nudged_steps": 200, "tolerance": 1e-6, **options}
+    return create_arch("energy-net", (4,), 3, **options).double()
+
+
+def conv_net(**options):
+    torch.manual_seed(0)
+    settings = {"conv_channels": (3, 4), "kernel_sizes": (3,), "paddings": (1,), "hidden_sizes": (5,)}
+    settings |= {"free_steps": 300, "nudged_steps": 100, "tolerance": 1e-6, **options}
+    return create_arch("conv-energy-net", CONV_SHAPE, 3, **settings).double()
+
+
+def batches(shape, n=8, count=DEAD_BATCHES + 2):
+    """Different examples each batch, three classes."""
+    g = torch.Generator().manual_seed(1)
+    return [(torch.rand(n, *shape, generator=g, dtype=torch.float64), torch.arange(n) % 3) for _ in range(count)]
+
+
+def kill(net, keep_readout=False):
+    """Drive every unit far below 0 (the readout, when kept, stays as it is and goes on learning)."""
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            readout = keep_readout and name.startswith(f"connections.{net.num_layers - 1}-")
+            if "bias" in name and not readout:
+                p.fill_(-50.0)
+
+
+def dead_warnings(rule, net, data, lr=0.0):
+    """Train on ``data`` (SGD at ``lr``); the batch numbers (1-based) at which a dead-network warning came."""
+    seen = []
+    for i, (x, y) in enumerate(data, 1):
+        net.zero_grad(set_to_none=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            metrics = rule.step(net, x, y)
+        seen += [i for w in caught if "dead network" in str(w.message)]
+        with torch.no_grad():
+            for p in net.parameters():
+                if p.grad is not None:
+                    p -= lr * p.grad
+    return seen, metrics
+
+
+CASES = {  # name: (net, shape, rule options, readout kept alive)
+    "dense, one-sided": (dense_net, (4,), {"nudging": "one-sided"}, False),
+    "dense, symmetric": (dense_net, (4,), {"nudging": "symmetric"}, False),
+    "conv, output in the energy": (lambda: conv_net(readout="energy"), CONV_SHAPE, {"cost": "mse"}, False),
+    "conv, linear readout": (
+        lambda: conv_net(readout="linear"),
+        CONV_SHAPE,
+        {"cost": "ce", "nudging": "symmetric"},
+        True,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_dead_network_is_warned_about_once_after_enough_batches(case):
+    """Every unit of the energy clipped at 0: the output layer (with a linear readout, the layer it reads) is the
+    same for every example, free and nudged; warned once, at batch DEAD_BATCHES + 1 (the first batch has none
+    before it to compare with), with what to do. With a linear readout the readout still learns, and the net is
+    dead all the same (the CIFAR-10 one-sided CE run)."""
+    make, shape, options, keep_readout = CASES[case]
+    net = make()
+    kill(net, keep_readout)
+    rule = create_rule("ep", beta=0.5, **options)
+    seen, metrics = dead_warnings(rule, net, batches(shape), lr=0.01)
+    assert seen == [DEAD_BATCHES + 1], seen
+    assert metrics["output_spread"] == 0
+    energy_grads = [p.grad for n, p in net.named_parameters() if not n.startswith(f"connections.{net.num_layers - 1}-")]
+    assert all(g is None or not g.any() for g in energy_grads)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("nudging", ["one-sided", "symmetric", "random-sign"])
+def test_a_live_network_is_not_called_dead(case, nudging):
+    """Live nets over more than DEAD_BATCHES batches, every nudging (random-sign's −β pushes clipped outputs
+    further: its nudged shift may be 0 while the net learns), and one example a batch (trivially the same within
+    the batch)."""
+    make, shape, options, _ = CASES[case]
+    options = {**options, "nudging": nudging}
+    for n in (8, 1):
+        seen, metrics = dead_warnings(create_rule("ep", beta=0.5, **options), make(), batches(shape, n=n), lr=0.05)
+        assert seen == [] and metrics["output_spread"] >= 0, (n, seen)
+
+
+def messages(rule, net, x, y):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rule.step(net, x, y)
+    return [str(w.message) for w in caught]
+
+
+def test_a_free_phase_far_from_equilibrium_at_tolerance_0_is_warned_about_with_the_models_remedies():
+    """Tolerance 0 asks for a fixed number of steps, not an equilibrium; a last step that still moves the states
+    by 0.1 or more is no equilibrium at all (a synchronous conv settling that oscillates). The remedies are the
+    model's: --settle block for Euler dynamics, --settle-order alternating for a synchronous conv net, never an
+    option the model lacks."""
+    (x, y), (xc, yc) = batches((4,), count=1)[0], batches(CONV_SHAPE, count=1)[0]
+    rule = create_rule("ep", beta=0.5)
+    dense = messages(rule, dense_net(free_steps=1, tolerance=0.0, settle="euler"), x, y)
+    assert len([m for m in dense if "far from an equilibrium" in m]) == 1
+    assert "use --settle block" in next(m for m in dense if "far from" in m)
+    conv = messages(
+        create_rule("ep", beta=0.5), conv_net(free_steps=1, tolerance=0.0, settle_order="synchronous"), xc, yc
+    )
+    far = next(m for m in conv if "far from" in m)
+    assert "--settle-order alternating" in far and "--settle block" not in far
+    settled = messages(create_rule("ep", beta=0.5), dense_net(free_steps=500, tolerance=0.0, settle="block"), x, y)
+    assert not any("far from" in m for m in settled)
+
+
+def test_capped_phases_of_a_conv_net_do_not_advise_options_it_lacks():
+    x, y = batches(CONV_SHAPE, count=1)[0]
+    found = messages(create_rule("ep", beta=0.5), conv_net(free_steps=2, nudged_steps=2, tolerance=1e-9), x, y)
+    capped = [m for m in found if "stopped at its cap" in m]
+    assert len(capped) == 2 and all("--settle block" not in m and "--nudged-settle" not in m for m in capped)
+    assert "2 sweeps" in capped[0]
+
+
+def test_gammells_truncated_nudged_phase_is_reported_as_expected_not_to_be_settled():
+    """Random-sign β = 1 with the MSE cost: the −β phase has no equilibrium (``prepare`` warns against settling
+    it), so its cap is reported as expected, without advising --nudged-settle block."""
+    x, y = batches((4,), count=1)[0]
+    net = dense_net(settle="block", nudged_settle="euler", nudged_steps=12, tolerance=1e-9)
+    rule = create_rule("ep", beta=1.0, nudging="symmetric", cost="mse")
+    nudged = [m for m in messages(rule, net, x, y) if "nudged phase stopped" in m]
+    assert len(nudged) == 1 and "expected here" in nudged[0] and "--nudged-settle block" not in nudged[0]
+    plain = [m for m in messages(create_rule("ep", beta=0.5), dense_net(settle="euler", nudged_steps=2), x, y)]
+    assert any("or use --nudged-settle block" in m for m in plain if "nudged phase stopped" in m)
+
+
+def test_non_finite_states_are_reported_as_such_without_the_cap_warnings():
+    x, y = batches((4,), count=1)[0]
+    x[0, 0] = math.nan
+    found = messages(create_rule("ep", beta=0.5), dense_net(settle="block", free_steps=5, nudged_steps=5), x, y)
+    assert len(found) == 1 and "non-finite states" in found[0] and "--settle block" not in found[0]
+
+
+class OtherProcessUnsettled(Distributed):
+    """A stand-in data-parallel context (one process, so the settling runs as usual) whose maximum over the
+    processes says that another process's share of the batch did not settle."""
+
+    def maximum(self, values):
+        values = values.clone()
+        values[0] = 1.0  # the largest free residual over the processes
+        return values
+
+
+def test_data_parallel_processes_judge_on_the_maxima_over_all_processes():
+    """The settling stops on the largest residual over the processes; so is it judged: a process whose own share
+    settled reports the free phase unsettled when another process's did not."""
+    x, y = batches((4,), count=1)[0]
+    rule = create_rule("ep", beta=0.5)
+    rule.dist = OtherProcessUnsettled()
+    with pytest.warns(RuntimeWarning, match="free phase stopped at its cap"):
+        metrics = rule.step(dense_net(settle="block"), x, y)
+    assert metrics["free_unsettled"] == 1
