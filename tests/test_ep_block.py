@@ -214,7 +214,6 @@ def test_a_phase_ending_at_its_cap_is_counted_and_warned_about_once():
         "free_unsettled",
         "nudged_unsettled",
         "nudged_shift",
-        "output_spread",
     }
     assert metrics["free_unsettled"] == 1 and metrics["nudged_unsettled"] == 1
     assert metrics["settle_residual"] >= 1e-4 and metrics["free_steps"] == 20

@@ -76,17 +76,16 @@ CASES = {  # name: (net, shape, rule options, readout kept alive)
 
 @pytest.mark.parametrize("case", CASES)
 def test_a_dead_network_is_warned_about_once_after_enough_batches(case):
-    """Every unit of the energy clipped at 0: the output layer (with a linear readout, the layer it reads) is the
-    same for every example, free and nudged; warned once, at batch DEAD_BATCHES + 1 (the first batch has none
-    before it to compare with), with what to do. With a linear readout the readout still learns, and the net is
-    dead all the same (the CIFAR-10 one-sided CE run)."""
+    """Every unit of the energy clipped at 0: the nudging moves nothing; warned once, at batch DEAD_BATCHES, with
+    what to do. With a linear readout the readout still learns, and the net is dead all the same (the CIFAR-10
+    one-sided CE run)."""
     make, shape, options, keep_readout = CASES[case]
     net = make()
     kill(net, keep_readout)
     rule = create_rule("ep", beta=0.5, **options)
     seen, metrics = dead_warnings(rule, net, batches(shape), lr=0.01)
-    assert seen == [DEAD_BATCHES + 1], seen
-    assert metrics["output_spread"] == 0
+    assert seen == [DEAD_BATCHES], seen
+    assert metrics["nudged_shift"] < 1e-5
     energy_grads = [p.grad for n, p in net.named_parameters() if not n.startswith(f"connections.{net.num_layers - 1}-")]
     assert all(g is None or not g.any() for g in energy_grads)
 
@@ -101,7 +100,7 @@ def test_a_live_network_is_not_called_dead(case, nudging):
     options = {**options, "nudging": nudging}
     for n in (8, 1):
         seen, metrics = dead_warnings(create_rule("ep", beta=0.5, **options), make(), batches(shape, n=n), lr=0.05)
-        assert seen == [] and metrics["output_spread"] >= 0, (n, seen)
+        assert seen == [] and metrics["nudged_shift"] >= 0, (n, seen)
 
 
 def messages(rule, net, x, y):
@@ -176,3 +175,25 @@ def test_data_parallel_processes_judge_on_the_maxima_over_all_processes():
     with pytest.warns(RuntimeWarning, match="free phase stopped at its cap"):
         metrics = rule.step(dense_net(settle="block"), x, y)
     assert metrics["free_unsettled"] == 1
+
+
+def test_exactly_fitted_batches_neither_count_nor_break_a_dead_run():
+    """A batch with loss 0 has nothing to nudge (its shift is 0 in a live net): it is skipped."""
+    from types import SimpleNamespace
+
+    from bioplausible.rules.ep_health import Reading, SettlingHealth
+
+    health, config = SettlingHealth(Distributed()), SimpleNamespace(cost="ce", nudging="symmetric", beta=0.5)
+    phase = SimpleNamespace(tolerance=1e-6, steps=3)
+
+    def warned(readings):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for r in readings:
+                health.warn(None, config, phase, [phase], r)
+        return [str(w.message) for w in caught]
+
+    fitted, stalled = Reading(0.0, [0.0], 0.0, 0.0), Reading(0.0, [0.0], 1e-7, 0.3)
+    assert warned([fitted] * 3 * DEAD_BATCHES) == []
+    assert warned([stalled] * (DEAD_BATCHES - 1) + [fitted] * 5) == []
+    assert len(warned([stalled])) == 1  # the tenth stalled batch; the fitted ones in between did not reset it

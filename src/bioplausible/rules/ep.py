@@ -31,14 +31,13 @@ p = 0.04); a layered deep net keeps needing about as many. The engine passes eac
 Settling health (``ep_health``): the EP update is the loss gradient only at equilibria, and only while the nudging
 reaches the network. ``step`` returns, besides loss and accuracy, ``free_steps`` / ``nudged_steps`` (steps or block
 sweeps used), ``settle_residual`` / ``nudged_residual`` (last max |Δs|), ``free_unsettled`` / ``nudged_unsettled``
-(phases at their cap above the tolerance), ``nudged_shift`` (the largest |s_β − s_free|) and ``output_spread`` (0
-when the output layer is the same for every example); a blown-up, capped or (at tolerance 0) far-from-settled
-phase and a dead network raise a ``RuntimeWarning`` that says what to change (once per rule). A
-measured case: 100 Euler steps (the old default cap) on 20-16-16-5 nets, 32 random inputs, left residuals of
-1.3–3.0e-2 (three seeds), silently; block settling reaches 1e-4 there in 32–37 sweeps. (Comparing EP with the
-gradient needs β small against the distance of every unit's drive from a kink of ρ: on one of those nets a
-unit's drive lies 3.5e-4 from 1, and symmetric EP has cosines 0.55 / 0.74 / 0.93 per weight matrix with the
-gradient at β = 1e-3, 1.0000 at β ≤ 1e-4, at the same equilibrium.)
+(phases at their cap above the tolerance) and ``nudged_shift`` (the largest |s_β − s_free|, which stays near 0 in a
+dead network); a blown-up, capped or (at tolerance 0) far-from-settled phase and a dead network raise a
+``RuntimeWarning`` that says what to change (once per rule). A measured case: 100 Euler steps (the old default cap)
+on 20-16-16-5 nets, 32 random inputs, left residuals of 1.3–3.0e-2 (three seeds), silently; block settling reaches
+1e-4 there in 32–37 sweeps. (Comparing EP with the gradient needs β small against the distance of every unit's drive
+from a kink of ρ: on one of those nets a unit's drive lies 3.5e-4 from 1, and symmetric EP has cosines 0.55 / 0.74 /
+0.93 per weight matrix with the gradient at β = 1e-3, 1.0000 at β ≤ 1e-4, at the same equilibrium.)
 
 Nudging and settled nudged phases: with the MSE cost the output's part of F = E + βC has curvature 1 + β, so at
 β ≤ −1 there is no nudged equilibrium (the outputs run to 0 or 1) and at β = −½ the output moves as far as the
@@ -340,7 +339,7 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        health, reading = self.health.measure(model, free, phases)  # one host read for every check below
+        health, reading = self.health.measure(model, free, phases, loss)  # one host read for the checks below
         self.health.warn(model, self.config, free, phases, reading)
         return {
             "loss": loss.detach(),

@@ -8,19 +8,17 @@ on the whole batch would):
 - the last max |Δs| of the free phase and of each nudged phase (``settle_residual``, ``nudged_residual``; with a
   tolerance, a phase that ran to its cap above it counts in ``free_unsettled`` / ``nudged_unsettled``);
 - ``nudged_shift``: the largest |s_β − s_free| over the network's layers (a linear readout's ŷ included, the
-  nudging force it stores beside ŷ not);
-- ``output_spread``: how far any example's output layer, free or nudged, lies from the batch's first free one,
-  relative to 1 + its size; with a linear readout (outside the energy) the last layer it reads, since the readout
-  itself keeps learning. It is 0 when that layer no longer depends on the input or the target.
+  nudging force it stores beside ŷ not).
 
-A dead network is one whose output layer is the same for every example, in the free and the nudged phases, batch
-after batch: it is clipped (or cut off from the input), the nudging cannot reach below it, and the update of the
-layers below is zero for good (conv EP on CIFAR-10 at too large a learning rate: every output unit at 0; with a
-softmax readout, a last conv layer at 0 for every image, where only the readout still learns). Judged over
-``DEAD_BATCHES`` batches in a row, each the same within itself and as the batch before, so a batch whose examples
-happen to agree (one class, fitted to saturation) or a nudging that pushes clipped units further (−β of
-random-sign) is not mistaken for one. The nudged shift alone is no test: units the output does not depend on may
-keep drifting by float rounding or below the tolerance, and a fitted batch moves nothing.
+A dead network is one the nudging no longer reaches: every unit it would move is clipped at 0 or 1, so the nudged
+phases move nothing (beyond float rounding, or drift below the settling tolerance) and the update of the layers is
+zero for good, typically after too large a step. Conv EP on CIFAR-10 showed both kinds: every output unit at 0 for
+every image (the output inside the energy), and a last conv layer whose units all sit at 0 or 1, input-dependent
+but frozen, where only a linear readout still learns (one-sided nudging with the softmax readout). It is judged on
+``nudged_shift`` ≤ max(``STALLED_SHIFT``, 2 × tolerance) over ``DEAD_BATCHES`` batches in a row whose loss is not 0
+(a batch fitted exactly has nothing to nudge), so a lone batch on which random-sign's −β pushes clipped outputs
+further is not mistaken for one. (With β so small that the nudge moves units less than that, the update is lost
+under the settling error all the same; the warning says so.)
 
 Warnings (each kind once per rule): a blown-up free phase (non-finite or huge residual); a free phase that
 ran to its cap above the tolerance, or, with tolerance 0, that is still far from an equilibrium after its steps
@@ -39,10 +37,11 @@ from torch import nn
 
 #: A free phase at tolerance 0 whose last step still moved a unit this much is reported as far from equilibrium.
 FAR_FROM_EQUILIBRIUM = 0.1
-#: Batches in a row with one output for every example before a network is called dead.
+#: Batches in a row whose nudged phases moved nothing before a network is called dead.
 DEAD_BATCHES = 10
-#: Outputs closer than this (relative to 1 + their size) count as the same.
-SAME_OUTPUT = 1e-5
+#: A nudged shift at most this (or twice the settling tolerance) counts as no move: float rounding of unreached
+#: units is ~1e-7 in float32.
+STALLED_SHIFT = 1e-5
 
 
 @dataclass
@@ -52,8 +51,7 @@ class Reading:
     free_residual: float
     nudged_residuals: list[float]
     shift: float
-    spread: float  # within this batch, free and nudged outputs against the first free output
-    drift: float  # this batch's first free output against the previous batch's (inf for the first batch)
+    loss: float
 
 
 def stopped(settling, last: float) -> bool:
@@ -72,22 +70,14 @@ class SettlingHealth:
     def __init__(self, dist):
         self.dist = dist
         self.warned: set[str] = set()
-        self.previous: torch.Tensor | None = None  # the last batch's first free output (1, classes)
-        self.same_batches = 0  # batches in a row whose every output was the previous batch's
+        self.stalled_batches = 0  # batches in a row whose nudged phases moved nothing
 
-    def measure(self, model: nn.Module, free, phases: list) -> tuple[dict[str, torch.Tensor], Reading]:
+    def measure(self, model: nn.Module, free, phases: list, loss) -> tuple[dict[str, torch.Tensor], Reading]:
         """The step's health metrics (tensors) and their host reading (one transfer)."""
         columns = [model.layer_slice(l) for l in range(1, model.num_layers + 1)]
         shift = torch.stack([(s.state[:, c] - free.state[:, c]).abs().amax() for s in phases for c in columns]).amax()
-        linear_readout = getattr(model, "readout", None) == "linear" and len(columns) > 1
-        out = columns[-2] if linear_readout else columns[-1]  # the last layer in the energy
-        first = free.state[:1, out]
-        scale = 1 + first.abs().amax()
-        spread = torch.stack([(s.state[:, out] - first).abs().amax() for s in (free, *phases)]).amax() / scale
-        drift = spread.new_tensor(math.inf) if self.previous is None else (first - self.previous).abs().amax() / scale
-        self.previous = first.detach().clone()
         lasts = [free.residuals[-1], *(s.residuals[-1] for s in phases)]
-        values = torch.stack([t.detach().double() for t in (*lasts, shift, spread, drift)])
+        values = torch.stack([t.detach().double() for t in (*lasts, shift, loss)])
         values = self.dist.maximum(values).tolist()
         reading = Reading(values[0], values[1 : len(lasts)], *values[len(lasts) :])
         metrics = {
@@ -98,7 +88,6 @@ class SettlingHealth:
                 sum(stopped(s, r) for s, r in zip(phases, reading.nudged_residuals)) / len(phases)
             ),
             "nudged_shift": shift.detach(),
-            "output_spread": spread.detach(),
         }
         return metrics, reading
 
@@ -114,9 +103,11 @@ class SettlingHealth:
         for phase, residual in zip(phases, reading.nudged_residuals):
             if stopped(phase, residual):
                 self._once("nudged", self._nudged_capped(model, config, phase, residual))
-        self.same_batches = self.same_batches + 1 if max(reading.spread, reading.drift) <= SAME_OUTPUT else 0
-        if self.same_batches >= DEAD_BATCHES:
-            self._once("dead", self._dead())
+        floor = max(STALLED_SHIFT, 2 * free.tolerance)
+        if reading.loss > 0:  # an exactly fitted batch has nothing to nudge: it neither counts nor breaks the run
+            self.stalled_batches = self.stalled_batches + 1 if reading.shift <= floor else 0
+        if self.stalled_batches >= DEAD_BATCHES:
+            self._once("dead", self._dead(floor, reading.shift))
 
     def _once(self, kind: str, message: str) -> None:
         if kind not in self.warned:
@@ -174,12 +165,13 @@ class SettlingHealth:
         return f"{stop}: {advice} (metric train/nudged_unsettled counts such phases; warned once)"
 
     @staticmethod
-    def _dead() -> str:
+    def _dead(floor: float, shift: float) -> str:
         return (
-            f"EP: for {DEAD_BATCHES} batches in a row the network's output was the same for every example, in the "
-            "free and the nudged phases: its last layer is clipped (or cut off from the input), the nudging no "
-            "longer reaches the layers below and their update is zero (a dead network, typically after too large a "
-            "step): lower --lr (or --beta) and start again (metric train/output_spread; warned once)"
+            f"EP: for {DEAD_BATCHES} batches in a row the nudged phases moved no unit by more than {floor:.0e} (max "
+            f"|s_β − s_free| = {shift:.2g}): every unit the nudging would move is clipped at 0 or 1, so the layers' "
+            "update is zero (a dead network, typically after too large a step; a linear readout alone still "
+            "learns): lower --lr and start again. (With a tiny β the nudge may instead be lost under the settling "
+            "tolerance: raise --beta or lower --tolerance.) Metric train/nudged_shift; warned once"
         )
 
 
