@@ -283,3 +283,15 @@ def test_small_things_that_used_to_go_wrong(tmp_path, monkeypatch, capsys):
     for command in (["demo"], ["sweep", "x"], ["reproduce", "skip-connections"], ["bench"], ["train"]):
         code, out, _ = run_main([*command, "--help"], capsys)
         assert code == 0 and "--threads" in out, command
+
+
+def test_a_step_milestone_the_run_never_reaches_is_said(run_cli):
+    """--lr-milestones 3 with --epochs 2: the decay would silently never happen; the run says so (and still runs:
+    it may be extended with --resume and more epochs)."""
+    flags = ("--dataset", "digits", "--epochs", "2", "--arch", "mlp", "--depth", "1", "--width", "8", "--threads", "1")
+    schedule = ("--lr-schedule", "step", "--lr-milestones", "1,3")
+    result = run_cli("train", *flags, *schedule, "--no-progress", "--out", "late")
+    assert result.returncode == 0, result.stderr
+    assert "lr milestone(s) 3 at or after the last epoch (2)" in result.stderr
+    reached = run_cli("train", *flags, "--lr-schedule", "step", "--lr-milestones", "1", "--no-progress", "--out", "ok")
+    assert "milestone" not in reached.stderr

@@ -7,7 +7,8 @@
 # learns (11.7 % with a softmax readout) after 120 epochs of a 128-256-512-512 net: this budget can show whether
 # one-sided falls behind early, not their errors.
 # NUDGING=one-sided | symmetric (both with the MSE output inside the energy) | one-sided-ce | symmetric-ce (softmax
-# readout, cross-entropy). LR (default 0.05) and OUT (default results/conv-ep-cifar10) to change. One thread;
+# readout, cross-entropy). LR (default 0.05), OUT (default results/conv-ep-cifar10) and EXTRA (more train options) to
+# change; a changed LR or EXTRA needs its own OUT, since a run resumes only with its own settings. One thread;
 # resumable (rerun to continue, or with a larger EPOCHS to extend).
 set -u
 cd "$(dirname "$0")/../.."
@@ -22,4 +23,4 @@ bioplausible train --rule ep --arch conv-energy-net --conv-channels 32,64 --kern
   --activation hard-sigmoid --settle-order synchronous $OUTPUT --beta 0.5 --free-steps 60 --nudged-steps 15 \
   --tolerance 0 --optimizer sgd --lr ${LR:-0.05} --momentum 0.9 --batch-size 64 --dataset cifar10 \
   --data-dir ../shared/data --augment --epochs ${EPOCHS:-2} --seed 0 --threads 1 --no-progress --resume ${EXTRA:-} \
-  --out ${OUT:-results/conv-ep-cifar10}/${NUDGING:-one-sided}
+  --out "${OUT:-results/conv-ep-cifar10}/${NUDGING:-one-sided}"

@@ -10,4 +10,5 @@ B="--rule ep --arch energy-net --hidden-sizes 100,100,100,100,100 --settle block
 case "${TOPOLOGY:-layered}" in
   layered) bioplausible train $B --topology layered --out results/mnist-ep-gammell-block/layered ;;
   skip) bioplausible train $B --topology skip --p 0.1 --a 0.168 --out results/mnist-ep-gammell-block/skip-p0.1 ;;
+  *) echo "TOPOLOGY must be layered or skip (got ${TOPOLOGY})" >&2; exit 2 ;;
 esac

@@ -363,6 +363,12 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
     late = [s for s in config.eval_steps if s > steps]
     if late:  # they would silently never be evaluated
         raise ConfigError(f"eval_steps {', '.join(map(str, late))} come after the run's last step {steps}")
+    unused = [m for m in config.lr_milestones if m >= config.epochs]
+    if unused:  # said, not refused: a run may be extended with --resume and more epochs later
+        log(
+            f"note: lr milestone(s) {', '.join(map(str, unused))} at or after the last epoch ({config.epochs}): "
+            "the rate does not decay there in this run"
+        )
     val = None
     if config.val_fraction > 0:
         data, val = data.split_validation(config.val_fraction, seed=config.seed)
