@@ -12,7 +12,7 @@ import torch
 from bioplausible.archs import create_arch
 from bioplausible.distributed import Distributed
 from bioplausible.rules import create_rule
-from bioplausible.rules.ep_health import DEAD_BATCHES
+from bioplausible.rules.ep_health import DEAD_BATCHES, DEAD_EXAMPLES
 
 CONV_SHAPE = (1, 8, 8)
 
@@ -83,7 +83,7 @@ def test_a_dead_network_is_warned_about_once_after_enough_batches(case):
     net = make()
     kill(net, keep_readout)
     rule = create_rule("ep", beta=0.5, **options)
-    seen, metrics = dead_warnings(rule, net, batches(shape), lr=0.01)
+    seen, metrics = dead_warnings(rule, net, batches(shape, n=DEAD_EXAMPLES // DEAD_BATCHES), lr=0.01)
     assert seen == [DEAD_BATCHES], seen
     assert metrics["nudged_shift"] < 1e-5
     energy_grads = [p.grad for n, p in net.named_parameters() if not n.startswith(f"connections.{net.num_layers - 1}-")]
@@ -138,15 +138,15 @@ def test_capped_phases_of_a_conv_net_do_not_advise_options_it_lacks():
 
 
 def test_gammells_truncated_nudged_phase_is_reported_as_expected_not_to_be_settled():
-    """Random-sign β = 1 with the MSE cost: the −β phase has no equilibrium (``prepare`` warns against settling
-    it), so its cap is reported as expected, without advising --nudged-settle block."""
+    """β = 1 with the MSE cost, ± nudging: at −β the outputs run to 0 or 1 (``prepare`` warns against settling the
+    nudged phases), so a capped nudged phase is reported as expected, without advising --nudged-settle block."""
     x, y = batches((4,), count=1)[0]
     net = dense_net(settle="block", nudged_settle="euler", nudged_steps=12, tolerance=1e-9)
     rule = create_rule("ep", beta=1.0, nudging="symmetric", cost="mse")
-    nudged = [m for m in messages(rule, net, x, y) if "nudged phase stopped" in m]
-    assert len(nudged) == 1 and "expected here" in nudged[0] and "--nudged-settle block" not in nudged[0]
+    nudged = [m for m in messages(rule, net, x, y) if "nudged phase (β" in m]
+    assert len(nudged) == 1 and "expected with this recipe" in nudged[0] and "--nudged-settle block" not in nudged[0]
     plain = [m for m in messages(create_rule("ep", beta=0.5), dense_net(settle="euler", nudged_steps=2), x, y)]
-    assert any("or use --nudged-settle block" in m for m in plain if "nudged phase stopped" in m)
+    assert any("or use --nudged-settle block" in m for m in plain if "nudged phase (β" in m)
 
 
 def test_non_finite_states_are_reported_as_such_without_the_cap_warnings():
@@ -177,23 +177,39 @@ def test_data_parallel_processes_judge_on_the_maxima_over_all_processes():
     assert metrics["free_unsettled"] == 1
 
 
-def test_exactly_fitted_batches_neither_count_nor_break_a_dead_run():
-    """A batch with loss 0 has nothing to nudge (its shift is 0 in a live net): it is skipped."""
+def test_batches_without_errors_neither_count_nor_break_a_dead_run():
+    """A batch the net gets all right may have nothing the nudging can move (outputs fitted to the bounds: its shift
+    is ~0 in a live net, under cross-entropy too, whose loss is then at its floor, not 0): it is skipped."""
     from types import SimpleNamespace
 
     from bioplausible.rules.ep_health import Reading, SettlingHealth
 
-    health, config = SettlingHealth(Distributed()), SimpleNamespace(cost="ce", nudging="symmetric", beta=0.5)
+    health, config = SettlingHealth(), SimpleNamespace(cost="ce", nudging="symmetric", beta=0.5)
     phase = SimpleNamespace(tolerance=1e-6, steps=3)
 
     def warned(readings):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for r in readings:
-                health.warn(None, config, phase, [phase], r)
+                health.warn(None, config, phase, {0.5: phase}, r)
         return [str(w.message) for w in caught]
 
-    fitted, stalled = Reading(0.0, [0.0], 0.0, 0.0), Reading(0.0, [0.0], 1e-7, 0.3)
+    # the free phase gets every example right: fitted to the bounds (MSE loss 0, or cross-entropy at its floor)
+    fitted, stalled = Reading(0.0, [0.0], 0.0, 0.0, 32), Reading(0.0, [0.0], 1e-7, 3.0, 32)
     assert warned([fitted] * 3 * DEAD_BATCHES) == []
     assert warned([stalled] * (DEAD_BATCHES - 1) + [fitted] * 5) == []
     assert len(warned([stalled])) == 1  # the tenth stalled batch; the fitted ones in between did not reset it
+
+
+def test_a_probes_step_neither_uses_up_nor_feeds_the_warnings():
+    """The alignment probes run the rule's step to measure it: its capped phases must not use up the warning the
+    training step would give (which the metric it names would then contradict)."""
+    from bioplausible.probes.alignment import alignment_probes
+
+    x, y = batches((4,), count=1)[0]
+    net, rule = dense_net(free_steps=2, nudged_steps=2, tolerance=1e-9), create_rule("ep", beta=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alignment_probes(net, rule, x, y)
+    assert not caught and not rule.probing
+    assert len([m for m in messages(rule, net, x, y) if "stopped at its cap" in m]) == 2

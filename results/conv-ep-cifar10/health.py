@@ -27,13 +27,14 @@ def check(folder: Path, data_cache: dict) -> None:
     state = build(config, data)
     state.load_state_dict(torch.load(folder / "checkpoint.pt", weights_only=False))
     torch.set_num_threads(1)
+    size = min(BATCH_SIZE, len(data.test_y) // BATCHES)  # a small test set gives smaller batches
     order = torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(0))  # the test set is by class
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for i in range(BATCHES):
             x, y = (
-                data.test_x[order[i * BATCH_SIZE : (i + 1) * BATCH_SIZE]],
-                data.test_y[order[i * BATCH_SIZE : (i + 1) * BATCH_SIZE]],
+                data.test_x[order[i * size : (i + 1) * size]],
+                data.test_y[order[i * size : (i + 1) * size]],
             )
             state.model.zero_grad(set_to_none=True)
             metrics = state.rule.step(state.model, x, y)

@@ -23,6 +23,7 @@ With a mean-reduced loss and equal shares, the averaged gradient is exactly the 
 from __future__ import annotations
 
 import contextvars
+import math
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -72,10 +73,11 @@ class Distributed:
         return value / self.world_size
 
     def maximum(self, value: torch.Tensor) -> torch.Tensor:
-        """The elementwise maximum of a tensor over all processes (every process gets it)."""
+        """The elementwise maximum of a tensor over all processes (every process gets it); a NaN anywhere wins, as
+        +inf (a MAX all-reduce would keep NaN only where rank 0 holds it)."""
         if self.world_size == 1:
             return value
-        value = value.detach().clone()
+        value = value.detach().nan_to_num(nan=math.inf, posinf=math.inf, neginf=-math.inf)
         torch_dist.all_reduce(value, op=torch_dist.ReduceOp.MAX)
         return value
 
@@ -149,6 +151,5 @@ def settled(residual: torch.Tensor, tolerance: float) -> bool:
         return False
     dist = _STOPPING.get()
     if dist is not None and dist.world_size > 1:
-        residual = residual.detach().clone()
-        torch_dist.all_reduce(residual, op=torch_dist.ReduceOp.MAX)
+        residual = dist.maximum(residual)
     return residual.item() < tolerance

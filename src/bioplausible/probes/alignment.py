@@ -93,10 +93,12 @@ def leaves_no_trace(model: nn.Module, rule):
     """
     model_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     rule_state = copy.deepcopy(rule.state_dict())
+    probing, rule.probing = getattr(rule, "probing", False), True  # a rule's step may skip its bookkeeping then
     try:
         with same_random_streams(model):
             yield
     finally:
+        rule.probing = probing
         model.load_state_dict(model_state)
         rule.load_state_dict(rule_state)
         model.zero_grad(set_to_none=True)

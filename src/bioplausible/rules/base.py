@@ -86,6 +86,7 @@ class Rule(nn.Module):
         self.layers: dict[str, nn.Module] = {}  # layers prepare() swapped, by name (a plain dict: not submodules)
         self.unchanged: list[str] = []  # modules with parameters that keep their true gradient
         self.dist: Distributed = SINGLE  # the engine sets the data-parallel context
+        self.probing = False  # True while a probe runs ``step`` to measure the rule (``probes.leaves_no_trace``)
         self.scaler = None  # the engine's fp16 loss scaler (torch.amp.GradScaler), if any
 
     @classmethod

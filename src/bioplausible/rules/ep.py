@@ -179,7 +179,7 @@ class EquilibriumPropagation(Rule):
         self.seen: torch.Tensor | None = None
         # the model prepared, whose skip connections start_epoch may remove (in __dict__: not a submodule of the rule)
         self.__dict__["model"] = None
-        self._health: SettlingHealth | None = None  # the settling checks and the warnings they gave
+        self.health = SettlingHealth()  # the settling checks and the warnings they gave
 
     @property
     def per_example_state(self) -> bool:
@@ -339,8 +339,10 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        health, reading = self.health.measure(model, free, phases, loss)  # one host read for the checks below
-        self.health.warn(model, self.config, free, phases, reading)
+        wrong = (out.argmax(1) != y).sum()
+        health, reading = self.health.measure(model, free, nudged, wrong, self.dist)  # one host read for the checks
+        if not self.probing:  # a probe's step measures the rule; it must not use up or feed the warnings
+            self.health.warn(model, self.config, free, nudged, reading, main=self.dist.is_main)
         return {
             "loss": loss.detach(),
             "accuracy": (out.argmax(1) == y).float().mean(),
@@ -348,13 +350,6 @@ class EquilibriumPropagation(Rule):
             "nudged_steps": torch.tensor(sum(s.steps for s in phases) / len(phases)),
             **health,
         }
-
-    @property
-    def health(self) -> SettlingHealth:
-        """The settling-health checks (``ep_health``), made on first use: they read the data-parallel context."""
-        if self._health is None or self._health.dist is not self.dist:
-            self._health = SettlingHealth(self.dist)
-        return self._health
 
     def get_extra_state(self) -> dict:
         """The persistent states travel with ``state_dict()`` (their size grows with the indices seen)."""

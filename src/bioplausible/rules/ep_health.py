@@ -13,12 +13,13 @@ on the whole batch would):
 A dead network is one the nudging no longer reaches: every unit it would move is clipped at 0 or 1, so the nudged
 phases move nothing (beyond float rounding, or drift below the settling tolerance) and the update of the layers is
 zero for good, typically after too large a step. Conv EP on CIFAR-10 showed both kinds: every output unit at 0 for
-every image (the output inside the energy), and a last conv layer whose units all sit at 0 or 1, input-dependent
-but frozen, where only a linear readout still learns (one-sided nudging with the softmax readout). It is judged on
-``nudged_shift`` ≤ max(``STALLED_SHIFT``, 2 × tolerance) over ``DEAD_BATCHES`` batches in a row whose loss is not 0
-(a batch fitted exactly has nothing to nudge), so a lone batch on which random-sign's −β pushes clipped outputs
-further is not mistaken for one. (With β so small that the nudge moves units less than that, the update is lost
-under the settling error all the same; the warning says so.)
+every image (the output inside the energy), and convolutions whose states still depend on the image but which the
+nudging no longer moves, where only a linear readout learns (one-sided nudging with the softmax readout). Judged on
+``nudged_shift`` ≤ max(``STALLED_SHIFT``, 2 × tolerance) over ``DEAD_BATCHES`` batches in a row, and at least
+``DEAD_EXAMPLES`` examples, among those with an example the free phase gets wrong (a batch the net gets all right
+may be fitted to the bounds, with nothing the nudging can move, under MSE and cross-entropy alike); so a lone batch
+on which random-sign's −β pushes clipped outputs further is not mistaken for one. (With β so small that the nudge
+moves units less than that, the update is lost under the settling error all the same; the warning says so.)
 
 Warnings (each kind once per rule): a blown-up free phase (non-finite or huge residual); a free phase that
 ran to its cap above the tolerance, or, with tolerance 0, that is still far from an equilibrium after its steps
@@ -37,8 +38,9 @@ from torch import nn
 
 #: A free phase at tolerance 0 whose last step still moved a unit this much is reported as far from equilibrium.
 FAR_FROM_EQUILIBRIUM = 0.1
-#: Batches in a row whose nudged phases moved nothing before a network is called dead.
+#: Batches in a row (and examples in them) whose nudged phases moved nothing before a network is called dead.
 DEAD_BATCHES = 10
+DEAD_EXAMPLES = 200
 #: A nudged shift at most this (or twice the settling tolerance) counts as no move: float rounding of unreached
 #: units is ~1e-7 in float32.
 STALLED_SHIFT = 1e-5
@@ -51,7 +53,8 @@ class Reading:
     free_residual: float
     nudged_residuals: list[float]
     shift: float
-    loss: float
+    wrong: float  # examples of the batch the free phase gets wrong
+    examples: int
 
 
 def stopped(settling, last: float) -> bool:
@@ -65,21 +68,24 @@ def listed(remedies: list[str]) -> str:
 
 
 class SettlingHealth:
-    """Measures a step's settlings and warns once per kind; one per ``ep`` rule instance."""
+    """Measures a step's settlings and warns once per kind; one per ``ep`` rule instance. Only the main process
+    warns (every process reads the same maxima)."""
 
-    def __init__(self, dist):
-        self.dist = dist
+    def __init__(self):
         self.warned: set[str] = set()
         self.stalled_batches = 0  # batches in a row whose nudged phases moved nothing
+        self.stalled_examples = 0
 
-    def measure(self, model: nn.Module, free, phases: list, loss) -> tuple[dict[str, torch.Tensor], Reading]:
-        """The step's health metrics (tensors) and their host reading (one transfer)."""
+    def measure(self, model: nn.Module, free, nudged: dict, wrong, dist) -> tuple[dict[str, torch.Tensor], Reading]:
+        """The step's health metrics (tensors) and their host reading (one transfer; the maxima over the
+        processes of ``dist``). ``nudged``: the nudged settlings by β; ``wrong``: the free phase's errors."""
+        phases = list(nudged.values())
         columns = [model.layer_slice(l) for l in range(1, model.num_layers + 1)]
         shift = torch.stack([(s.state[:, c] - free.state[:, c]).abs().amax() for s in phases for c in columns]).amax()
         lasts = [free.residuals[-1], *(s.residuals[-1] for s in phases)]
-        values = torch.stack([t.detach().double() for t in (*lasts, shift, loss)])
-        values = self.dist.maximum(values).tolist()
-        reading = Reading(values[0], values[1 : len(lasts)], *values[len(lasts) :])
+        values = torch.stack([t.detach().double() for t in (*lasts, shift, wrong)])
+        values = dist.maximum(values).tolist()
+        reading = Reading(values[0], values[1 : len(lasts)], values[-2], values[-1], len(free.state))
         metrics = {
             "settle_residual": free.residuals[-1].detach(),
             "nudged_residual": torch.stack([s.residuals[-1] for s in phases]).amax().detach(),
@@ -91,23 +97,26 @@ class SettlingHealth:
         }
         return metrics, reading
 
-    def warn(self, model: nn.Module, config, free, phases: list, reading: Reading) -> None:
-        """Every warning this step calls for (each kind once per rule)."""
+    def warn(self, model: nn.Module, config, free, nudged: dict, reading: Reading, main: bool = True) -> None:
+        """Every warning this step calls for (each kind once per rule; said by the main process only)."""
+        say = self._once if main else (lambda kind, message: self.warned.add(kind))
         if not reading.free_residual < 1e3:  # also nan and inf; the caps below would then say nothing useful
-            self._once("diverged", self._diverged(model, reading.free_residual))
+            say("diverged", self._diverged(model, reading.free_residual))
             return
         if stopped(free, reading.free_residual):
-            self._once("free", self._free_capped(model, config, free, reading.free_residual))
+            say("free", self._free_capped(model, config, free, reading.free_residual))
         elif free.tolerance <= 0 and reading.free_residual >= FAR_FROM_EQUILIBRIUM:
-            self._once("far", self._far(model, config, free, reading.free_residual))
-        for phase, residual in zip(phases, reading.nudged_residuals):
+            say("far", self._far(model, free, reading.free_residual))
+        for (beta, phase), residual in zip(nudged.items(), reading.nudged_residuals):
             if stopped(phase, residual):
-                self._once("nudged", self._nudged_capped(model, config, phase, residual))
+                say("nudged", self._nudged_capped(model, config, beta, phase, residual))
         floor = max(STALLED_SHIFT, 2 * free.tolerance)
-        if reading.loss > 0:  # an exactly fitted batch has nothing to nudge: it neither counts nor breaks the run
-            self.stalled_batches = self.stalled_batches + 1 if reading.shift <= floor else 0
-        if self.stalled_batches >= DEAD_BATCHES:
-            self._once("dead", self._dead(floor, reading.shift))
+        if reading.wrong > 0:  # a batch the net gets all right may have nothing to nudge: skipped, not counted
+            stalled = reading.shift <= floor
+            self.stalled_batches = self.stalled_batches + 1 if stalled else 0
+            self.stalled_examples = self.stalled_examples + reading.examples if stalled else 0
+        if self.stalled_batches >= DEAD_BATCHES and self.stalled_examples >= DEAD_EXAMPLES:
+            say("dead", self._dead(floor, reading.shift))
 
     def _once(self, kind: str, message: str) -> None:
         if kind not in self.warned:
@@ -117,48 +126,54 @@ class SettlingHealth:
     @staticmethod
     def _diverged(model: nn.Module, residual: float) -> str:
         what = "produced non-finite states" if not math.isfinite(residual) else "blew up"
-        remedies = ["use --settle block"] if getattr(model, "method", None) == "euler" else []
-        remedies += ["a smaller --epsilon"] if getattr(model, "method", None) == "euler" else []
-        remedies += ["--clip-states"] if getattr(model, "clip_states", True) is False else []
-        remedies += ["a smaller learning rate, and check the inputs for nan or inf"]
+        euler = getattr(model, "method", None) == "euler"
+        remedies = ["use --settle block", "a smaller --epsilon"] if euler else []
+        remedies += ["use --clip-states"] if euler and getattr(model, "clip_states", True) is False else []
+        remedies += ["use a smaller learning rate and check the inputs for nan or inf"]
         return f"EP: the free phase's settling {what} (last max |Δs| = {residual:.3g}): {listed(remedies)}"
 
     @staticmethod
-    def _settle_remedies(model: nn.Module, config, steps_option: str) -> list[str]:
-        """What may settle a free phase, among the options this model has and does not already use."""
-        remedies = [f"raise {steps_option}"]
-        remedies += ["use --settle block"] if getattr(model, "method", None) == "euler" else []
+    def _order_remedies(model: nn.Module) -> list[str]:
+        """Settling changes that damp an oscillation, among the options this model has and does not already use."""
+        remedies = ["use --settle block"] if getattr(model, "method", None) == "euler" else []
+        remedies += ["use --clip-states"] if getattr(model, "clip_states", True) is False else []
         remedies += ["use --settle-order alternating"] if getattr(model, "settle_order", None) == "synchronous" else []
-        remedies += [] if config.persistent else ["start from the last states (--persistent)"]
         return remedies
 
     def _free_capped(self, model: nn.Module, config, free, residual: float) -> str:
+        remedies = ["raise --free-steps", *self._order_remedies(model)]
+        remedies += [] if config.persistent else ["start from the last states (--persistent)"]
         return (
             f"EP: a free phase stopped at its cap of {free.steps} {_unit(getattr(model, 'method', None))} with max "
             f"|Δs| = {residual:.2g}, not below the tolerance {free.tolerance:g}; the EP update is then not the loss "
-            f"gradient: {listed(self._settle_remedies(model, config, '--free-steps'))} (metric "
-            "train/free_unsettled counts such phases; warned once)"
+            f"gradient: {listed(remedies)} (metric train/free_unsettled counts such phases; warned once)"
         )
 
-    def _far(self, model: nn.Module, config, free, residual: float) -> str:
+    def _far(self, model: nn.Module, free, residual: float) -> str:
+        remedies = [*self._order_remedies(model), "raise --free-steps", "use a smaller learning rate"]
         return (
             f"EP: after its {free.steps} free {_unit(getattr(model, 'method', None))} (tolerance 0: a fixed number) "
             f"the states still moved by {residual:.2g} in the last one: far from an equilibrium (they oscillate or "
-            "drift), so the update is not the contrast of two equilibria: "
-            f"{listed(self._settle_remedies(model, config, '--free-steps'))}, or a smaller learning rate (metric "
+            f"drift), so the update is not the contrast of two equilibria: {listed(remedies)} (metric "
             "train/settle_residual; warned once)"
         )
 
     @staticmethod
-    def _nudged_capped(model: nn.Module, config, phase, residual: float) -> str:
+    def _nudged_capped(model: nn.Module, config, beta: float, phase, residual: float) -> str:
         method = getattr(model, "nudged_method", None)
         stop = (
-            f"EP: a nudged phase stopped at its cap of {phase.steps} {_unit(method)} with max |Δs| = {residual:.2g}, "
-            f"not below the tolerance {phase.tolerance:g}; the update is then the truncated-nudged-phase estimate (as "
-            "with Scellier & Bengio's 4 and Gammell's 12 steps), not the contrast of two equilibria"
+            f"EP: a nudged phase (β = {beta:g}) stopped at its cap of {phase.steps} {_unit(method)} with max |Δs| = "
+            f"{residual:.2g}, not below the tolerance {phase.tolerance:g}; the update is then the "
+            "truncated-nudged-phase estimate (as with Scellier & Bengio's 4 and Gammell's 12 steps), not the contrast "
+            "of two equilibria"
         )
-        if config.cost == "mse" and config.nudging != "one-sided" and config.beta >= 1:
-            advice = "expected here: with the MSE cost and β >= 1 the -β phase has no equilibrium to settle to"
+        truncated = config.cost == "mse" and config.nudging != "one-sided" and config.beta >= 1
+        if truncated and method is not None:  # Gammell's recipe on the energy net (its output inside the energy)
+            advice = (
+                "expected with this recipe: with the MSE cost at β <= -1 the outputs run to 0 or 1 instead of "
+                "settling, and Gammell's truncated phases are what learns (block-settled nudged phases measured "
+                "worse, see the ep rule's docs)"
+            )
         else:
             advice = "to settle it raise --nudged-steps"
             advice += " or use --nudged-settle block" if method == "euler" else ""
@@ -167,11 +182,12 @@ class SettlingHealth:
     @staticmethod
     def _dead(floor: float, shift: float) -> str:
         return (
-            f"EP: for {DEAD_BATCHES} batches in a row the nudged phases moved no unit by more than {floor:.0e} (max "
-            f"|s_β − s_free| = {shift:.2g}): every unit the nudging would move is clipped at 0 or 1, so the layers' "
-            "update is zero (a dead network, typically after too large a step; a linear readout alone still "
-            "learns): lower --lr and start again. (With a tiny β the nudge may instead be lost under the settling "
-            "tolerance: raise --beta or lower --tolerance.) Metric train/nudged_shift; warned once"
+            f"EP: for {DEAD_BATCHES} batches in a row with errors to correct the nudged phases moved no unit by more "
+            f"than {floor:.0e} (max |s_β − s_free| = {shift:.2g}): every unit the nudging would move sits where ρ is "
+            "flat (at or beyond 0 or 1), so the layers' update is zero (a dead network, typically after too large a "
+            "step; a linear readout alone still learns): lower --lr and start again. (With a tiny β the nudge may "
+            "instead be too weak to unclip the outputs, or lost under the settling tolerance: raise --beta or "
+            "lower --tolerance.) Metric train/nudged_shift; warned once"
         )
 
 
