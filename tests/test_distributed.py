@@ -75,7 +75,8 @@ def test_a_resumed_data_parallel_run_equals_an_uninterrupted_one(runs, rule):
 
 
 def test_torchrun_runs_the_package_as_a_module(tmp_path):
-    """``torchrun -m bioplausible train ...`` (and so ``python -m bioplausible``) works."""
+    """``torchrun -m bioplausible train ...`` (and so ``python -m bioplausible``) works, and prints its result line
+    once, not once per process."""
     args = ["train", "--dataset", "synthetic", "--epochs", "1", "--max-batches", "2", "--threads", "1"]
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29524"]
     result = subprocess.run(
@@ -85,3 +86,4 @@ def test_torchrun_runs_the_package_as_a_module(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "r" / "summary.json").exists()
+    assert result.stdout.count("ok: test accuracy") == 1, result.stdout

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import os
 import sys
 import typing
 from pathlib import Path
@@ -260,11 +261,12 @@ def cmd_train(argv: list[str]) -> int:
     path = fit(config)
     summary = read_json(path / "summary.json")
     reason = f" ({summary['reason']})" if summary.get("reason") else ""
-    print(
-        f"{summary['status']}{reason}: test accuracy {summary['test_accuracy']:.2%} "
-        f"(best {summary['best_test_accuracy']:.2%}, epoch {summary['best_epoch']}) "
-        f"in {summary['wall_time_s']:.1f} s -> {path}"
-    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
+        print(
+            f"{summary['status']}{reason}: test accuracy {summary['test_accuracy']:.2%} "
+            f"(best {summary['best_test_accuracy']:.2%}, epoch {summary['best_epoch']}) "
+            f"in {summary['wall_time_s']:.1f} s -> {path}"
+        )
     return 0 if summary["status"] != "failed" else 1
 
 
