@@ -13,7 +13,6 @@ import argparse
 import dataclasses
 import difflib
 import json
-import os
 import sys
 import typing
 from pathlib import Path
@@ -255,13 +254,14 @@ def cmd_train(argv: list[str]) -> int:
         chosen = {key: getattr(ns, key, base.get(key, default)) for key, default in CHOSEN.items()}
         raise _unknown_flags_error(unknown, names, argparse.Namespace(**chosen))
     config = config_from_args(ns, names, base)
+    from .distributed import is_main_process
     from .engine import fit  # torch loads here, not for --help
     from .runs import read_json
 
     path = fit(config)
     summary = read_json(path / "summary.json")
     reason = f" ({summary['reason']})" if summary.get("reason") else ""
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
+    if is_main_process():  # under torchrun every process returns here; one line is enough
         print(
             f"{summary['status']}{reason}: test accuracy {summary['test_accuracy']:.2%} "
             f"(best {summary['best_test_accuracy']:.2%}, epoch {summary['best_epoch']}) "

@@ -126,6 +126,11 @@ class Distributed:
 SINGLE = Distributed()
 
 
+def is_main_process() -> bool:
+    """Whether this process is the main one of the job torchrun describes in the environment (or a plain run)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device: str) -> Distributed:
     """Join the process group torchrun describes in the environment; a plain run returns ``SINGLE``."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -71,7 +71,7 @@ class LocallyConnected2d(nn.Module):
         """(N, C, H, W) -> (L, N, C·k·k), contiguous: the values of ``F.unfold`` (channel-major, then kernel rows),
         gathered from strided views of the padded input in one copy. ``F.unfold(...).permute(2, 0, 1)`` is the
         same tensor, but batched matmuls copy such a permuted operand matrix by matrix, with L-strided reads: a
-        training step of Bartunov's CIFAR-10 LC net costs 0.75-0.92 × that way's (bp, fa, dfa, batch 100, one
+        training step of Bartunov's CIFAR-10 LC net costs 0.75-0.81 × that way's (bp, fa, dfa, batch 100, one
         CPU thread; ``benchmarks/lc_patches.py``, ``results/bench/lc_patches_cpu.txt``)."""
         (ph, pw), (kh, kw), (sh, sw) = self.padding, self.kernel_size, self.stride
         windows = F.pad(h, (pw, pw, ph, ph)).unfold(2, kh, sh).unfold(3, kw, sw)  # (N, C, H', W', kh, kw), a view

@@ -339,13 +339,13 @@ class EquilibriumPropagation(Rule):
         out = free.state[:, model.layer_slice(model.num_layers)]
         loss = cost_value(self.config.cost, out, target)
         phases = list(nudged.values())
-        wrong = (out.argmax(1) != y).sum()
-        health, reading = self.health.measure(model, free, nudged, wrong, self.dist)  # one host read for the checks
+        predicted = out.argmax(1)
+        health, reading = self.health.measure(model, free, nudged, (predicted != y).sum(), self.dist)  # one host read
         if not self.probing:  # a probe's step measures the rule; it must not use up or feed the warnings
             self.health.warn(model, self.config, free, nudged, reading, main=self.dist.is_main)
         return {
             "loss": loss.detach(),
-            "accuracy": (out.argmax(1) == y).float().mean(),
+            "accuracy": (predicted == y).float().mean(),
             "free_steps": torch.tensor(float(free.steps)),
             "nudged_steps": torch.tensor(sum(s.steps for s in phases) / len(phases)),
             **health,

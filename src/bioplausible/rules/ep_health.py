@@ -63,6 +63,19 @@ def stopped(settling, last: float) -> bool:
     return tolerance > 0 and not last < tolerance
 
 
+def layer_columns(model: nn.Module) -> list[slice]:
+    """The state's columns that hold the layers 1 … num_layers, adjacent layers merged (one slice for the energy
+    net; two with a linear readout, whose stored nudging force lies between s_L and ŷ): fewer passes a step."""
+    merged: list[slice] = []
+    for l in range(1, model.num_layers + 1):
+        c = model.layer_slice(l)
+        if merged and merged[-1].stop == c.start:
+            merged[-1] = slice(merged[-1].start, c.stop)
+        else:
+            merged.append(c)
+    return merged
+
+
 def listed(remedies: list[str]) -> str:
     return ", ".join(remedies[:-1]) + (" or " if len(remedies) > 1 else "") + remedies[-1]
 
@@ -80,7 +93,7 @@ class SettlingHealth:
         """The step's health metrics (tensors) and their host reading (one transfer; the maxima over the
         processes of ``dist``). ``nudged``: the nudged settlings by β; ``wrong``: the free phase's errors."""
         phases = list(nudged.values())
-        columns = [model.layer_slice(l) for l in range(1, model.num_layers + 1)]
+        columns = layer_columns(model)
         shift = torch.stack([(s.state[:, c] - free.state[:, c]).abs().amax() for s in phases for c in columns]).amax()
         lasts = [free.residuals[-1], *(s.residuals[-1] for s in phases)]
         values = torch.stack([t.detach().double() for t in (*lasts, shift, wrong)])
