@@ -131,6 +131,46 @@ def test_a_free_phase_far_from_equilibrium_at_tolerance_0_is_warned_about_with_t
     assert not any("far from" in m for m in settled)
 
 
+def test_far_from_equilibrium_is_judged_on_the_distance_to_the_fixed_point_not_on_an_euler_steps_move():
+    """An Euler step moves ε of the way to the fixed-point map: at ε = 0.05, a last step of 0.025 leaves the states
+    ~0.5 from the fixed point (a review's case: 5 steps of ε = 0.05 went unwarned)."""
+    x, y = batches((4,), count=1)[0]
+    net = dense_net(free_steps=5, tolerance=0.0, settle="euler", epsilon=0.05)
+    rule = create_rule("ep", beta=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = rule.step(net, x, y)
+    far = [str(w.message) for w in caught if "far from an equilibrium" in str(w.message)]
+    assert len(far) == 1 and "from the fixed point: Δs / ε, ε = 0.05" in far[0]
+    assert float(metrics["settle_residual"]) < 0.1  # the raw move alone would not have warned
+
+
+def dead_message(net, shape, beta, **options):
+    """The dead-network warning on a killed net trained for DEAD_BATCHES batches at ``beta``."""
+    kill(net, keep_readout=getattr(net, "readout", None) == "linear")
+    rule = create_rule("ep", beta=beta, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for x, y in batches(shape, n=DEAD_EXAMPLES // DEAD_BATCHES):
+            rule.step(net, x, y)
+    return next(str(w.message) for w in caught if "moved no unit" in str(w.message))
+
+
+def test_the_dead_warning_blames_beta_epsilon_or_the_tolerance_before_the_learning_rate_when_they_are_too_small():
+    """A nudge of β ~ 1e-6 cannot clear the floor (max(1e-5, 2 × tolerance)) whatever the net: the warning names β
+    (and ε and the steps of a truncated Euler phase), not the learning rate; a real dead net is told to lower the
+    learning rate; only a net with a linear readout is said to learn through it."""
+    weak = dead_message(dense_net(), (4,), beta=1e-6)
+    assert "β = 1e-06" in weak and "raise --beta" in weak and "lower --lr" not in weak
+    euler = dead_message(dense_net(settle="euler", epsilon=0.05, nudged_steps=2, tolerance=1e-3), (4,), beta=0.01)
+    assert "over 2 nudged steps of ε = 0.05" in euler and "raise --nudged-steps" in euler
+    assert "lower --tolerance" in euler  # twice 1e-3 is the floor here
+    dense = dead_message(dense_net(), (4,), beta=0.5)
+    assert "lower --lr" in dense and "raise --beta" not in dense and "readout" not in dense
+    conv = dead_message(conv_net(readout="linear"), CONV_SHAPE, beta=0.5, cost="ce", nudging="symmetric")
+    assert "only the linear readout still learns" in conv and "lower --lr" in conv
+
+
 def test_capped_phases_of_a_conv_net_do_not_advise_options_it_lacks():
     x, y = batches(CONV_SHAPE, count=1)[0]
     found = messages(create_rule("ep", beta=0.5), conv_net(free_steps=2, nudged_steps=2, tolerance=1e-9), x, y)
@@ -201,6 +241,29 @@ def test_batches_without_errors_neither_count_nor_break_a_dead_run():
     assert warned([fitted] * 3 * DEAD_BATCHES) == []
     assert warned([stalled] * (DEAD_BATCHES - 1) + [fitted] * 5) == []
     assert len(warned([stalled])) == 1  # the tenth stalled batch; the fitted ones in between did not reset it
+
+
+def test_random_signs_lone_minus_beta_batches_neither_count_nor_break_a_dead_run():
+    """A phase nudged by −β alone pushes outputs clipped at 0 further down: no move in a live net (12 of the first
+    100 batches of Gammell's 784-500×3-10 recipe), so it is no evidence either way; +β batches decide."""
+    from types import SimpleNamespace
+
+    from bioplausible.rules.ep_health import Reading, SettlingHealth
+
+    health, config = SettlingHealth(), SimpleNamespace(cost="mse", nudging="random-sign", beta=1.0)
+    phase = SimpleNamespace(tolerance=1e-4, steps=8)
+    stalled = Reading(0.0, [0.0], 1e-5, 3.0, 32)
+
+    def warned(signs):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for sign in signs:
+                health.warn(None, config, phase, {sign * 1.0: phase}, stalled)
+        return [str(w.message) for w in caught]
+
+    assert warned([-1] * 3 * DEAD_BATCHES) == []
+    assert warned([+1] * (DEAD_BATCHES - 1) + [-1] * 5) == []
+    assert len(warned([+1])) == 1  # the tenth +β stall; the −β ones in between did not reset the count
 
 
 def test_a_probes_step_neither_uses_up_nor_feeds_the_warnings():

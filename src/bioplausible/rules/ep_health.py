@@ -16,15 +16,18 @@ zero for good, typically after too large a step. Conv EP on CIFAR-10 showed both
 every image (the output inside the energy), and convolutions whose states still depend on the image but which the
 nudging no longer moves, where only a linear readout learns (one-sided nudging with the softmax readout). Judged on
 ``nudged_shift`` ≤ max(``STALLED_SHIFT``, 2 × tolerance) over ``DEAD_BATCHES`` batches in a row, and at least
-``DEAD_EXAMPLES`` examples, among those with an example the free phase gets wrong (a batch the net gets all right
-may be fitted to the bounds, with nothing the nudging can move, under MSE and cross-entropy alike); so a lone batch
-on which random-sign's −β pushes clipped outputs further is not mistaken for one. (With β so small that the nudge
-moves units less than that, the update is lost under the settling error all the same; the warning says so.)
+``DEAD_EXAMPLES`` examples, among batches with an example the free phase gets wrong (a batch the net gets all right
+may be fitted to the bounds, with nothing the nudging can move, under MSE and cross-entropy alike) and a phase
+nudged by +β (random-sign's lone −β phase pushes outputs clipped at 0 further down, which moves nothing in a live
+net: on Gammell's 784-500×3-10 recipe 12 of the first 100 batches stalled, every one a −β batch, while every +β
+batch moved the net). With β so small that the nudge moves units less than that floor, the update is lost under
+the settling error all the same; the warning then names β, ε and the tolerance instead of the learning rate.
 
 Warnings (each kind once per rule): a blown-up free phase (non-finite or huge residual); a free phase that
-ran to its cap above the tolerance, or, with tolerance 0, that is still far from an equilibrium after its steps
-(a residual ≥ ``FAR_FROM_EQUILIBRIUM``: the states oscillate, as a synchronous conv settling does once its couplings
-grow); a nudged phase at its cap; a dead network. Each names what to change, among the options the model has.
+ran to its cap above the tolerance, or, with tolerance 0, that is still far from an equilibrium after its steps (a
+distance to the fixed point ≥ ``FAR_FROM_EQUILIBRIUM``, the last max |Δs| over ε for Euler steps: the states
+oscillate, as a synchronous conv settling does once its couplings grow); a nudged phase at its cap; a dead network.
+Each names what to change, among the options the model has.
 """
 
 from __future__ import annotations
@@ -118,18 +121,22 @@ class SettlingHealth:
             return
         if stopped(free, reading.free_residual):
             say("free", self._free_capped(model, config, free, reading.free_residual))
-        elif free.tolerance <= 0 and reading.free_residual >= FAR_FROM_EQUILIBRIUM:
+        elif free.tolerance <= 0 and fixed_point_distance(model, reading.free_residual) >= FAR_FROM_EQUILIBRIUM:
             say("far", self._far(model, free, reading.free_residual))
         for (beta, phase), residual in zip(nudged.items(), reading.nudged_residuals):
             if stopped(phase, residual):
                 say("nudged", self._nudged_capped(model, config, beta, phase, residual))
         floor = max(STALLED_SHIFT, 2 * free.tolerance)
-        if reading.wrong > 0:  # a batch the net gets all right may have nothing to nudge: skipped, not counted
+        # Skipped, neither counted nor resetting the count: a batch the net gets all right (it may have nothing to
+        # nudge), and random-sign's lone −β phase (it pushes outputs clipped at 0 further down: no move in a live
+        # net, 10 such batches in a row happen by chance in a few hundred)
+        evidence = reading.wrong > 0 and any(beta > 0 for beta in nudged)
+        if evidence:
             stalled = reading.shift <= floor
             self.stalled_batches = self.stalled_batches + 1 if stalled else 0
             self.stalled_examples = self.stalled_examples + reading.examples if stalled else 0
         if self.stalled_batches >= DEAD_BATCHES and self.stalled_examples >= DEAD_EXAMPLES:
-            say("dead", self._dead(floor, reading.shift))
+            say("dead", self._dead(model, config, floor, reading.shift))
 
     def _once(self, kind: str, message: str) -> None:
         if kind not in self.warned:
@@ -164,9 +171,13 @@ class SettlingHealth:
 
     def _far(self, model: nn.Module, free, residual: float) -> str:
         remedies = [*self._order_remedies(model), "raise --free-steps", "use a smaller learning rate"]
+        moved = f"{residual:.2g}"
+        if getattr(model, "method", None) == "euler":  # an Euler step moves ε of the way to the fixed-point map
+            distance = fixed_point_distance(model, residual)
+            moved += f" (so {distance:.2g} from the fixed point: Δs / ε, ε = {model.epsilon:g})"
         return (
             f"EP: after its {free.steps} free {_unit(getattr(model, 'method', None))} (tolerance 0: a fixed number) "
-            f"the states still moved by {residual:.2g} in the last one: far from an equilibrium (they oscillate or "
+            f"the states still moved by {moved} in the last one: far from an equilibrium (they oscillate or "
             f"drift), so the update is not the contrast of two equilibria: {listed(remedies)} (metric "
             "train/settle_residual; warned once)"
         )
@@ -193,15 +204,43 @@ class SettlingHealth:
         return f"{stop}: {advice} (metric train/nudged_unsettled counts such phases; warned once)"
 
     @staticmethod
-    def _dead(floor: float, shift: float) -> str:
-        return (
+    def _dead(model: nn.Module, config, floor: float, shift: float) -> str:
+        readout = getattr(model, "readout", None) == "linear"
+        stop = (
             f"EP: for {DEAD_BATCHES} batches in a row with errors to correct the nudged phases moved no unit by more "
-            f"than {floor:.0e} (max |s_β − s_free| = {shift:.2g}): every unit the nudging would move sits where ρ is "
-            "flat (at or beyond 0 or 1), so the layers' update is zero (a dead network, typically after too large a "
-            "step; a linear readout alone still learns): lower --lr and start again. (With a tiny β the nudge may "
-            "instead be too weak to unclip the outputs, or lost under the settling tolerance: raise --beta or "
-            "lower --tolerance.) Metric train/nudged_shift; warned once"
+            f"than {floor:.0e} (max |s_β − s_free| = {shift:.2g}), so the layers' update is zero"
+            + (" (only the linear readout still learns)" if readout else "")
         )
+        reach = nudge_reach(model, config)
+        if reach <= 10 * floor:  # the nudge itself is too weak to clear the floor: not a dead net
+            euler = getattr(model, "nudged_method", None) == "euler"
+            knobs = f"β = {config.beta:g}"
+            knobs += f" over {model.nudged_steps} nudged steps of ε = {model.epsilon:g}" if euler else ""
+            remedies = ["raise --beta"] + (["raise --nudged-steps"] if euler else [])
+            remedies += ["lower --tolerance (twice it is the floor)"] if floor > STALLED_SHIFT else []
+            return (
+                f"{stop}: {knobs} moves a unit by at most ~{reach:.1g}, too little to clear that floor, so the update "
+                f"is lost under the settling error: {listed(remedies)}. Metric train/nudged_shift; warned once"
+            )
+        return (
+            f"{stop}: every unit the nudging would move sits where ρ is flat (at or beyond 0 or 1), a dead network, "
+            f"typically after too large a step (β = {config.beta:g} is not the cause: it can move a unit by "
+            f"~{reach:.1g}): lower --lr and start again. Metric train/nudged_shift; warned once"
+        )
+
+
+def fixed_point_distance(model: nn.Module, residual: float) -> float:
+    """How far the states are from the settling's fixed point, given its last max |Δs|: an Euler step moves them
+    ε of the way (Δs = ε (g − s) inside the bounds), a sweep all of it."""
+    return residual / model.epsilon if getattr(model, "method", None) == "euler" else residual
+
+
+def nudge_reach(model: nn.Module, config) -> float:
+    """A rough upper bound on how far a nudged phase can move a unit from the free state: β |∂C/∂ŷ| ≤ β for the MSE
+    and cross-entropy costs, and an Euler phase of n steps goes only 1 − (1 − ε)^n of that way."""
+    if getattr(model, "nudged_method", None) == "euler":
+        return config.beta * (1 - (1 - model.epsilon) ** model.nudged_steps)
+    return config.beta
 
 
 def _unit(method: str | None) -> str:
