@@ -346,6 +346,16 @@ def main() -> None:
     parser.add_argument("--check-every", type=int, default=8, help="part g: sweeps per tolerance test (kept)")
     parser.add_argument("--batches", type=int, default=10, help="part g: batches settled per round")
     args = parser.parse_args()
+    unknown = sorted(set(args.parts) - set("abcg"))
+    if unknown or not args.parts:
+        parser.error(f"--parts takes letters among a, b, c, g (got {args.parts!r})")
+    counts = {"--samples": args.samples, "--batch-size": args.batch_size, "--rounds": args.rounds}
+    counts |= {"--test-samples": args.test_samples, "--batches": args.batches, "--threads": args.threads}
+    for flag, value in counts.items():
+        if value < 1:
+            parser.error(f"{flag} must be at least 1 (got {value})")
+    if args.epochs < 0 or args.tolerance < 0:
+        parser.error("--epochs and --tolerance must not be negative")
     if "g" in args.parts and args.check_every < 2:
         parser.error("--check-every must be at least 2 for part g (1 is the eager settling it is compared with)")
     if "g" in args.parts and args.device.startswith("cuda") and not torch.cuda.is_available():

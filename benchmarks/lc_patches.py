@@ -3,8 +3,8 @@ are (``LocallyConnected2d.patches``: strided views of the padded input, one cont
 ``F.unfold(...).permute(2, 0, 1)``, which batched matmuls copy matrix by matrix with L-strided reads. Same
 process, interleaved, best of rounds; one thread.
 
-    python benchmarks/lc_patches.py                      # bp and fa, batch 100: results/bench/lc_patches_cpu.txt
-    python benchmarks/lc_patches.py --rules bp,fa,dfa --batch-size 32
+    python benchmarks/lc_patches.py --rules bp,fa,dfa    # batch 100: results/bench/lc_patches_cpu.txt
+    python benchmarks/lc_patches.py --batch-size 32      # bp and fa
 """
 
 import argparse
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from bioplausible.archs import create_arch
+from bioplausible.errors import BioplausibleError
 from bioplausible.layers.local import LocallyConnected2d
 from bioplausible.rules import create_rule
 
@@ -40,6 +41,12 @@ def step_seconds(rule, net, x, y, rounds: int) -> dict[str, float]:
     return best
 
 
+def prepared(name: str, x: torch.Tensor):
+    """The rule ``name`` and the lc-net it trains (raises UnknownNameError or IncompatibleError)."""
+    rule = create_rule(name)
+    return rule, rule.prepare(create_arch("lc-net", (3, 32, 32), 10), x[:2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", default="bp,fa", help="comma-separated rules")
@@ -51,10 +58,12 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     x, y = torch.randn(args.batch_size, 3, 32, 32), torch.randint(0, 10, (args.batch_size,))
+    try:  # every rule checked before the first is timed: a typo fails at once, in one line
+        pairs = {name: prepared(name, x) for name in args.rules.split(",")}
+    except BioplausibleError as e:
+        parser.error(str(e))
     print(f"lc-net (CIFAR-10 variant, 3x32x32), batch {args.batch_size}, 1 thread, best of {args.rounds}, CPU s a step")
-    for name in args.rules.split(","):
-        rule = create_rule(name)
-        net = rule.prepare(create_arch("lc-net", (3, 32, 32), 10), x[:2])
+    for name, (rule, net) in pairs.items():
         best = step_seconds(rule, net, x, y, args.rounds)
         new, old = best["strided views"], best["unfold + permute"]
         print(f"  {name}: strided views {new:.3f} s, unfold + permute {old:.3f} s -> new / old {new / old:.2f}")
