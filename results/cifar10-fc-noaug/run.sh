@@ -12,4 +12,5 @@ case "${RULE:-fa}" in
   bp) bioplausible train --rule bp --lr 1.52e-4 $B --out $R/bp ;;
   fa) bioplausible train --rule fa --lr 1.68e-4 $B --out $R/fa ;;
   dfa) bioplausible train --rule dfa --lr 1.649e-3 $B --out $R/dfa ;;
+  *) echo "RULE must be bp, fa or dfa (got ${RULE})" >&2; exit 2 ;;
 esac

@@ -21,6 +21,6 @@ case "${NUDGING:-one-sided}" in
 esac
 bioplausible train --rule ep --arch conv-energy-net --conv-channels 32,64 --kernel-sizes 5 --pooling max \
   --activation hard-sigmoid --settle-order synchronous $OUTPUT --beta 0.5 --free-steps 60 --nudged-steps 15 \
-  --tolerance 0 --optimizer sgd --lr ${LR:-0.05} --momentum 0.9 --batch-size 64 --dataset cifar10 \
-  --data-dir ../shared/data --augment --epochs ${EPOCHS:-2} --seed 0 --threads 1 --no-progress --resume ${EXTRA:-} \
+  --tolerance 0 --optimizer sgd --lr "${LR:-0.05}" --momentum 0.9 --batch-size 64 --dataset cifar10 \
+  --data-dir ../shared/data --augment --epochs "${EPOCHS:-2}" --seed 0 --threads 1 --no-progress --resume ${EXTRA:-} \
   --out "${OUT:-results/conv-ep-cifar10}/${NUDGING:-one-sided}"

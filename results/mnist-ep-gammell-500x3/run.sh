@@ -13,4 +13,5 @@ case "${CONFIG:-layered}" in
   layered) bioplausible train $B --topology layered --lr 0.02 --out $R/layered ;;
   per-layer) bioplausible train $B --topology layered --lr 0.128 --layer-lr-scale 1,0.25,0.0625,0.015625 --out $R/per-layer ;;
   skip) bioplausible train $B --topology skip --p 0.1 --a 0.0829 --lr 0.02 --out $R/skip-p0.1 ;;
+  *) echo "CONFIG must be layered, per-layer or skip (got ${CONFIG})" >&2; exit 2 ;;
 esac

@@ -1,0 +1,34 @@
+"""The run scripts under results/ that choose a configuration by an environment variable (RULE, NUDGING, CONFIG,
+TOPOLOGY) refuse an unknown value in one line with exit status 2, instead of silently doing nothing."""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHOOSERS = {
+    script: re.search(r'case "\$\{?([A-Z_]+)', script.read_text()).group(1)
+    for script in sorted((ROOT / "results").glob("*/run.sh"))
+    if re.search(r'case "\$\{?([A-Z_]+)', script.read_text())
+}
+
+
+def test_the_scripts_that_choose_by_a_variable_are_found():
+    assert len(CHOOSERS) >= 5, CHOOSERS
+
+
+@pytest.mark.parametrize("script", CHOOSERS, ids=lambda s: s.parent.name)
+def test_an_unknown_choice_is_refused_in_one_line(script, tmp_path):
+    variable = CHOOSERS[script]
+    fake = tmp_path / "bioplausible"  # a script that fell through to training would run this, not train
+    fake.write_text("#!/bin/sh\necho 'trained' ; exit 0\n")
+    fake.chmod(0o755)
+    env = {**os.environ, variable: "bogus", "PATH": f"{tmp_path}:{os.environ['PATH']}", "LR": "1e-3"}
+    done = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "trained" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{variable} must be" in lines[0] and "bogus" in lines[0], lines
