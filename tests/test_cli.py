@@ -162,6 +162,10 @@ BAD_INPUT = {
     "zero epochs": (("--epochs", "0"), ("epochs",)),
     "zero lr": (("--lr", "0"), ("lr",)),
     "negative lr": (("--lr", "-1"), ("lr",)),
+    "negative lr in scientific notation": (("--lr", "-5e-4"), ("lr must be > 0 (got -0.0005)",)),
+    "infinite lr": (("--lr", "inf"), ("lr must be a finite number",)),
+    "nan lr": (("--lr", "nan"), ("lr must be a finite number",)),
+    "repeated milestones": (("--lr-schedule", "step", "--lr-milestones", "3,3"), ("strictly increasing",)),
     "option the rule lacks": (("--rule", "bp", "--feedback-scale", "2"), ("feedback_scale", "rule bp", "rule fa")),
     "unknown bp layer": (("--rule", "fa", "--bp-layers", "nosuchlayer"), ("nosuchlayer",)),
     "rule option under the arch scope": (

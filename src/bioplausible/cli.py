@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import difflib
 import json
+import re
 import sys
 import typing
 from pathlib import Path
@@ -37,6 +38,9 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        # argparse (3.11) reads "-5e-4" as a flag, so ``--lr -5e-4`` said "expected one argument"; a negative number
+        # in scientific notation is a value, which the options' bounds then judge
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
@@ -267,6 +271,9 @@ def cmd_train(argv: list[str]) -> int:
             f"(best {summary['best_test_accuracy']:.2%}, epoch {summary['best_epoch']}) "
             f"in {summary['wall_time_s']:.1f} s -> {path}"
         )
+        if summary.get("warnings"):  # shown as they came, maybe thousands of lines up
+            count, where = len(summary["warnings"]), path / "summary.json"
+            print(f'  warned {count} time{"s" if count > 1 else ""} while training: see "warnings" in {where}')
     return 0 if summary["status"] != "failed" else 1
 
 

@@ -18,6 +18,7 @@ options with every default filled in (see :func:`bioplausible.build.resolve_conf
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,6 +60,9 @@ def _bound_errors(name: str, value: Any, meta: dict[str, Any]) -> list[str]:
         ("below", "<", lambda v, b: v < b),
     ]
     errors = []
+    bounded = any(meta.get(key) is not None for key, _, _ in checks)
+    if bounded and any(isinstance(v, float) and not math.isfinite(v) for v in values):  # inf passes "> 0"
+        return [f"{name} must be a finite number (got {value!r})"]
     for key, sign, ok in checks:
         bound = meta.get(key)
         if bound is not None and any(isinstance(v, (int, float)) and not ok(v, bound) for v in values):
@@ -237,6 +241,8 @@ class TrainConfig:
             raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
         if self.lr_milestones and self.lr_schedule != "step":  # they would be silently ignored
             raise ConfigError(f"lr_milestones apply to --lr-schedule step only (got {self.lr_schedule})")
+        if any(b <= a for a, b in zip(self.lr_milestones, self.lr_milestones[1:])):  # a repeat decays twice at once
+            raise ConfigError(f"lr_milestones must be strictly increasing epochs (got {self.lr_milestones})")
         if self.patience and not self.val_fraction:  # early stopping would take a split nobody asked for
             raise ConfigError("patience needs a validation split to stop on: give --val-fraction (e.g. 0.1)")
         if self.momentum and self.optimizer != "sgd":
