@@ -4,6 +4,7 @@ SIGKILL), refusing to overwrite, divergence, early stopping and config validatio
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -441,3 +442,29 @@ def test_adam_is_fused_where_it_can_be_and_takes_what_torch_adam_takes():
     assert groups.defaults["fused"] and groups.param_groups[1]["lr"] == 1e-2
     assert not adam([w], lr=1e-3, foreach=True).defaults["fused"]  # the caller's choice stands
     assert not adam([w], lr=1e-3, fused=False).defaults["fused"]
+
+
+# ---------------------------------------------------------------- warnings
+
+
+def test_a_run_that_was_warned_about_says_so_in_its_summary_report_and_result_line(tmp_path, capsys):
+    """An EP net killed by too large a rate ends "ok" (it trained every epoch) but is dead: the warning, shown as it
+    came, is also kept in summary.json (through a resume), marked in the report's status cell and named under the
+    CLI's result line; a run without warnings keeps an empty list."""
+    from bioplausible.cli import main
+    from bioplausible.report import write_report
+
+    args = ["train", "--rule", "ep", "--arch", "energy-net", "--hidden-sizes", "32", "--lr", "5", "--no-progress"]
+    out = tmp_path / "dead"
+    with pytest.warns(RuntimeWarning, match="dead network"):
+        assert main([*args, "--epochs", "1", "--out", str(out)]) == 0
+    assert "warned 1 time while training" in capsys.readouterr().out
+    assert main([*args, "--epochs", "2", "--resume", "--out", str(out)]) == 0  # warned again: kept once
+    summary = summary_of(out)
+    assert summary["status"] == "ok" and len(summary["warnings"]) == 1 and "dead network" in summary["warnings"][0]
+    write_report(out)
+    report = (out / "report.md").read_text()
+    assert re.search(r"\| ok, warned +\|", report) and "This run was warned about while training" in report
+
+    assert main(["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "fine")]) == 0
+    assert summary_of(tmp_path / "fine")["warnings"] == []

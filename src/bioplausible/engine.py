@@ -14,7 +14,8 @@ import json
 import math
 import sys
 import time
-from contextlib import nullcontext
+import warnings
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -423,7 +424,8 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
         write_json(run.probes, probe_specs(state.rule))
         # From here until the end the summary says the run is not finished, even if it is killed in its first epoch.
         write_json(run.summary, summarize(config, data, records, state.loop, "running", UNFINISHED))
-    status, reason = epochs_loop(state, data, val, config, dist, run, records, log)
+    with warnings_kept(state.loop.setdefault("warnings", [])):  # a resumed run keeps its earlier ones
+        status, reason = epochs_loop(state, data, val, config, dist, run, records, log)
     if dist.is_main:
         write_json(run.summary, summarize(config, data, records, state.loop, status, reason))
     dist.barrier()  # no process returns before the summary exists
@@ -490,6 +492,24 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
     return status, reason
 
 
+@contextmanager
+def warnings_kept(into: list[str], limit: int = 20):
+    """Every warning shown while the block runs is shown as usual and also kept in ``into`` (its category and text,
+    once each, at most ``limit``), for summary.json: a run that was warned about (an EP net gone dead, an unsettled
+    phase) must not read as a plain "ok" to whoever opens its folder later."""
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def keep(message, category, filename, lineno, file=None, line=None):
+            text = f"{category.__name__}: {message}"
+            if text not in into and len(into) < limit:
+                into.append(text)
+            show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = keep
+        yield
+
+
 UNFINISHED = "written after the last finished epoch; a run stopped here reads the same: --resume continues it"
 
 
@@ -524,6 +544,7 @@ def summarize(
         "wall_time_s": loop["wall_time_s"],
         "samples_per_s": loop["samples"] / loop["train_time_s"] if loop["train_time_s"] else None,
         "step_test_accuracy": {str(r["step"]): r["test/accuracy"] for r in records if r.get("eval") == "step"},
+        "warnings": list(loop.get("warnings", [])),
         "rule": config.rule,
         "arch": config.arch,
         "dataset": config.dataset,

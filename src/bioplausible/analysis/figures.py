@@ -202,9 +202,22 @@ def _plot_scalar_probe(runs: Sequence[Run], spec: ProbeSpec, path: str | Path) -
 
 def _finish(ax, spec: ProbeSpec, legend_title: str | None = None) -> None:
     if spec.scale == "log":
-        ax.set_yscale("log")
+        _log_scale(ax)
     ax.grid(alpha=0.3, which="both" if spec.scale == "log" else "major")
     ax.legend(fontsize="x-small", title=legend_title, title_fontsize="x-small")
+
+
+def _log_scale(ax) -> None:
+    """A log axis where the values allow: with zeros among them (a dead EP net's nudged shift, a settled residual)
+    a symmetric-log axis, linear below the smallest positive value, so the zeros stay on the plot instead of
+    vanishing; all zero (or none finite), linear."""
+    data = [float(v) for line in ax.get_lines() for v in line.get_ydata()]
+    finite = [v for v in data if math.isfinite(v)]
+    positive = [v for v in finite if v > 0]
+    if positive and len(positive) == len(finite):
+        ax.set_yscale("log")
+    elif positive:
+        ax.set_yscale("symlog", linthresh=min(positive))
 
 
 def probe_file(spec: ProbeSpec) -> str:

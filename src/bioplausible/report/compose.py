@@ -95,7 +95,8 @@ def build_report(folder: Path, loaded: Loaded) -> tuple[Document, Table]:
     shown = representative_runs(runs) if pick_best else [r for r in runs if r.metrics]
     document = Document(f"Report: {folder.resolve().name}")
     document.add("Study", *study_notes(folder))
-    document.add("Notes", *(Paragraph(p) for p in [*loaded.problems, *unfinished_note(runs, folder)]))
+    notes = [*loaded.problems, *unfinished_note(runs, folder), *warned_note(runs, folder)]
+    document.add("Notes", *(Paragraph(p) for p in notes))
     results = results_rows(runs)
     if not study or any(published_for(r.config, r.summary) for r in runs):  # a study lists its configurations instead
         document.add(RESULTS, results)
@@ -131,6 +132,17 @@ def unfinished_note(runs: list[Run], folder: Path) -> list[str]:
     return [
         f"Not finished (status running: still training, or stopped before the end): {names}. Their numbers are "
         f"those of their last finished epoch; {again}."
+    ]
+
+
+def warned_note(runs: list[Run], folder: Path) -> list[str]:
+    """One note per run that was warned about while training (summary.json's ``warnings``: an EP net gone dead, an
+    unsettled phase, ...): its status cell says "warned", this says why."""
+    return [
+        f"{'This run' if run_name(r, folder) == '.' else 'Run ' + run_name(r, folder)} was warned about while "
+        "training: " + " ".join(r.summary["warnings"])
+        for r in runs
+        if r.summary.get("warnings")
     ]
 
 

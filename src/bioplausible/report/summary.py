@@ -67,12 +67,18 @@ def results_rows(runs: list[Run]) -> Table:
     for run, setting in zip(runs, settings):
         rows.append([
             *row_label(run), percent_error(run, "best_test_accuracy"), percent_error(run, "test_accuracy"),
-            paper_cell(run), run.summary.get("status"), f"{run.summary.get('wall_time_s') or 0:.0f}",
+            paper_cell(run), status_cell(run.summary), f"{run.summary.get('wall_time_s') or 0:.0f}",
             *([run.path.name, setting] if detailed else []),
         ])  # fmt: skip
     headers = ["rule", "arch", "data", "epochs", "best test err %", "final test err %", "paper test err %", "status",
                "time (s)", *(["run", "settings"] if detailed else [])]  # fmt: skip
     return Table.of(headers, rows)
+
+
+def status_cell(summary: dict[str, Any]) -> str | None:
+    """The run's status, marked "warned" when it was warned about while training (the report's notes say why)."""
+    status = summary.get("status")
+    return f"{status}, warned" if summary.get("warnings") else status
 
 
 def results_table(runs: list[Run] | list[dict[str, Any]]) -> str:
