@@ -21,12 +21,16 @@ may be fitted to the bounds, with nothing the nudging can move, under MSE and cr
 nudged by +β (random-sign's lone −β phase pushes outputs clipped at 0 further down, which moves nothing in a live
 net: on Gammell's 784-500×3-10 recipe 12 of the first 100 batches stalled, every one a −β batch, while every +β
 batch moved the net). With β so small that the nudge moves units less than that floor, the update is lost under
-the settling error all the same; the warning then names β, ε and the tolerance instead of the learning rate.
+the settling error all the same: a separate warning, judged on every batch, names β (and a truncated Euler nudged
+phase's steps and ε) when the nudge is no larger than the settling error (twice the largest of 1e-5, the tolerance
+and the free phase's last distance to its fixed point); the update is then that error divided by β, not zero, and a
+net so nudged is never called dead.
 
 Warnings (each kind once per rule): a blown-up free phase (non-finite or huge residual); a free phase that
 ran to its cap above the tolerance, or, with tolerance 0, that is still far from an equilibrium after its steps (a
 distance to the fixed point ≥ ``FAR_FROM_EQUILIBRIUM``, the last max |Δs| over ε for Euler steps: the states
-oscillate, as a synchronous conv settling does once its couplings grow); a nudged phase at its cap; a dead network.
+oscillate, as a synchronous conv settling does once its couplings grow); a nudged phase at its cap; a nudge too
+weak for the settling error; a dead network.
 Each names what to change, among the options the model has.
 """
 
@@ -119,24 +123,41 @@ class SettlingHealth:
         if not reading.free_residual < 1e3:  # also nan and inf; the caps below would then say nothing useful
             say("diverged", self._diverged(model, reading.free_residual))
             return
-        if stopped(free, reading.free_residual):
+        distance, unsettled = self._settling(model, config, free, nudged, reading, say)
+        self._nudging(model, config, free, nudged, reading, say, distance, unsettled)
+
+    def _settling(self, model, config, free, nudged, reading, say) -> tuple[float, bool]:
+        """The cap and far-from-equilibrium warnings; the free phase's distance to its fixed point, and whether it
+        was warned about (capped, or far from an equilibrium)."""
+        distance = fixed_point_distance(model, reading.free_residual)
+        capped = stopped(free, reading.free_residual)
+        far = not capped and free.tolerance <= 0 and distance >= FAR_FROM_EQUILIBRIUM
+        if capped:
             say("free", self._free_capped(model, config, free, reading.free_residual))
-        elif free.tolerance <= 0 and fixed_point_distance(model, reading.free_residual) >= FAR_FROM_EQUILIBRIUM:
+        elif far:
             say("far", self._far(model, free, reading.free_residual))
         for (beta, phase), residual in zip(nudged.items(), reading.nudged_residuals):
             if stopped(phase, residual):
                 say("nudged", self._nudged_capped(model, config, beta, phase, residual))
+        return distance, capped or far
+
+    def _nudging(self, model, config, free, nudged, reading, say, distance: float, unsettled: bool) -> None:
+        """The weak-nudge and dead-network warnings."""
         floor = max(STALLED_SHIFT, 2 * free.tolerance)
+        noise = 2 * max(STALLED_SHIFT, free.tolerance, distance)
+        reach = nudge_reach(model, config)
+        if reach <= noise and not unsettled:  # lost in the settling error: the update is that error over β
+            say("weak", self._weak(model, config, noise))
         # Skipped, neither counted nor resetting the count: a batch the net gets all right (it may have nothing to
-        # nudge), and random-sign's lone −β phase (it pushes outputs clipped at 0 further down: no move in a live
-        # net, 10 such batches in a row happen by chance in a few hundred)
-        evidence = reading.wrong > 0 and any(beta > 0 for beta in nudged)
-        if evidence:
+        # nudge), and random-sign's lone −β phase (it pushes outputs clipped at 0 further down, which moves nothing
+        # in a live net: 12 of the first 100 batches of Gammell's 784-500×3-10 recipe)
+        if reading.wrong > 0 and any(beta > 0 for beta in nudged):
             stalled = reading.shift <= floor
             self.stalled_batches = self.stalled_batches + 1 if stalled else 0
             self.stalled_examples = self.stalled_examples + reading.examples if stalled else 0
-        if self.stalled_batches >= DEAD_BATCHES and self.stalled_examples >= DEAD_EXAMPLES:
-            say("dead", self._dead(model, config, floor, reading.shift))
+        dead = self.stalled_batches >= DEAD_BATCHES and self.stalled_examples >= DEAD_EXAMPLES
+        if dead and reach > floor:  # a nudge below the floor stalls any net: the weak warning's case, not death
+            say("dead", self._dead(model, floor, reading.shift))
 
     def _once(self, kind: str, message: str) -> None:
         if kind not in self.warned:
@@ -170,11 +191,13 @@ class SettlingHealth:
         )
 
     def _far(self, model: nn.Module, free, residual: float) -> str:
-        remedies = [*self._order_remedies(model), "raise --free-steps", "use a smaller learning rate"]
+        euler = getattr(model, "method", None) == "euler"
+        steps = "raise --free-steps or --epsilon (their product is how far the states can travel)" if euler else ""
+        remedies = [*self._order_remedies(model), steps or "raise --free-steps", "use a smaller learning rate"]
         moved = f"{residual:.2g}"
-        if getattr(model, "method", None) == "euler":  # an Euler step moves ε of the way to the fixed-point map
+        if euler:  # an Euler step moves ε of the way to the drive
             distance = fixed_point_distance(model, residual)
-            moved += f" (so {distance:.2g} from the fixed point: Δs / ε, ε = {model.epsilon:g})"
+            moved += f" (about {distance:.2g} from the fixed point: Δs / ε, ε = {model.epsilon:g})"
         return (
             f"EP: after its {free.steps} free {_unit(getattr(model, 'method', None))} (tolerance 0: a fixed number) "
             f"the states still moved by {moved} in the last one: far from an equilibrium (they oscillate or "
@@ -204,40 +227,41 @@ class SettlingHealth:
         return f"{stop}: {advice} (metric train/nudged_unsettled counts such phases; warned once)"
 
     @staticmethod
-    def _dead(model: nn.Module, config, floor: float, shift: float) -> str:
-        readout = getattr(model, "readout", None) == "linear"
-        stop = (
-            f"EP: for {DEAD_BATCHES} batches in a row with errors to correct the nudged phases moved no unit by more "
-            f"than {floor:.0e} (max |s_β − s_free| = {shift:.2g}), so the layers' update is zero"
-            + (" (only the linear readout still learns)" if readout else "")
-        )
-        reach = nudge_reach(model, config)
-        if reach <= 10 * floor:  # the nudge itself is too weak to clear the floor: not a dead net
-            euler = getattr(model, "nudged_method", None) == "euler"
-            knobs = f"β = {config.beta:g}"
-            knobs += f" over {model.nudged_steps} nudged steps of ε = {model.epsilon:g}" if euler else ""
-            remedies = ["raise --beta"] + (["raise --nudged-steps"] if euler else [])
-            remedies += ["lower --tolerance (twice it is the floor)"] if floor > STALLED_SHIFT else []
-            return (
-                f"{stop}: {knobs} moves a unit by at most ~{reach:.1g}, too little to clear that floor, so the update "
-                f"is lost under the settling error: {listed(remedies)}. Metric train/nudged_shift; warned once"
-            )
+    def _weak(model: nn.Module, config, noise: float) -> str:
+        euler = getattr(model, "nudged_method", None) == "euler"
+        knobs = f"β = {config.beta:g}"
+        knobs += f" over {model.nudged_steps} nudged steps of ε = {model.epsilon:g}" if euler else ""
+        remedies = ["raise --beta"] + (["raise --nudged-steps"] if euler else [])
+        remedies += ["settle the free phase further (a lower --tolerance or more --free-steps)"]
         return (
-            f"{stop}: every unit the nudging would move sits where ρ is flat (at or beyond 0 or 1), a dead network, "
-            f"typically after too large a step (β = {config.beta:g} is not the cause: it can move a unit by "
-            f"~{reach:.1g}): lower --lr and start again. Metric train/nudged_shift; warned once"
+            f"EP: {knobs} moves a unit by about {nudge_reach(model, config):.1g}, no more than the settling error "
+            f"(~{noise / 2:.1g}: the tolerance, or the free phase's last move), so the update is mostly that error "
+            f"divided by β, not the loss gradient: {listed(remedies)} (metric train/nudged_shift; warned once)"
+        )
+
+    @staticmethod
+    def _dead(model: nn.Module, floor: float, shift: float) -> str:
+        readout = " (only the linear readout still learns)" if getattr(model, "readout", None) == "linear" else ""
+        return (
+            f"EP: for {DEAD_BATCHES} batches in a row with errors to correct the nudged phases moved no unit by more "
+            f"than {floor:.0e} (max |s_β − s_free| = {shift:.2g}), so the layers' update is zero{readout}: every "
+            "unit the nudging would move sits where ρ is flat (at or beyond 0 or 1), a dead network, typically after "
+            "too large a step: lower --lr and start again. Metric train/nudged_shift; warned once"
         )
 
 
 def fixed_point_distance(model: nn.Module, residual: float) -> float:
-    """How far the states are from the settling's fixed point, given its last max |Δs|: an Euler step moves them
-    ε of the way (Δs = ε (g − s) inside the bounds), a sweep all of it."""
-    return residual / model.epsilon if getattr(model, "method", None) == "euler" else residual
+    """About how far the states are from the settling's fixed point, given its last max |Δs|: a sweep moves them
+    all the way; an Euler step ε of the way to the drive g (Δs = ε (g − s) inside the bounds), so Δs / ε, at most
+    1 since the states lie in [0, 1]. (An estimate: a unit whose drive lies beyond a bound is nearer its fixed point
+    at that bound than Δs / ε says.)"""
+    return min(residual / model.epsilon, 1.0) if getattr(model, "method", None) == "euler" else residual
 
 
 def nudge_reach(model: nn.Module, config) -> float:
-    """A rough upper bound on how far a nudged phase can move a unit from the free state: β |∂C/∂ŷ| ≤ β for the MSE
-    and cross-entropy costs, and an Euler phase of n steps goes only 1 − (1 − ε)^n of that way."""
+    """About how far a nudged phase moves an output unit from the free state: β |∂C/∂ŷ|, with |∂C/∂ŷ| ≲ 1 for the
+    MSE and cross-entropy costs, and an Euler phase of n steps goes 1 − (1 − ε)^n of that way (an order of
+    magnitude, not a bound: the couplings may carry a unit further)."""
     if getattr(model, "nudged_method", None) == "euler":
         return config.beta * (1 - (1 - model.epsilon) ** model.nudged_steps)
     return config.beta
