@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -468,3 +469,33 @@ def test_a_run_that_was_warned_about_says_so_in_its_summary_report_and_result_li
 
     assert main(["train", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "fine")]) == 0
     assert summary_of(tmp_path / "fine")["warnings"] == []
+
+
+def test_warnings_from_before_the_first_epoch_are_kept_and_a_resume_does_not_repeat_them(tmp_path):
+    """prepare() warns too (symmetric MSE nudging at β = 1 with settled nudged phases), and a resumed EP run does
+    not warn again what it warned before (its kinds travel with the checkpoint)."""
+    from bioplausible.cli import main
+
+    args = ["train", "--rule", "ep", "--arch", "energy-net", "--hidden-sizes", "8", "--nudging", "symmetric"]
+    args += ["--beta", "1", "--settle", "euler", "--epsilon", "0.05", "--free-steps", "5", "--tolerance", "0"]
+    args += ["--nudged-settle", "block"]
+    out = str(tmp_path / "run")
+    with pytest.warns(RuntimeWarning):
+        assert main([*args, "--epochs", "1", "--no-progress", "--out", out]) == 0
+    first = summary_of(out)["warnings"]
+    assert any("far from an equilibrium" in w for w in first)
+    assert any("has no nudged equilibrium" in w for w in first), first  # from prepare()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main([*args, "--epochs", "2", "--resume", "--no-progress", "--out", out]) == 0
+    assert not any("far from an equilibrium" in str(w.message) for w in caught)
+    assert summary_of(out)["warnings"][: len(first)] == first
+
+
+def test_kept_warnings_differ_by_more_than_their_numbers_and_are_capped():
+    from bioplausible.engine import KEPT_WARNINGS, merged_warnings
+
+    kept = merged_warnings(["W: moved by 0.11 (5 steps)"], ["W: moved by 0.12 (6 steps)", "W: dead at 1e-05"])
+    assert kept == ["W: moved by 0.11 (5 steps)", "W: dead at 1e-05"]
+    many = merged_warnings([], [f"W: kind {chr(97 + i % 26)}{i // 26}" for i in range(30)])
+    assert len(many) == KEPT_WARNINGS + 1 and many[-1].startswith("more warnings were shown")

@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 import sys
 import time
 import warnings
@@ -343,15 +344,17 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     run, saved = open_run_folder(config, dist, log)
     dist.barrier()  # every process has looked at the folder before the main one writes to it
+    kept: list[str] = []
     try:
-        return train(config, data, dist, device, run, saved, log)
+        with warnings_kept(kept):  # from loading the data on: a rule's prepare() warns too
+            return train(config, data, dist, device, run, saved, log, kept)
     finally:
         if dist.is_main:
             run.unlock()
 
 
-def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
-    """The body of :func:`fit`, once the run folder is held."""
+def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str]) -> Path:
+    """The body of :func:`fit`, once the run folder is held; ``kept`` collects the warnings shown meanwhile."""
     if saved is not None:
         check_resume(saved, config, log)
     data = data if data is not None else load_data(config)
@@ -424,8 +427,9 @@ def train(config, data, dist, device, run: RunFolder, saved, log) -> Path:
         write_json(run.probes, probe_specs(state.rule))
         # From here until the end the summary says the run is not finished, even if it is killed in its first epoch.
         write_json(run.summary, summarize(config, data, records, state.loop, "running", UNFINISHED))
-    with warnings_kept(state.loop.setdefault("warnings", [])):  # a resumed run keeps its earlier ones
-        status, reason = epochs_loop(state, data, val, config, dist, run, records, log)
+    kept[:] = merged_warnings(state.loop.get("warnings", []), kept)  # a resumed run keeps its earlier ones
+    state.loop["warnings"] = kept  # the same list: what is shown from here on is saved with each epoch
+    status, reason = epochs_loop(state, data, val, config, dist, run, records, log)
     if dist.is_main:
         write_json(run.summary, summarize(config, data, records, state.loop, status, reason))
     dist.barrier()  # no process returns before the summary exists
@@ -486,28 +490,47 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
     except Exception as err:
         if dist.is_main:
             failure = {"status": "failed", "error": f"{type(err).__name__}: {err}", "epochs": loop["epoch"]}
+            failure["warnings"] = list(loop.get("warnings", []))
             write_json(run.summary, {**failure, "version": __version__})
         raise
     loop["wall_time_s"] = time.perf_counter() - started
     return status, reason
 
 
+#: Warnings kept in summary.json at most (then one line saying more were shown).
+KEPT_WARNINGS = 20
+
+
 @contextmanager
-def warnings_kept(into: list[str], limit: int = 20):
-    """Every warning shown while the block runs is shown as usual and also kept in ``into`` (its category and text,
-    once each, at most ``limit``), for summary.json: a run that was warned about (an EP net gone dead, an unsettled
-    phase) must not read as a plain "ok" to whoever opens its folder later."""
+def warnings_kept(into: list[str]):
+    """Every warning shown while the block runs is shown as usual and also kept in ``into`` (its category and
+    text; see :func:`merged_warnings`), for summary.json: a run that was warned about (an EP net gone dead, an
+    unsettled phase) must not read as a plain "ok" to whoever opens its folder later."""
     with warnings.catch_warnings():
         show = warnings.showwarning
 
         def keep(message, category, filename, lineno, file=None, line=None):
-            text = f"{category.__name__}: {message}"
-            if text not in into and len(into) < limit:
-                into.append(text)
+            into[:] = merged_warnings(into, [f"{category.__name__}: {message}"])
             show(message, category, filename, lineno, file, line)
 
         warnings.showwarning = keep
         yield
+
+
+def merged_warnings(kept: list[str], new: list[str]) -> list[str]:
+    """``kept`` plus the ``new`` warnings it lacks, one per text up to its numbers (a resumed run's "moved by 0.12"
+    repeats its "moved by 0.11"), at most KEPT_WARNINGS and then one line saying that more were shown."""
+    merged, seen = list(kept), {_gist(w) for w in kept}
+    for warning in new:
+        if _gist(warning) in seen or len(merged) > KEPT_WARNINGS:
+            continue
+        seen.add(_gist(warning))
+        merged.append(warning if len(merged) < KEPT_WARNINGS else "more warnings were shown than are kept here")
+    return merged
+
+
+def _gist(warning: str) -> str:
+    return re.sub(r"[-+]?(\d+\.?\d*|\.\d+)(e[-+]?\d+)?", "#", warning)
 
 
 UNFINISHED = "written after the last finished epoch; a run stopped here reads the same: --resume continues it"

@@ -352,11 +352,13 @@ class EquilibriumPropagation(Rule):
         }
 
     def get_extra_state(self) -> dict:
-        """The persistent states travel with ``state_dict()`` (their size grows with the indices seen)."""
-        return {"memory": self.memory, "seen": self.seen}
+        """The persistent states travel with ``state_dict()`` (their size grows with the indices seen), and the
+        kinds of warning already given: "warned once" holds across a resume."""
+        return {"memory": self.memory, "seen": self.seen, "warned": sorted(self.health.warned)}
 
     def set_extra_state(self, state: dict) -> None:
         self.memory, self.seen = state.get("memory"), state.get("seen")
+        self.health.warned = set(state.get("warned", ()))
 
     def probe(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """‖ΔW‖ per connected layer pair (the vanishing-signal curves), free-phase steps and last residual."""
