@@ -165,6 +165,9 @@ BAD_INPUT = {
     "negative lr in scientific notation": (("--lr", "-5e-4"), ("lr must be > 0 (got -0.0005)",)),
     "infinite lr": (("--lr", "inf"), ("lr must be a finite number",)),
     "nan lr": (("--lr", "nan"), ("lr must be a finite number",)),
+    "minus infinite lr": (("--lr", "-inf"), ("lr must be a finite number",)),
+    "negative seed": (("--seed", "-1"), ("seed must be >= 0",)),
+    "negative sdtp noise": (("--rule", "sdtp", "--noise", "-1e-1"), ("noise must be >= 0",)),
     "repeated milestones": (("--lr-schedule", "step", "--lr-milestones", "3,3"), ("strictly increasing",)),
     "option the rule lacks": (("--rule", "bp", "--feedback-scale", "2"), ("feedback_scale", "rule bp", "rule fa")),
     "unknown bp layer": (("--rule", "fa", "--bp-layers", "nosuchlayer"), ("nosuchlayer",)),
@@ -260,6 +263,9 @@ def test_small_things_that_used_to_go_wrong(tmp_path, monkeypatch, capsys):
     # a rule name in the wrong case is suggested
     code, _, err = run_main(["train", "--rule", "FA"], capsys)
     assert code == 2 and "Did you mean 'fa'?" in err
+    # infinity where it means "never" stays allowed: --diverge-factor inf turns the loss blow-up check off
+    code, _, err = run_main(["train", *QUICK, "--epochs", "1", "--diverge-factor", "inf", "--out", "never"], capsys)
+    assert code == 0, err
     # --resume needs only --out: the saved settings are read from the run's config.json
     flags = ["train", *QUICK, "--epochs", "1", "--lr", "0.007", "--out", "run"]
     assert run_main(flags, capsys)[0] == 0

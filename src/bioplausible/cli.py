@@ -40,7 +40,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         # argparse (3.11) reads "-5e-4" as a flag, so ``--lr -5e-4`` said "expected one argument"; a negative number
         # in scientific notation is a value, which the options' bounds then judge
-        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+        self._negative_number_matcher = re.compile(r"^-((\d+\.?\d*|\.\d+)(e[-+]?\d+)?|inf(inity)?|nan)$", re.I)
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")

@@ -40,11 +40,14 @@ def option(
     role: str = "setting",
     resumable: bool = False,
     why: str = "",
+    finite: bool = True,
 ) -> Any:
     """A dataclass field with its CLI help, valid values and role attached as metadata (``why``: what goes wrong
-    outside the bounds, appended to the error)."""
+    outside the bounds, appended to the error; ``finite``: whether a bounded value must be finite, as it must unless
+    infinity means something, like "never")."""
     assert role in ROLES, role
     meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "why": why}
+    meta["finite"] = finite
     meta.update(role=role, resumable=resumable or role == "location")
     if isinstance(default, (list, dict)):  # a mutable default needs a factory
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -61,8 +64,10 @@ def _bound_errors(name: str, value: Any, meta: dict[str, Any]) -> list[str]:
     ]
     errors = []
     bounded = any(meta.get(key) is not None for key, _, _ in checks)
-    if bounded and any(isinstance(v, float) and not math.isfinite(v) for v in values):  # inf passes "> 0"
-        return [f"{name} must be a finite number (got {value!r})"]
+    nan = any(isinstance(v, float) and math.isnan(v) for v in values)
+    infinite = bounded and meta.get("finite", True) and any(isinstance(v, float) and math.isinf(v) for v in values)
+    if nan or infinite:
+        return [f"{name} must be a finite number (got {value!r})"]  # inf passes "> 0"; nan fails every bound
     for key, sign, ok in checks:
         bound = meta.get(key)
         if bound is not None and any(isinstance(v, (int, float)) and not ok(v, bound) for v in values):
@@ -185,7 +190,7 @@ class TrainConfig:
         False, "store image batches and conv weights channels-last (faster convs on some CPUs)"
     )
     tf32: bool = option(False, "allow TF32 matmuls and convolutions on CUDA (off: full fp32)")
-    seed: int = option(0, "random seed: fixes initialisation, feedback matrices and data order")
+    seed: int = option(0, "random seed: fixes initialisation, feedback matrices and data order", min=0)
     device: str = option(
         "auto", "where to train: auto picks cuda when available", choices=("auto", "cpu", "cuda"), role="location"
     )
@@ -213,7 +218,10 @@ class TrainConfig:
     )
     probe_batch_size: int = option(256, "batch size the probes use", min=1, role="location")
     diverge_factor: float = option(
-        100.0, "the run diverged when the loss exceeds this times the chance-level loss (or becomes NaN/inf)", above=1
+        100.0,
+        "the run diverged when the loss exceeds this times the chance-level loss (or becomes NaN/inf; inf: never)",
+        above=1,
+        finite=False,
     )
     threads: int = option(
         0,

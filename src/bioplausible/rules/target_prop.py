@@ -110,7 +110,7 @@ class DTPConfig:
 
 @dataclass
 class SDTPConfig(DTPConfig):
-    noise: float = option(0.1, "σ of the Gaussian noise on the inverses' training inputs (>= 0)")
+    noise: float = option(0.1, "σ of the Gaussian noise on the inverses' training inputs", min=0)
     top_target: str = option(
         "label",
         "gradient: penultimate target by a gradient step (dtp); label: the label is the top target (sdtp)",
