@@ -31,6 +31,7 @@ python benchmarks/ep_settling.py --parts g --device cuda
 from __future__ import annotations
 
 import argparse
+import math
 import time
 import warnings
 
@@ -39,6 +40,7 @@ import torch
 from bioplausible.archs import create_arch
 from bioplausible.archs.energy import BLOCK_SPARSE_DENSITY, OMEGA
 from bioplausible.bench import best_cpu_time
+from bioplausible.cli import Parser
 from bioplausible.data import load_dataset
 from bioplausible.errors import BioplausibleError
 from bioplausible.rules import create_rule
@@ -329,7 +331,7 @@ def kept_sweeps(x: torch.Tensor, args) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = Parser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # one-line errors
     parser.add_argument("--data-dir", default="../shared/data")
     parser.add_argument("--parts", default="abc", help="which parts to run: any of a, b, c, g")
     parser.add_argument("--samples", type=int, default=1000)
@@ -354,8 +356,8 @@ def main() -> None:
     for flag, value in counts.items():
         if value < 1:
             parser.error(f"{flag} must be at least 1 (got {value})")
-    if args.epochs < 0 or args.tolerance < 0:
-        parser.error("--epochs and --tolerance must not be negative")
+    if not (args.epochs >= 0 and 0 <= args.tolerance < math.inf):  # nan fails both
+        parser.error(f"--epochs and --tolerance must be finite and not negative (got {args.epochs}, {args.tolerance})")
     if "g" in args.parts and args.check_every < 2:
         parser.error("--check-every must be at least 2 for part g (1 is the eager settling it is compared with)")
     if "g" in args.parts and args.device.startswith("cuda") and not torch.cuda.is_available():

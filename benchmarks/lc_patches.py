@@ -7,13 +7,13 @@ process, interleaved, best of rounds; one thread.
     python benchmarks/lc_patches.py --batch-size 32      # bp and fa
 """
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
 from bioplausible.archs import create_arch
+from bioplausible.cli import Parser
 from bioplausible.errors import BioplausibleError
 from bioplausible.layers.local import LocallyConnected2d
 from bioplausible.rules import create_rule
@@ -48,7 +48,7 @@ def prepared(name: str, x: torch.Tensor):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])  # one-line errors
     parser.add_argument("--rules", default="bp,fa", help="comma-separated rules")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)

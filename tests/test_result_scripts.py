@@ -1,5 +1,5 @@
-"""The run scripts under results/ that choose a configuration by an environment variable (RULE, NUDGING, CONFIG,
-TOPOLOGY) refuse an unknown value in one line with exit status 2, instead of silently doing nothing."""
+"""The run scripts under results/ that choose a configuration by an environment variable (RULE, RULES, NUDGING,
+CONFIG, TOPOLOGY) refuse an unknown value in one line with exit status 2, instead of silently doing nothing."""
 
 import os
 import re
@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+CHOICE = re.compile(r'case "\$\{?([A-Z_]+)|\$\{(RULES):-')  # one choice (RULE=...) or a list (RULES="bp fa")
 CHOOSERS = {
-    script: re.search(r'case "\$\{?([A-Z_]+)', script.read_text()).group(1)
+    script: next(name for name in CHOICE.search(script.read_text()).groups() if name)
     for script in sorted((ROOT / "results").glob("*/run.sh"))
-    if re.search(r'case "\$\{?([A-Z_]+)', script.read_text())
+    if CHOICE.search(script.read_text())
 }
 
 
 def test_the_scripts_that_choose_by_a_variable_are_found():
-    assert len(CHOOSERS) >= 5, CHOOSERS
+    assert len(CHOOSERS) >= 7 and "RULES" in CHOOSERS.values(), CHOOSERS
 
 
 @pytest.mark.parametrize("script", CHOOSERS, ids=lambda s: s.parent.name)
