@@ -4,6 +4,7 @@ CONFIG, TOPOLOGY) refuse an unknown value in one line with exit status 2, instea
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,17 @@ def test_an_unknown_choice_is_refused_in_one_line(script, tmp_path):
     assert "trained" not in done.stdout
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{variable} must be" in lines[0] and "bogus" in lines[0], lines
+
+
+def test_the_gammell_500x3_diagnosis_runs_small():
+    """results/mnist-ep-gammell-500x3/diagnose.py (the README's 500×3 finding), on a tiny net for 50 batches."""
+    data = ROOT.parent / "shared" / "data"
+    if not (data / "mnist").exists() and not any(data.glob("*mnist*")):
+        pytest.skip("the real data in ../shared/data is not on this machine")
+    script = ROOT / "results" / "mnist-ep-gammell-500x3" / "diagnose.py"
+    args = ["--hidden", "8,8", "--batches", "50", "--data-dir", str(data)]
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("784-8-8-10") and lines[1].startswith("  batch 0: accuracy")
+    assert lines[2].startswith("  batch 50:") and "stalled of the 50: +β" in lines[2]
