@@ -356,3 +356,39 @@ def test_a_step_reads_the_host_once_for_its_health_checks(nudging, monkeypatch):
     stuck = small_net(hidden=(6, 5), free_steps=2, nudged_steps=2, tolerance=1e-9)
     with pytest.warns(RuntimeWarning, match="free phase stopped at its cap of 2 sweeps"):
         assert rule.step(stuck, x, y)["free_unsettled"] == 1
+
+
+def test_nudging_after_the_step_as_gammells_code_sets_saturated_outputs_to_the_target():
+    """--nudge-after-step (Gammell et al.'s step_weakly_clamped): after each projected Euler step the output moves by
+    2ε F(s_L); at ε = 0.5, β = 1 under MSE that is the target, however far beyond 0 the drive holds the outputs,
+    where the force inside the step cannot unclip them (the 784-500×3-10 net died so). Same with and without
+    autograd; only for projected Euler nudged phases."""
+    x, y = batch()
+    target = torch.nn.functional.one_hot(y, 3).double()
+    outputs = {}
+    for after in (False, True):
+        net = small_net(hidden=(6, 5), settle="euler", epsilon=0.5, nudge_after_step=after)
+        with torch.no_grad():
+            net.biases[2].fill_(-50.0)  # every output driven far below 0
+            free = net.settle(x)
+            nudged = net.settle(x, state=free.state, steps=1, force=Nudge("mse", 1.0, target))
+        outputs[after] = nudged.state[:, net.layer_slice(net.num_layers)]
+        with torch.enable_grad():  # the out-of-place (BPTT) dynamics step the same way
+            again = net.settle(x, state=free.state, steps=1, force=Nudge("mse", 1.0, target)).state
+        torch.testing.assert_close(nudged.state, again.detach())
+    assert not outputs[False].any()  # inside the step: the force −β(s − y) = +1 cannot beat a drive of −50
+    torch.testing.assert_close(outputs[True], target)
+    with pytest.raises(ConfigError, match="nudge_after_step applies to projected Euler nudged phases"):
+        small_net(settle="block", nudge_after_step=True)
+
+
+def test_ep_with_the_nudge_after_the_step_estimates_twice_the_gradient():
+    """The nudge after the step acts as a force of about 2β (2β / (1 − 2εβ) at the fixed point), while the update
+    divides by β, as in Gammell et al.'s code: EP then points along the BPTT gradient with twice its length, so
+    their learning rates are about twice ours in gradient terms."""
+    net = small_net(hidden=(6, 5), settle="euler", nudge_after_step=True)
+    x, y = batch()
+    g_bptt = bptt_grad(net, x, y)
+    g_ep = ep_grad(net, x, y, 1e-3, "symmetric")
+    assert torch.nn.functional.cosine_similarity(g_ep, g_bptt, dim=0) >= 0.99
+    assert g_ep.norm() / g_bptt.norm() == pytest.approx(2.0, abs=0.1)

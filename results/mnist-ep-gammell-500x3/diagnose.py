@@ -7,6 +7,8 @@ shift, and how many of the window's +β and −β batches stalled (their nudged 
 
     python results/mnist-ep-gammell-500x3/diagnose.py --lr 0.02 --batches 300      # > diagnose_lr0.02.txt
     python results/mnist-ep-gammell-500x3/diagnose.py --hidden 100,100,100,100,100 --batches 0   # the 100×5 net
+    python results/mnist-ep-gammell-500x3/diagnose.py --lr 0.02 --batches 300 --raw-pixels       # inputs in [0, 1]
+    python results/mnist-ep-gammell-500x3/diagnose.py --lr 0.02 --batches 300 --nudge-after-step # their nudged step
 """
 
 import argparse
@@ -37,18 +39,24 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.02)
     parser.add_argument("--batches", type=int, default=300)
     parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--raw-pixels", action="store_true", help="undo the loader's normalisation: pixels in [0, 1]")
+    parser.add_argument("--nudge-after-step", action="store_true", help="Gammell's code's nudged step (see energy.py)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
     data = load_dataset("mnist", data_dir=args.data_dir)
+    if args.raw_pixels:  # the loader's (0.1307, 0.3081) undone: the input as Gammell et al. feed it (a suspect)
+        data.train_x, data.test_x = data.train_x * 0.3081 + 0.1307, data.test_x * 0.3081 + 0.1307
     hidden = tuple(int(h) for h in args.hidden.split(","))
     net = create_arch("energy-net", (784,), 10, hidden_sizes=hidden, settle="block", omega=1.7, nudged_settle="euler",
-                      epsilon=0.5, free_steps=500, nudged_steps=8, tolerance=1e-4, topology="layered")  # fmt: skip
+                      epsilon=0.5, free_steps=500, nudged_steps=8, tolerance=1e-4, topology="layered",
+                      nudge_after_step=args.nudge_after_step)  # fmt: skip
     rule = create_rule("ep", loss="mse", beta=1.0, nudging="random-sign", persistent=True)
     net = rule.prepare(net, data.train_x[:2].flatten(1))
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr)
     x_test, y_test = data.test_x[:200].flatten(1), data.test_y[:200]
-    print(f"784-{'-'.join(map(str, hidden))}-10, lr {args.lr}, batch 20; free equilibria of 200 test images")
+    pixels = (", raw pixels" if args.raw_pixels else "") + (", nudge after step" if args.nudge_after_step else "")
+    print(f"784-{'-'.join(map(str, hidden))}-10, lr {args.lr}{pixels}, batch 20; free equilibria of 200 test images")
     print(f"  batch 0: {equilibria(net, x_test, y_test)}", flush=True)
     stalled = {"+β": 0, "−β": 0}
     draw = rule.betas

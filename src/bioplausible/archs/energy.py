@@ -45,6 +45,11 @@ direction, the products of one Euler step. In a nudged phase the output's part o
 with step ω / (1 + κ), κ a bound on β ∂²C/∂s_L² the force supplies (``_output_step``): for MSE that is exactly the
 over-relaxed minimiser clip(s + ω((g + βy)/(1 + β) − s)). ``nudged_settle`` picks the nudged phases' method apart
 from the free phase's (``euler`` with a few steps is the published truncated nudged phase, see the ``ep`` rule).
+``nudge_after_step`` steps such Euler nudged phases as Gammell et al.'s code does (jgammell/equilibrium_propagation,
+``framework/eqp.py``, ``step_weakly_clamped``): the free step, projected, then s_L ← clip(s_L + 2ε F(s_L)), F the
+nudging force −β ∂C/∂s_L at the new s_L; at ε = 0.5 and β = 1 under MSE the +β phase sets the outputs to the target,
+whatever drives them, where a force inside the step cannot unclip an output driven far beyond 0 or 1 (the
+784-500×3-10 net died so at their rate, results/mnist-ep-gammell-500x3).
 The starting state is projected onto [0, 1] first (every equilibrium lies there). Energy functions with several
 minima may settle elsewhere than under Euler dynamics from the same start; the EP update needs only that the
 nudged phase starts from the free equilibrium found, and both methods' equilibria are fixed points of both maps.
@@ -152,6 +157,12 @@ class EnergyNetConfig:
         min=1,
     )
     clip_states: bool = option(True, "project the states onto [0, 1] after each step (Scellier & Bengio's code)")
+    nudge_after_step: bool = option(
+        False,
+        "Euler nudged phases as Gammell et al.'s code steps them: the free step, projected, then the output moved by "
+        "2ε times the nudging force and projected again (with ε = 0.5 and β = 1 under MSE, +β sets the outputs to "
+        "the target)",
+    )
     rewire_seed: int = option(0, "seed of the skip rewiring (the run's --seed draws the weights)")
     input_rho: bool = option(True, "feed the input through ρ (clamp to [0, 1]) as in Scellier & Bengio's energy")
 
@@ -160,6 +171,12 @@ class EnergyNetConfig:
             raise ConfigError(
                 f"check_every ({self.check_every}) exceeds free_steps ({self.free_steps}): the free phase would "
                 "never test its tolerance; lower --check-every"
+            )
+        nudged_method = self.settle if self.nudged_settle == "same" else self.nudged_settle
+        if self.nudge_after_step and (nudged_method != "euler" or not self.clip_states):
+            raise ConfigError(
+                "nudge_after_step applies to projected Euler nudged phases: add --nudged-settle euler (and keep "
+                "--clip-states)"
             )
         if not self.clip_states and self.epsilon >= 1:
             raise ConfigError(
@@ -322,6 +339,7 @@ class EnergyNet(Architecture):
         self.nudged_method = settle if nudged_settle == "same" else nudged_settle
         self.input_rho = input_rho
         self.free_steps, self.nudged_steps = free_steps, nudged_steps
+        self.nudge_after_step = c.nudge_after_step
         self.check_every = c.check_every
         self._kept = _KeptCache()  # see _kept_sweeps
         self.offsets = [0]  # non-input layer l occupies columns offsets[l-1]:offsets[l] of the state
@@ -493,6 +511,7 @@ class EnergyNet(Architecture):
     def _steps(self, drive, neighbours, links, s, steps, force, tolerance) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The dynamics, out of place (differentiable: backprop through time works through it)."""
         out, last, eps = self.layer_slice(self.num_layers), self.num_layers - 1, self.epsilon
+        after, force = (force, None) if self.nudge_after_step else (None, force)  # Gammell's order: see below
         residuals = []
         for _ in range(steps):
             rho_all = s if self.clip_states else s.clamp(0, 1)
@@ -512,6 +531,9 @@ class EnergyNet(Architecture):
                 new = torch.lerp(s, g, eps).clamp(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
             else:
                 new = (1 - eps) * s + eps * ((s >= 0) & (s <= 1)) * g
+            if after is not None:  # the output moved by 2ε F(s_L) from where the free step put it, projected
+                y = (new[:, out] + 2 * eps * after(new[:, out])).clamp(0, 1)
+                new = torch.cat([new[:, : out.start], y, new[:, out.stop :]], 1)
             residual = (new - s).detach().abs().amax()
             residuals.append(residual)
             s = new
@@ -532,6 +554,7 @@ class EnergyNet(Architecture):
         cols = [self.layer_slice(l) for l in range(1, len(self.sizes))]
         views = {id(t): [t[:, c] for c in cols] for t in (s, new, drive, g)}
         out, eps = cols[-1], self.epsilon
+        after, force = (force, None) if self.nudge_after_step else (None, force)
         if links is not None:
             source, target, link_w = (t.detach() for t in links)
             picked = drive.new_empty(len(drive), len(link_w))  # ρ of each connection's source unit, then times w
@@ -553,6 +576,9 @@ class EnergyNet(Architecture):
             if force is not None:
                 views[id(g)][-1].add_(force(s[:, out]))
             torch.lerp(s, g, eps, out=new).clamp_(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
+            if after is not None:
+                y = new[:, out]
+                y.add_(after(y), alpha=2 * eps).clamp_(0, 1)
             measured = self._checks(done) or done == steps
             residuals.append(torch.sub(new, s, out=diff).abs_().amax() if measured else unmeasured)
             s, new = new, s
