@@ -314,3 +314,24 @@ def test_the_shift_is_taken_over_the_layers_without_a_readouts_stored_force():
     (layers, out) = layer_columns(conv)
     assert layers == slice(0, conv.offsets[conv.num_layers - 1]) and out == conv.layer_slice(conv.num_layers)
     assert out.start > layers.stop  # the force's columns lie between them
+
+
+def test_a_net_dead_below_an_output_set_by_the_nudge_after_the_step_is_called_dead():
+    """Under --nudge-after-step at ε = 0.5, β = 1 the +β phase sets the outputs to the target, so they always move;
+    a net whose hidden units are all pinned is dead all the same (only the output biases learn): the shift is taken
+    below the output, and the warning comes (a review's case: shift 1, no warning)."""
+    net = dense_net(settle="euler", epsilon=0.5, nudged_steps=8, tolerance=1e-3, nudge_after_step=True)
+    found = warned_messages(net, (4,), beta=1.0)  # one-sided: every batch is evidence
+    assert len([m for m in found if "dead network" in m]) == 1, found
+    live = dense_net(settle="euler", epsilon=0.5, nudged_steps=8, tolerance=1e-3, nudge_after_step=True)
+    found = warned_messages(live, (4,), beta=1.0, kill_it=False, lr=0.05, nudging="random-sign")
+    assert not any("dead network" in m or "settling error" in m for m in found), found
+
+
+def test_the_nudge_reach_counts_the_nudge_after_the_steps_factor_two():
+    from bioplausible.rules.ep_health import nudge_reach
+
+    inside = dense_net(settle="euler", epsilon=0.5, nudged_steps=1)
+    after = dense_net(settle="euler", epsilon=0.5, nudged_steps=1, nudge_after_step=True)
+    rule = create_rule("ep", beta=3e-5)
+    assert nudge_reach(after, rule.config) == pytest.approx(2 * nudge_reach(inside, rule.config))

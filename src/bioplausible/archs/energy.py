@@ -46,10 +46,13 @@ with step ω / (1 + κ), κ a bound on β ∂²C/∂s_L² the force supplies (``
 over-relaxed minimiser clip(s + ω((g + βy)/(1 + β) − s)). ``nudged_settle`` picks the nudged phases' method apart
 from the free phase's (``euler`` with a few steps is the published truncated nudged phase, see the ``ep`` rule).
 ``nudge_after_step`` steps such Euler nudged phases as Gammell et al.'s code does (jgammell/equilibrium_propagation,
-``framework/eqp.py``, ``step_weakly_clamped``): the free step, projected, then s_L ← clip(s_L + 2ε F(s_L)), F the
-nudging force −β ∂C/∂s_L at the new s_L; at ε = 0.5 and β = 1 under MSE the +β phase sets the outputs to the target,
-whatever drives them, where a force inside the step cannot unclip an output driven far beyond 0 or 1 (the
-784-500×3-10 net died so at their rate, results/mnist-ep-gammell-500x3).
+``framework/eqp.py``, ``step_weakly_clamped``): the free step s + ε(g − s), then the output moved by 2ε F(s_L) at
+that point, F the nudging force −β ∂C/∂s_L, then one projection onto [0, 1]. At ε = 0.5 and β = 1 under MSE the +β
+phase sets the outputs to the target whatever drives them, where a force inside the step cannot unclip an output
+driven far beyond 0 or 1 (the 784-500×3-10 net died so at their rate, results/mnist-ep-gammell-500x3). At small β
+the nudge acts as a force of about 2β (2β / (1 − 2εβ) at the fixed point) and leaves pinned outputs pinned, so EP
+with this step estimates twice the loss gradient (the update divides by β, tests/test_ep.py); projecting before
+the nudge instead would lift pinned outputs by 2εβ, a bias that does not vanish as β → 0.
 The starting state is projected onto [0, 1] first (every equilibrium lies there). Energy functions with several
 minima may settle elsewhere than under Euler dynamics from the same start; the EP update needs only that the
 nudged phase starts from the free equilibrium found, and both methods' equilibria are fixed points of both maps.
@@ -159,9 +162,9 @@ class EnergyNetConfig:
     clip_states: bool = option(True, "project the states onto [0, 1] after each step (Scellier & Bengio's code)")
     nudge_after_step: bool = option(
         False,
-        "Euler nudged phases as Gammell et al.'s code steps them: the free step, projected, then the output moved by "
-        "2ε times the nudging force and projected again (with ε = 0.5 and β = 1 under MSE, +β sets the outputs to "
-        "the target)",
+        "Euler nudged phases as Gammell et al.'s code steps them: the free step, then the output moved by 2ε times "
+        "the nudging force there, then one projection onto [0, 1] (with ε = 0.5 and β = 1 under MSE, +β sets the "
+        "outputs to the target past any drive)",
     )
     rewire_seed: int = option(0, "seed of the skip rewiring (the run's --seed draws the weights)")
     input_rho: bool = option(True, "feed the input through ρ (clamp to [0, 1]) as in Scellier & Bengio's energy")
@@ -174,9 +177,11 @@ class EnergyNetConfig:
             )
         nudged_method = self.settle if self.nudged_settle == "same" else self.nudged_settle
         if self.nudge_after_step and (nudged_method != "euler" or not self.clip_states):
+            got = [f"nudged phases by {nudged_method}"] if nudged_method != "euler" else []
+            got += [] if self.clip_states else ["states not clipped"]
             raise ConfigError(
-                "nudge_after_step applies to projected Euler nudged phases: add --nudged-settle euler (and keep "
-                "--clip-states)"
+                f"nudge_after_step applies to projected Euler nudged phases (got {' and '.join(got)}): use "
+                "--nudged-settle euler with --clip-states, or drop --nudge-after-step"
             )
         if not self.clip_states and self.epsilon >= 1:
             raise ConfigError(
@@ -527,13 +532,14 @@ class EnergyNet(Architecture):
             if links is not None:
                 source, target, w = links
                 g = g.index_add(1, target, rho_all[:, source] * w)
-            if self.clip_states:
+            if after is not None:  # Gammell's order: the free step, the output moved by 2ε F(s_L) there, one clip
+                new = torch.lerp(s, g, eps)
+                y = new[:, out] + 2 * eps * after(new[:, out])
+                new = torch.cat([new[:, : out.start], y, new[:, out.stop :]], 1).clamp(0, 1)
+            elif self.clip_states:
                 new = torch.lerp(s, g, eps).clamp(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
             else:
                 new = (1 - eps) * s + eps * ((s >= 0) & (s <= 1)) * g
-            if after is not None:  # the output moved by 2ε F(s_L) from where the free step put it, projected
-                y = (new[:, out] + 2 * eps * after(new[:, out])).clamp(0, 1)
-                new = torch.cat([new[:, : out.start], y, new[:, out.stop :]], 1)
             residual = (new - s).detach().abs().amax()
             residuals.append(residual)
             s = new
@@ -575,10 +581,10 @@ class EnergyNet(Architecture):
                 g.index_add_(1, target, picked)
             if force is not None:
                 views[id(g)][-1].add_(force(s[:, out]))
-            torch.lerp(s, g, eps, out=new).clamp_(0, 1)  # (1 − ε) s + ε g, projected onto [0, 1]
-            if after is not None:
-                y = new[:, out]
-                y.add_(after(y), alpha=2 * eps).clamp_(0, 1)
+            torch.lerp(s, g, eps, out=new)  # (1 − ε) s + ε g
+            if after is not None:  # Gammell's order: the output moved by 2ε F(s_L) before the clip
+                new[:, out].add_(after(new[:, out]), alpha=2 * eps)
+            new.clamp_(0, 1)  # projected onto [0, 1]
             measured = self._checks(done) or done == steps
             residuals.append(torch.sub(new, s, out=diff).abs_().amax() if measured else unmeasured)
             s, new = new, s

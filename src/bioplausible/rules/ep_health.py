@@ -8,7 +8,7 @@ on the whole batch would):
 - the last max |Δs| of the free phase and of each nudged phase (``settle_residual``, ``nudged_residual``; with a
   tolerance, a phase that ran to its cap above it counts in ``free_unsettled`` / ``nudged_unsettled``);
 - ``nudged_shift``: the largest |s_β − s_free| over the network's layers (a linear readout's ŷ included, the
-  nudging force it stores beside ŷ not).
+  nudging force it stores beside ŷ not; the output left out under ``nudge_after_step``, which sets it).
 
 A dead network is one the nudging no longer reaches: every unit it would move is clipped at 0 or 1, so the nudged
 phases move nothing (beyond float rounding, or drift below the settling tolerance) and the update of the layers is
@@ -72,9 +72,12 @@ def stopped(settling, last: float) -> bool:
 
 def layer_columns(model: nn.Module) -> list[slice]:
     """The state's columns that hold the layers 1 … num_layers, adjacent layers merged (one slice for the energy
-    net; two with a linear readout, whose stored nudging force lies between s_L and ŷ): fewer passes a step."""
+    net; two with a linear readout, whose stored nudging force lies between s_L and ŷ): fewer passes a step. With
+    ``nudge_after_step`` the output is left out (the nudge sets it whatever the net does: a net dead below it would
+    look alive), unless it is the only layer."""
     merged: list[slice] = []
-    for l in range(1, model.num_layers + 1):
+    last = model.num_layers - 1 if getattr(model, "nudge_after_step", False) and model.num_layers > 1 else None
+    for l in range(1, (last or model.num_layers) + 1):
         c = model.layer_slice(l)
         if merged and merged[-1].stop == c.start:
             merged[-1] = slice(merged[-1].start, c.stop)
@@ -223,7 +226,8 @@ class SettlingHealth:
             )
         else:
             advice = "to settle it raise --nudged-steps"
-            advice += " or use --nudged-settle block" if method == "euler" else ""
+            block = method == "euler" and not getattr(model, "nudge_after_step", False)  # which needs Euler
+            advice += " or use --nudged-settle block" if block else ""
         return f"{stop}: {advice} (metric train/nudged_unsettled counts such phases; warned once)"
 
     @staticmethod
@@ -263,7 +267,8 @@ def nudge_reach(model: nn.Module, config) -> float:
     MSE and cross-entropy costs, and an Euler phase of n steps goes 1 − (1 − ε)^n of that way (an order of
     magnitude, not a bound: the couplings may carry a unit further)."""
     if getattr(model, "nudged_method", None) == "euler":
-        return config.beta * (1 - (1 - model.epsilon) ** model.nudged_steps)
+        after = 2 if getattr(model, "nudge_after_step", False) else 1  # moved by 2ε F a step
+        return after * config.beta * (1 - (1 - model.epsilon) ** model.nudged_steps)
     return config.beta
 
 
