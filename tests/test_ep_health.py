@@ -335,3 +335,11 @@ def test_the_nudge_reach_counts_the_nudge_after_the_steps_factor_two():
     after = dense_net(settle="euler", epsilon=0.5, nudged_steps=1, nudge_after_step=True)
     rule = create_rule("ep", beta=3e-5)
     assert nudge_reach(after, rule.config) == pytest.approx(2 * nudge_reach(inside, rule.config))
+
+
+def test_a_warning_points_at_the_code_that_called_the_rules_step():
+    x, y = batches((4,), count=1)[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        create_rule("ep", beta=0.5).step(dense_net(free_steps=1, tolerance=0.0, settle="euler"), x, y)
+    assert caught and all(w.filename == __file__ for w in caught), [w.filename for w in caught]

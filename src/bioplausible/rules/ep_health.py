@@ -165,7 +165,7 @@ class SettlingHealth:
     def _once(self, kind: str, message: str) -> None:
         if kind not in self.warned:
             self.warned.add(kind)
-            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            warnings.warn(message, RuntimeWarning, stacklevel=5)  # past _settling/_nudging, warn and the rule's step
 
     @staticmethod
     def _diverged(model: nn.Module, residual: float) -> str:
