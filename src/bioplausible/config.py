@@ -47,7 +47,7 @@ def option(
     infinity means something, like "never")."""
     assert role in ROLES, role
     meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "why": why}
-    meta["finite"] = finite
+    meta.update(finite=finite)
     meta.update(role=role, resumable=resumable or role == "location")
     if isinstance(default, (list, dict)):  # a mutable default needs a factory
         return field(default_factory=lambda: type(default)(default), metadata=meta)

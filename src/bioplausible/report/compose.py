@@ -138,11 +138,10 @@ def unfinished_note(runs: list[Run], folder: Path) -> list[str]:
 def warned_note(runs: list[Run], folder: Path) -> list[str]:
     """One note per run that was warned about while training (summary.json's ``warnings``: an EP net gone dead, an
     unsettled phase, ...): its status cell says "warned", this says why."""
+    warned = [(run_name(r, folder), r.summary["warnings"]) for r in runs if r.summary.get("warnings")]
     return [
-        f"{'This run' if run_name(r, folder) == '.' else 'Run ' + run_name(r, folder)} was warned about while "
-        "training: " + " ".join(r.summary["warnings"])
-        for r in runs
-        if r.summary.get("warnings")
+        f"{'This run' if name == '.' else 'Run ' + name} was warned about while training: " + " ".join(warnings)
+        for name, warnings in warned
     ]
 
 
