@@ -181,6 +181,14 @@ BAD_INPUT = {
     "nothing to resume": (("--resume",), ("nothing to resume in out",)),
     "milestones without the step schedule": (("--lr-milestones", "5"), ("lr_milestones apply to",)),
     "momentum with adam": (("--momentum", "0.9"), ("momentum is SGD's",)),
+    "adam's options with sgd": (
+        ("--optimizer", "sgd", "--adam-beta2", "0.99", "--adam-eps", "1e-6"),
+        ("--adam-beta2, --adam-eps are options of Adam", "sgd does not read"),
+    ),
+    "nudged-phase option without a nudged phase": (
+        ("--dataset", "synthetic", "--rule", "bp", "--arch", "energy-net", "--nudged-steps", "5"),
+        ("--nudged-steps sets the nudged phase of energy-net", "rule 'bp' does not run"),
+    ),
     "eval steps out of order": (("--eval-steps", "5,2"), ("eval_steps must increase",)),
     "eval step after the run": (("--eval-steps", "100000"), ("eval_steps 100000 come after the run's last step",)),
 }
@@ -192,7 +200,8 @@ def test_bad_input_is_one_error_line(tmp_path, case, monkeypatch, capsys):
     write_mnist_files(tmp_path / "truncated", truncated_gzip())
     args, fragments = BAD_INPUT[case]
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    base = [] if case == "nothing to resume" else QUICK  # --resume with --out alone names no rule
+    # --resume with --out alone names no rule; the energy net takes none of QUICK's MLP options
+    base = [] if case in ("nothing to resume", "nudged-phase option without a nudged phase") else QUICK
 
     monkeypatch.chdir(tmp_path)  # in-process (the CLI's subprocess path is covered by the tests above)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import warnings
@@ -165,6 +166,24 @@ def test_imagefolder_records_its_source(tmp_path):
     assert source["description"] == f"image folder {tmp_path.name} (JPEG q75)"
     assert (source["num_train"], source["num_test"]) == (6, 4)
     assert Path(source["cache"]) == cache_files(tmp_path)[0]
+
+
+@pytest.mark.parametrize(("dataset", "augment", "recorded"), [
+    ("imagefolder", True, "RandomCropFlip(padding=4)"),
+    ("imagefolder", False, "none"),  # --no-augment
+    ("digits", True, "none"),  # on by default, but the digits have no standard augmentation: said, not implied
+])  # fmt: skip
+def test_a_run_records_the_augmentation_in_effect(tmp_path, dataset, augment, recorded):
+    from bioplausible.config import TrainConfig
+    from bioplausible.engine import fit
+
+    write_folder(tmp_path / "images", counts=(2, 2), size=32)
+    config = TrainConfig(
+        dataset=dataset, data_dir=str(tmp_path / "images"), arch="mlp", arch_options={"depth": 1, "width": 8},
+        epochs=1, max_batches=1, augment=augment, probe_every=0, progress=False, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    out = fit(config, quiet=True)
+    assert json.loads((out / "config.json").read_text())["augmentation"] == recorded
 
 
 def test_imagefolder_without_a_folder_says_to_pass_data_dir(tmp_path):

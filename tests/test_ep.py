@@ -1,14 +1,17 @@
 """Equilibrium propagation and the energy network: EP against backprop through time as β → 0, the bias orders of
 one-sided and symmetric nudging, Gammell's rewiring, energy descent, settling, and bad input."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 
-from bioplausible.archs import create_arch
+from bioplausible.archs import ARCHS, create_arch
+from bioplausible.build import resolve_config
+from bioplausible.config import TrainConfig
 from bioplausible.errors import ConfigError, IncompatibleError
-from bioplausible.rules import create_rule
+from bioplausible.rules import RULES, create_rule
 from bioplausible.rules.ep import Nudge, cost_value
 
 
@@ -178,6 +181,7 @@ def test_ep_refuses_feed_forward_nets_and_bad_options():
         ({"omega": 2.0}, r"omega must be < 2 .*block settling diverges"),
         ({"settle": "jacobi"}, "settle must be one of block, euler"),
         ({"topology": "ring"}, "topology must be one of"),
+        ({"settle": "euler", "omega": 1.2}, "omega relaxes block settling, which neither phase uses"),
     ]:
         with pytest.raises(ConfigError, match=message):
             create_arch("energy-net", (4,), 3, **options)
@@ -418,3 +422,42 @@ def test_the_nudge_after_the_step_leaves_a_pinned_output_pinned_at_small_beta():
     g_bptt = bptt_grad(net, x, y)
     errors = [(ep_grad(net, x, y, beta, "one-sided") - 2 * g_bptt).norm() / g_bptt.norm() for beta in (1e-4, 1e-6)]
     assert errors[1] < 1e-4 and errors[1] < errors[0] / 10, errors
+
+
+def nudged_option_changes(arch: str) -> dict:
+    """Each option of ``arch`` that only a nudged phase reads, set to a value other than its default."""
+    changes = {}
+    for f in dataclasses.fields(ARCHS.get(arch).Config):
+        if not f.metadata.get("nudged"):
+            continue
+        choices = f.metadata.get("choices")
+        if isinstance(f.default, bool):
+            changes[f.name] = not f.default
+        elif choices:
+            changes[f.name] = next(c for c in reversed(choices) if c != f.default)
+        else:
+            changes[f.name] = f.default + 1
+    return changes
+
+
+# a free phase under which every nudged-phase option of the arch validates (nudge_after_step needs Euler steps)
+EULER = {"energy-net": {"settle": "euler"}, "conv-energy-net": {}}
+
+
+@pytest.mark.parametrize("arch", sorted(EULER))
+def test_nudged_phase_options_are_refused_by_rules_without_one(arch):
+    """Backprop through an energy net's free phase reads no nudged-phase option: one set with it is refused, not
+    ignored; EP accepts the same options; left at their defaults they pass with every rule."""
+    changes = nudged_option_changes(arch)
+    assert changes, f"{arch} marks no option as nudged-only"
+    without = [name for name in RULES.list() if not RULES.get(name).nudges]
+    assert "bp" in without and "ep" not in without
+    for rule in without:
+        for name, value in changes.items():
+            config = TrainConfig(rule=rule, arch=arch, dataset="synthetic", arch_options={**EULER[arch], name: value})
+            with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')} sets the nudged phase of {arch}"):
+                resolve_config(config)
+        resolve_config(TrainConfig(rule=rule, arch=arch, dataset="synthetic", arch_options=EULER[arch]))
+    options = {**EULER[arch], **changes}
+    resolved_ep = resolve_config(TrainConfig(rule="ep", arch=arch, dataset="synthetic", arch_options=options))
+    assert all(resolved_ep.arch_options[name] == value for name, value in changes.items())

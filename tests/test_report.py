@@ -104,6 +104,30 @@ def test_a_rule_has_one_colour_in_every_figure():
     assert rule_colour("fa") == rule_colour("fa") and rule_colour("not-registered") in PALETTE
 
 
+@pytest.mark.parametrize(
+    "series, scale",
+    [
+        ([[1e-3, 1e-1], [2.0]], "log"),  # all positive: log
+        ([[0.0, 1e-3], [1e-1]], "symlog"),  # zeros among them (a dead net's shift): kept on the plot
+        ([[0.0, 0.0], [float("nan")]], "linear"),  # nothing positive: linear
+        ([[1e-2, float("nan")], [float("inf")]], "log"),  # non-finite points do not force symlog
+    ],
+)
+def test_log_probe_axes_keep_zero_values_on_the_plot(series, scale):
+    import matplotlib.pyplot as plt
+
+    from bioplausible.analysis.figures import _log_scale
+
+    fig, ax = plt.subplots()
+    for ys in series:
+        ax.plot(range(len(ys)), ys)
+    _log_scale(ax)
+    assert ax.get_yscale() == scale
+    if scale == "symlog":  # linear below the smallest positive value, so it and the zeros both show
+        assert ax.yaxis.get_transform().linthresh == pytest.approx(1e-3)
+    plt.close(fig)
+
+
 def test_an_unfinished_run_of_a_search_keeps_its_settings_in_the_table(tiny_config, tmp_path, monkeypatch):
     from bioplausible import engine
     from bioplausible.report.summary import results_table

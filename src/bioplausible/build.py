@@ -24,7 +24,7 @@ from torch import nn
 
 from .archs import ARCHS, create_arch
 from .archs.init import initialize
-from .config import TrainConfig, build_options, resolved
+from .config import TrainConfig, build_options, check_nudged_options, resolved
 from .distributed import SINGLE, Distributed
 from .errors import ConfigError
 from .optim import adam
@@ -41,7 +41,9 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     rule = RULES.get(config.rule)
     arch = ARCHS.get(config.arch)
     rule_options = resolved(build_options(rule.Config, config.rule_options, f"rule {config.rule!r}"))
-    arch_options = resolved(build_options(arch.Config, config.arch_options, f"architecture {config.arch!r}"))
+    arch_config = build_options(arch.Config, config.arch_options, f"architecture {config.arch!r}")
+    check_nudged_options(config.rule, rule.nudges, config.arch, arch_config)
+    arch_options = resolved(arch_config)
     defaults = dataset_defaults(config.dataset)
     unknown = sorted(set(config.dataset_options) - set(defaults))
     if unknown:

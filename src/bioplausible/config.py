@@ -41,13 +41,15 @@ def option(
     resumable: bool = False,
     why: str = "",
     finite: bool = True,
+    nudged: bool = False,
 ) -> Any:
     """A dataclass field with its CLI help, valid values and role attached as metadata (``why``: what goes wrong
     outside the bounds, appended to the error; ``finite``: whether a bounded value must be finite, as it must unless
-    infinity means something, like "never")."""
+    infinity means something, like "never"; ``nudged``: an architecture option only a rule with a nudged phase
+    reads, refused with any other rule when set, see ``check_nudged_options``)."""
     assert role in ROLES, role
     meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "why": why}
-    meta.update(finite=finite)
+    meta.update(finite=finite, nudged=nudged)
     meta.update(role=role, resumable=resumable or role == "location")
     if isinstance(default, (list, dict)):  # a mutable default needs a factory
         return field(default_factory=lambda: type(default)(default), metadata=meta)
@@ -133,6 +135,24 @@ def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
 def resolved(obj: Any) -> dict[str, Any]:
     """Every field of an options object, defaults included, as plain values."""
     return dataclasses.asdict(obj)
+
+
+def check_nudged_options(rule_name: str, rule_nudges: bool, arch_name: str, arch_config: Any) -> None:
+    """ConfigError when an architecture option marked ``nudged`` (one only a nudged phase reads, such as an energy
+    net's ``nudged_steps``) differs from its default while the rule runs no nudged phase: backprop through an energy
+    net's free phase would otherwise train as if the option were not there."""
+    changed = [
+        f.name
+        for f in dataclasses.fields(arch_config)
+        if f.metadata.get("nudged") and getattr(arch_config, f.name) != f.default
+    ]
+    if changed and not rule_nudges:
+        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
+        raise ConfigError(
+            f"{flags} set{'s' if len(changed) == 1 else ''} the nudged phase of {arch_name}, which rule "
+            f"{rule_name!r} does not run (it trains through the free phase only): drop "
+            f"{'it' if len(changed) == 1 else 'them'}, or use a rule with a nudged phase (ep)"
+        )
 
 
 def fields_with(cls: type, role: str) -> list[str]:
@@ -241,6 +261,9 @@ class TrainConfig:
     threads_used: int | None = option(None, "CPU threads torch used", role="fact")
     backends: dict | None = option(None, "matmul / cuDNN TF32 flags and memory format in effect", role="fact")
     data_source: dict | None = option(None, "what the dataset loader read (layout, folder, description)", role="fact")
+    augmentation: str | None = option(
+        None, "the training augmentation in effect (none: --no-augment, or the dataset has none)", role="fact"
+    )
 
     def validate(self) -> None:
         """Raise ConfigError for a setting out of range or not among its choices, naming the setting."""
@@ -255,6 +278,18 @@ class TrainConfig:
             raise ConfigError("patience needs a validation split to stop on: give --val-fraction (e.g. 0.1)")
         if self.momentum and self.optimizer != "sgd":
             raise ConfigError(f"momentum is SGD's (--optimizer sgd); {self.optimizer} has its own moments")
+        adam_set = [
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name.startswith("adam_") and getattr(self, f.name) != f.default
+        ]
+        if adam_set and self.optimizer != "adam":  # else they would be dropped without a word
+            flags = ", ".join("--" + name.replace("_", "-") for name in adam_set)
+            one = len(adam_set) == 1
+            raise ConfigError(
+                f"{flags} {'is an option' if one else 'are options'} of Adam (--optimizer adam), which "
+                f"{self.optimizer} does not read: drop {'it' if one else 'them'}"
+            )
         if list(self.eval_steps) != sorted(set(self.eval_steps)):
             raise ConfigError(f"eval_steps must increase, each step once (got {','.join(map(str, self.eval_steps))})")
         late = [s for s in self.eval_steps if self.max_steps and s > self.max_steps]

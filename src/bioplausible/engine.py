@@ -111,6 +111,14 @@ def check_step_budget(loop: dict[str, Any], full_epochs_steps: int, config: Trai
         )
 
 
+def describe_augmentation(data: Any) -> str:
+    """What transforms the training batches, as config.json records it: the transform's repr (its class and
+    settings, e.g. ``RandomCropFlip(padding=4)``), or ``none``. ``--augment`` is on by default and means "the
+    dataset's standard augmentation, if it has one": on MNIST it is ``none``, which the record then says."""
+    augment = getattr(data, "augment", None)
+    return "none" if augment is None else getattr(augment, "__qualname__", None) or repr(augment)
+
+
 def describe_schedule(config: TrainConfig) -> str:
     milestones = f" (milestones {','.join(map(str, config.lr_milestones))})" if config.lr_milestones else ""
     return f"{config.lr_schedule}{milestones}"
@@ -419,6 +427,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
         "threads_used": torch.get_num_threads(),
         "backends": backends,
         "data_source": getattr(data, "source", None),
+        "augmentation": describe_augmentation(data),
         "out": str(run.path),
     }
     config = dataclasses.replace(config, **facts)

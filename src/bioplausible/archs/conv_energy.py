@@ -112,7 +112,7 @@ class ConvEnergyNetConfig:
         "alternating", "synchronous (all layers at once) or alternating (odd layers, then even ones)", ORDERS
     )
     free_steps: int = option(100, "most settling steps of the free phase", min=1)
-    nudged_steps: int = option(20, "most settling steps of each nudged phase", min=1)
+    nudged_steps: int = option(20, "most settling steps of each nudged phase", min=1, nudged=True)
     tolerance: float = option(
         1e-3, "settling stops once the largest state change of a step is below this (0: never)", min=0
     )

@@ -136,7 +136,7 @@ class EnergyNetConfig:
         why="larger Euler steps oscillate and never settle",
     )
     free_steps: int = option(500, "most settling steps (block: sweeps) of the free phase", min=1)
-    nudged_steps: int = option(100, "most settling steps (block: sweeps) of each nudged phase", min=1)
+    nudged_steps: int = option(100, "most settling steps (block: sweeps) of each nudged phase", min=1, nudged=True)
     tolerance: float = option(
         1e-4, "settling stops once the largest state change of a step is below this (0: never)", min=0
     )
@@ -151,7 +151,10 @@ class EnergyNetConfig:
         why="beyond 2 block settling diverges",
     )
     nudged_settle: str = option(
-        "same", "settling method of the nudged phases: same (as settle), block or euler", ("same", *SETTLINGS)
+        "same",
+        "settling method of the nudged phases: same (as settle), block or euler",
+        ("same", *SETTLINGS),
+        nudged=True,
     )
     check_every: int = option(
         1,
@@ -165,6 +168,7 @@ class EnergyNetConfig:
         "Euler nudged phases as Gammell et al.'s code steps them: the free step, then the output moved by 2ε times "
         "the nudging force there, then one projection onto [0, 1] (with ε = 0.5 and β = 1 under MSE, +β sets the "
         "outputs to the target past any drive)",
+        nudged=True,
     )
     rewire_seed: int = option(0, "seed of the skip rewiring (the run's --seed draws the weights)")
     input_rho: bool = option(True, "feed the input through ρ (clamp to [0, 1]) as in Scellier & Bengio's energy")
@@ -176,6 +180,11 @@ class EnergyNetConfig:
                 "never test its tolerance; lower --check-every"
             )
         nudged_method = self.settle if self.nudged_settle == "same" else self.nudged_settle
+        if self.omega != OMEGA and "block" not in (self.settle, nudged_method):  # else ω would change nothing
+            raise ConfigError(
+                f"omega relaxes block settling, which neither phase uses (settle {self.settle}, nudged phases "
+                f"{nudged_method}): drop --omega, or use --settle block (or --nudged-settle block)"
+            )
         if self.nudge_after_step and (nudged_method != "euler" or not self.clip_states):
             got = [f"nudged phases by {nudged_method}"] if nudged_method != "euler" else []
             got += [] if self.clip_states else ["states not clipped"]

@@ -75,6 +75,7 @@ class Rule(nn.Module):
     per_example_state: ClassVar[bool] = False
     stochastic: ClassVar[bool] = False
     loss_scaling: ClassVar[bool] = True  # its updates come from backward() of a loss (fp16 loss scaling applies)
+    nudges: ClassVar[bool] = False  # runs a nudged phase: reads the architecture options marked ``nudged``
 
     def __init__(self, loss: str = "ce", **options: Any):
         super().__init__()
