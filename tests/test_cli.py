@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
 from pathlib import Path
@@ -314,3 +315,20 @@ def test_a_step_milestone_the_run_never_reaches_is_said(run_cli):
     assert "lr milestone(s) 3 at or after the last epoch (2)" in result.stderr
     reached = run_cli("train", *flags, "--lr-schedule", "step", "--lr-milestones", "1", "--no-progress", "--out", "ok")
     assert "milestone" not in reached.stderr
+
+
+def test_bench_times_bp_beside_ep_without_the_nudged_phase_options(capsys):
+    """bench adds bp as the reference: the energy net's nudged-phase options, which bp would refuse, are left out
+    of bp's configuration only, and EP keeps them."""
+    from bioplausible.bench import variants
+    from bioplausible.config import TrainConfig
+
+    options = {"hidden_sizes": [8], "free_steps": 3, "nudged_steps": 2}
+    argv = ["bench", "--rules", "ep", "--arch", "energy-net", "--input-shape", "8", "--classes", "3",
+            "--arch-options", json.dumps(options), "--steps", "1", "--rounds", "1", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert {"bp", "ep"} <= set(rows)
+    args = argparse.Namespace(precision="fp32", both_formats=False, channels_last=False)
+    configs = variants(TrainConfig(arch="energy-net", arch_options=options), ["bp", "ep"], args)
+    assert "nudged_steps" not in configs["bp"].arch_options and configs["ep"].arch_options["nudged_steps"] == 2

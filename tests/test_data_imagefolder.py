@@ -186,6 +186,23 @@ def test_a_run_records_the_augmentation_in_effect(tmp_path, dataset, augment, re
     assert json.loads((out / "config.json").read_text())["augmentation"] == recorded
 
 
+class Shift:
+    def __call__(self, x):
+        return x
+
+
+@pytest.mark.parametrize(("augment", "recorded"), [
+    (Shift(), f"{__name__}.Shift"),  # no repr of its own: its class, not an address that differs between runs
+    (lambda x: x, f"{__name__}.<lambda>"),
+])  # fmt: skip
+def test_a_users_augmentation_is_recorded_by_name(augment, recorded):
+    from types import SimpleNamespace
+
+    from bioplausible.engine import describe_augmentation
+
+    assert describe_augmentation(SimpleNamespace(augment=augment)) == recorded
+
+
 def test_imagefolder_without_a_folder_says_to_pass_data_dir(tmp_path):
     with pytest.raises(DataError, match=r"is not an image folder.*train/<class>/<image>"):
         load_dataset("imagefolder")  # the cache folder, which has no train/

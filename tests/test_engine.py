@@ -213,6 +213,31 @@ def test_resume_with_tuple_rule_option(tiny_config, tmp_path):
     assert len(metrics_of(path)) == 2
 
 
+@pytest.mark.parametrize(
+    ("settings", "saved_option", "message"),
+    [  # an earlier version let these through: the saved run continues as it was, with a warning
+        ({"rule": "bp", "arch": "energy-net", "dataset": "synthetic"}, {"arch_options": {"nudged_steps": 5}},
+         "--nudged-steps sets the nudged phase of energy-net"),
+        ({"optimizer": "sgd"}, {"adam_beta2": 0.99}, "--adam-beta2 is an option of Adam"),
+    ],
+)  # fmt: skip
+def test_a_saved_run_with_an_option_it_did_not_read_resumes_with_a_warning(
+    tiny_config, tmp_path, settings, saved_option, message
+):
+    energy = {"arch_options": {"hidden_sizes": (8,), "free_steps": 3}} if settings.get("arch") == "energy-net" else {}
+    config = tiny_config(epochs=1, **settings, **energy)
+    path = fit(config, quiet=True)
+    saved = json.loads((path / "config.json").read_text())
+    for key, value in saved_option.items():  # as an earlier version would have saved it
+        saved[key] = {**saved[key], **value} if isinstance(value, dict) else value
+    (path / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=message):  # a fresh run with it is refused
+        fit(config_replace(TrainConfig.from_dict(saved, drop_facts=True), out=str(tmp_path / "new")), quiet=True)
+    with pytest.warns(UserWarning, match=f"{message}.*the saved run holds it, and it still has no effect"):
+        fit(config_replace(TrainConfig.from_dict(saved, drop_facts=True), epochs=2, resume=True), quiet=True)
+    assert len(metrics_of(path)) == 2
+
+
 KILL_FLAGS = (
     "--dataset", "digits",
     "--arch", "mlp", "--depth", "2", "--width", "32",

@@ -146,7 +146,7 @@ def test_rewiring_weights_get_gradient_only_where_connected():
 def test_energy_does_not_increase_along_free_dynamics(clip_states, epsilon):
     """Projected dynamics descend for ε <= 1; unprojected ones only for ε < 1 (at ε = 1 a unit with a negative
     drive jumps between 0 and its drive, a 2-cycle)."""
-    net = small_net(hidden=(6, 5), epsilon=epsilon, clip_states=clip_states)
+    net = small_net(hidden=(6, 5), settle="euler", epsilon=epsilon, clip_states=clip_states)
     with torch.no_grad():
         for c in net.connections.values():
             c.weight.mul_(0.5)  # ‖W‖ < 1, where a step of ε <= 1 is a descent step
@@ -182,6 +182,7 @@ def test_ep_refuses_feed_forward_nets_and_bad_options():
         ({"settle": "jacobi"}, "settle must be one of block, euler"),
         ({"topology": "ring"}, "topology must be one of"),
         ({"settle": "euler", "omega": 1.2}, "omega relaxes block settling, which neither phase uses"),
+        ({"settle": "block", "epsilon": 0.3}, "epsilon is the Euler step, which neither phase uses"),
     ]:
         with pytest.raises(ConfigError, match=message):
             create_arch("energy-net", (4,), 3, **options)

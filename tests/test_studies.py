@@ -35,7 +35,7 @@ from bioplausible.studies import (
     sensitivity_stats,
     trial_results,
 )
-from bioplausible.studies.sweep import open_study, points_of, trial_config
+from bioplausible.studies.sweep import check_points, open_study, points_of, trial_config
 
 BASE = {
     "dataset": "synthetic",
@@ -344,6 +344,38 @@ def test_every_budget_of_a_preset_loads_and_expands_to_valid_configs(name):
         assert f"{budget.upper()} budget" in spec["notes"]
         for params in points_of(spec):
             resolve_config(trial_config(spec["base"], applicable(params, spec["base"]), Path("unused")))
+
+
+@pytest.mark.parametrize(
+    ("base", "point", "drawn", "kept"),
+    [  # one random space serves trials that do not read all of it: the drawn option is dropped, not refused
+        ({"arch": "energy-net"}, {"rule": "bp"}, {"arch_options.nudged_steps": 2}, False),
+        ({"arch": "energy-net"}, {"rule": "ep"}, {"arch_options.nudged_steps": 2}, True),
+        ({"arch": "energy-net", "rule": "ep"}, {"arch_options.settle": "euler"}, {"arch_options.omega": 1.2}, False),
+        ({"arch": "energy-net", "rule": "ep"}, {"arch_options.settle": "block"}, {"arch_options.omega": 1.2}, True),
+        ({}, {"optimizer": "sgd"}, {"adam_beta2": 0.99}, False),
+        ({}, {"optimizer": "adam"}, {"adam_beta2": 0.99}, True),
+        ({}, {"optimizer": "adam"}, {"momentum": 0.9}, False),
+    ],
+)
+def test_a_search_drops_the_drawn_options_a_trial_would_not_read(base, point, drawn, kept):
+    from bioplausible.build import resolve_config
+    from bioplausible.studies.sweep import applicable
+
+    base = {"dataset": "synthetic", **base}
+    params = applicable({**point, **drawn}, base)
+    assert params == ({**point, **drawn} if kept else point)
+    resolve_config(trial_config(base, params, Path("unused")))  # the trial it leaves resolves
+
+
+def test_a_base_option_a_grid_point_would_not_read_is_refused_by_name():
+    """The base is the study's own choice, not a draw: a base nudged_steps with a bp grid point is refused."""
+    spec = {
+        "name": "t", "base": {"dataset": "synthetic", "arch": "energy-net", "arch_options": {"nudged_steps": 5}},
+        "grid": [{"rule": ["bp", "ep"]}],
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="point rule=bp: --nudged-steps sets the nudged phase"):
+        check_points(load_spec(spec))
 
 
 def test_the_cifar_presets_follow_the_published_recipes():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .build import build, precision_context, resolve_config
+from .build import build, precision_context, resolve_config, without_unread
 from .config import TrainConfig
 from .data import Dataset
 from .registry import ARCHS, RULES
@@ -103,7 +103,8 @@ def variants(base: TrainConfig, rules: list[str], args) -> dict[str, TrainConfig
                 label = rule
                 if len(precisions) > 1 or len(formats) > 1:
                     label += f" {precision}{' channels-last' if channels_last else ''}"
-                configs[label] = dataclasses.replace(base, rule=rule, precision=precision, channels_last=channels_last)
+                config = dataclasses.replace(base, rule=rule, precision=precision, channels_last=channels_last)
+                configs[label] = without_unread(config)  # bp beside EP leaves out the nudged-phase options
     return configs
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import random
+import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,16 @@ from torch import nn
 
 from .archs import ARCHS, create_arch
 from .archs.init import initialize
-from .config import TrainConfig, build_options, check_nudged_options, resolved
+from .config import (
+    TrainConfig,
+    Unread,
+    build_options,
+    default_of,
+    resolved,
+    unchecked_options,
+    unread_nudged_options,
+    unread_train_options,
+)
 from .distributed import SINGLE, Distributed
 from .errors import ConfigError
 from .optim import adam
@@ -34,15 +44,20 @@ from .rules import RULES, Rule, create_rule
 SMALL_MODEL_MACS = 5_000_000  # multiply-adds per example below which one CPU thread is fastest
 
 
-def resolve_config(config: TrainConfig) -> TrainConfig:
+def resolve_config(config: TrainConfig, lenient: bool = False) -> TrainConfig:
     """A copy of ``config`` with the rule's, architecture's and dataset's options resolved: every field present
-    with its default, every value checked (ConfigError naming the option otherwise)."""
+    with its default, every value checked (ConfigError naming the option otherwise).
+
+    An option given a value the run would not read (``unread_options``) is refused; with ``lenient`` (a saved run
+    being resumed or compared, which an earlier version let through) it is warned about and kept."""
     config.validate()
     rule = RULES.get(config.rule)
     arch = ARCHS.get(config.arch)
+    if not lenient:  # first: it makes the energy net's other checks of the nudged phase moot
+        judge_unread(unread_nudged(config, rule, arch), lenient)
     rule_options = resolved(build_options(rule.Config, config.rule_options, f"rule {config.rule!r}"))
-    arch_config = build_options(arch.Config, config.arch_options, f"architecture {config.arch!r}")
-    check_nudged_options(config.rule, rule.nudges, config.arch, arch_config)
+    arch_config = build_options(arch.Config, config.arch_options, f"architecture {config.arch!r}", check_unread=False)
+    judge_unread(unread_options(config), lenient)
     arch_options = resolved(arch_config)
     defaults = dataset_defaults(config.dataset)
     unknown = sorted(set(config.dataset_options) - set(defaults))
@@ -55,6 +70,60 @@ def resolve_config(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(
         config, rule_options=rule_options, arch_options=arch_options, dataset_options=dataset_options
     )
+
+
+def unread_nudged(config: TrainConfig, rule: type[Rule], arch: type) -> dict[str, Unread]:
+    try:
+        given = unchecked_options(arch.Config, config.arch_options)
+    except (TypeError, ConfigError):  # an unknown or mistyped option: build_options says which
+        return {}
+    return {
+        f"arch_options.{k}": v for k, v in unread_nudged_options(config.rule, rule.nudges, config.arch, given).items()
+    }
+
+
+def unread_options(config: TrainConfig) -> dict[str, Unread]:
+    """The settings of ``config`` given a value the run would not read, by dotted key (``adam_eps``,
+    ``arch_options.nudged_steps``): Adam's options under SGD, an energy net's nudged-phase options under a rule
+    without a nudged phase, ω without block settling, ... The options are read as given, not checked. The one place
+    that says what a run ignores: ``resolve_config`` refuses these, the sweeps drop the drawn ones, ``bench``
+    leaves them out of the reference rule."""
+    unread = dict(unread_train_options(config))
+    rule, arch = RULES.get(config.rule), ARCHS.get(config.arch)
+    unread.update(unread_nudged(config, rule, arch))
+    try:
+        own = getattr(unchecked_options(arch.Config, config.arch_options), "unread", dict)()
+    except (TypeError, ConfigError):
+        own = {}
+    what = f"architecture {config.arch!r}: "
+    unread.update({f"arch_options.{k}": Unread(what + v.problem, v.fix) for k, v in own.items()})
+    return unread
+
+
+def judge_unread(unread: dict[str, Unread], lenient: bool) -> None:
+    notes = list(dict.fromkeys(unread.values()))  # one per message: Adam's options share one
+    if notes and not lenient:
+        raise ConfigError("; ".join(note.refusal() for note in notes))
+    for note in notes:
+        warnings.warn(f"{note.problem}; the saved run holds it, and it still has no effect", UserWarning, stacklevel=3)
+
+
+def without_unread(config: TrainConfig) -> TrainConfig:
+    """``config`` without the options it would not read (``unread_options``), e.g. a reference run of bp beside EP
+    on the same energy net; an unreadable config is returned as it is (``resolve_config`` then says why)."""
+    try:
+        keys = unread_options(config)
+    except (TypeError, ConfigError):
+        return config
+    groups = {group: dict(getattr(config, group)) for group in ("rule_options", "arch_options")}
+    top = {}
+    for key in keys:
+        group, _, name = key.partition(".")
+        if name:
+            groups[group].pop(name, None)
+        else:
+            top[key] = default_of(next(f for f in dataclasses.fields(config) if f.name == key))
+    return dataclasses.replace(config, **groups, **top)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -21,7 +21,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import ConfigError
 
@@ -117,8 +117,10 @@ def _as_type(hint: Any, value: Any, name: str) -> Any:
     return value
 
 
-def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
-    """Instantiate the options dataclass ``cls`` from a dict, checked; an unknown key lists the valid ones."""
+def build_options(cls: type, options: dict[str, Any], what: str, check_unread: bool = True) -> Any:
+    """Instantiate the options dataclass ``cls`` from a dict, checked; an unknown key lists the valid ones. With
+    ``check_unread`` an option the object's ``unread()`` names (one its other choices make it ignore) is refused;
+    ``resolve_config`` passes False and judges every kind of unread option in one place."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(options) - names)
     if unknown:
@@ -129,7 +131,16 @@ def build_options(cls: type, options: dict[str, Any], what: str) -> Any:
     relate = getattr(obj, "validate", None)  # checks that relate two fields
     if relate:
         relate()
+    unread = getattr(obj, "unread", None)
+    first = next(iter(unread().values()), None) if unread and check_unread else None
+    if first:
+        raise ConfigError(f"{what}: {first.refusal()}" if what else first.refusal())
     return obj
+
+
+def unchecked_options(cls: type, options: dict[str, Any]) -> Any:
+    """The options object as given, typed but not checked (to ask it what it would not read)."""
+    return cls(**_coerce(cls, options))
 
 
 def resolved(obj: Any) -> dict[str, Any]:
@@ -137,22 +148,73 @@ def resolved(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
-def check_nudged_options(rule_name: str, rule_nudges: bool, arch_name: str, arch_config: Any) -> None:
-    """ConfigError when an architecture option marked ``nudged`` (one only a nudged phase reads, such as an energy
-    net's ``nudged_steps``) differs from its default while the rule runs no nudged phase: backprop through an energy
-    net's free phase would otherwise train as if the option were not there."""
-    changed = [
+class Unread(NamedTuple):
+    """An option given a value the run would not read: what is wrong, and what to do. A fresh run is refused with
+    ``refusal``; a resumed one, whose saved settings an earlier version let through, is warned (``build``)."""
+
+    problem: str
+    fix: str
+
+    def refusal(self) -> str:
+        return f"{self.problem}: {self.fix}"
+
+
+def flags(names: list[str]) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def changed(obj: Any, names: Any = None) -> list[str]:
+    """The fields of the dataclass ``obj`` (among ``names``, if given) whose value is not their default."""
+    return [
         f.name
-        for f in dataclasses.fields(arch_config)
-        if f.metadata.get("nudged") and getattr(arch_config, f.name) != f.default
+        for f in dataclasses.fields(obj)
+        if (names is None or f.name in names) and getattr(obj, f.name) != default_of(f)
     ]
-    if changed and not rule_nudges:
-        flags = ", ".join("--" + name.replace("_", "-") for name in changed)
-        raise ConfigError(
-            f"{flags} set{'s' if len(changed) == 1 else ''} the nudged phase of {arch_name}, which rule "
-            f"{rule_name!r} does not run (it trains through the free phase only): drop "
-            f"{'it' if len(changed) == 1 else 'them'}, or use a rule with a nudged phase (ep)"
+
+
+def unread_train_options(config: TrainConfig) -> dict[str, Unread]:
+    """Training settings given a value that the chosen optimizer or schedule does not read, by field name."""
+    unread = {}
+    if config.momentum and config.optimizer != "sgd":
+        unread["momentum"] = Unread(
+            f"momentum is SGD's (--optimizer sgd); {config.optimizer} has its own moments", "drop --momentum"
         )
+    if config.lr_milestones and config.lr_schedule != "step":
+        unread["lr_milestones"] = Unread(
+            f"lr_milestones apply to --lr-schedule step only (got {config.lr_schedule})",
+            "drop --lr-milestones, or use --lr-schedule step",
+        )
+    adam = changed(config, {f.name for f in dataclasses.fields(config) if f.name.startswith("adam_")})
+    if adam and config.optimizer != "adam":
+        one = len(adam) == 1
+        note = Unread(
+            f"{flags(adam)} {'is an option' if one else 'are options'} of Adam (--optimizer adam), which "
+            f"{config.optimizer} does not read",
+            f"drop {'it' if one else 'them'}",
+        )
+        unread.update(dict.fromkeys(adam, note))
+    return unread
+
+
+def unread_nudged_options(rule_name: str, rule_nudges: bool, arch_name: str, arch_config: Any) -> dict[str, Unread]:
+    """Architecture options marked ``nudged`` (read only by a nudged phase, such as an energy net's
+    ``nudged_steps``) that differ from their default while the rule runs no nudged phase: backprop through an
+    energy net's free phase would otherwise train as if they were not there."""
+    nudged = {f.name for f in dataclasses.fields(arch_config) if f.metadata.get("nudged")}
+    names = [] if rule_nudges else changed(arch_config, nudged)
+    if not names:
+        return {}
+    one = len(names) == 1
+    note = Unread(
+        f"{flags(names)} set{'s' if one else ''} the nudged phase of {arch_name}, which rule {rule_name!r} does not "
+        "run (it trains through the free phase only)",
+        f"drop {'it' if one else 'them'}, or use a rule with a nudged phase (ep)",
+    )
+    return dict.fromkeys(names, note)
 
 
 def fields_with(cls: type, role: str) -> list[str]:
@@ -270,26 +332,10 @@ class TrainConfig:
         check_fields(self, "")
         if self.lr_schedule == "step" and not self.lr_milestones:
             raise ConfigError("lr_schedule step needs lr_milestones (e.g. --lr-milestones 100,150)")
-        if self.lr_milestones and self.lr_schedule != "step":  # they would be silently ignored
-            raise ConfigError(f"lr_milestones apply to --lr-schedule step only (got {self.lr_schedule})")
         if any(b <= a for a, b in zip(self.lr_milestones, self.lr_milestones[1:])):  # a repeat decays twice at once
             raise ConfigError(f"lr_milestones must be strictly increasing epochs (got {self.lr_milestones})")
         if self.patience and not self.val_fraction:  # early stopping would take a split nobody asked for
             raise ConfigError("patience needs a validation split to stop on: give --val-fraction (e.g. 0.1)")
-        if self.momentum and self.optimizer != "sgd":
-            raise ConfigError(f"momentum is SGD's (--optimizer sgd); {self.optimizer} has its own moments")
-        adam_set = [
-            f.name
-            for f in dataclasses.fields(self)
-            if f.name.startswith("adam_") and getattr(self, f.name) != f.default
-        ]
-        if adam_set and self.optimizer != "adam":  # else they would be dropped without a word
-            flags = ", ".join("--" + name.replace("_", "-") for name in adam_set)
-            one = len(adam_set) == 1
-            raise ConfigError(
-                f"{flags} {'is an option' if one else 'are options'} of Adam (--optimizer adam), which "
-                f"{self.optimizer} does not read: drop {'it' if one else 'them'}"
-            )
         if list(self.eval_steps) != sorted(set(self.eval_steps)):
             raise ConfigError(f"eval_steps must increase, each step once (got {','.join(map(str, self.eval_steps))})")
         late = [s for s in self.eval_steps if self.max_steps and s > self.max_steps]

@@ -59,10 +59,18 @@ def default_out(config: TrainConfig) -> Path:
 SCHEDULE = frozenset({"lr_schedule", "lr_milestones"})
 
 
+def resolve_saved(saved: dict[str, Any]) -> TrainConfig:
+    """A saved run's config, resolved as a record: an option it holds that the run did not read (one an earlier
+    version let through) is kept without a word here; ``fit`` warns about it once when the run is resumed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return resolve_config(TrainConfig.from_dict(saved, drop_facts=True), lenient=True)
+
+
 def resume_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """The settings in which ``config`` differs from a saved run's config, resumable ones aside. The saved config
     is resolved first, so a run written before options were saved resolved compares by its defaults."""
-    saved = as_json(resolve_config(TrainConfig.from_dict(saved, drop_facts=True)).to_dict())
+    saved = as_json(resolve_saved(saved).to_dict())
     mine = as_json(config.to_dict())
     return [k for k in sorted(SETTINGS - RESUMABLE - SCHEDULE) if saved[k] != mine[k]]
 
@@ -71,7 +79,7 @@ def check_schedule(saved: dict[str, Any], config: TrainConfig, done: int, log) -
     """A resume may change the learning-rate schedule only where no epoch has trained yet: every epoch done must
     have had the rate the new schedule gives it (e.g. constant → step with milestones from ``done`` on, which adds a
     decay to a run). The run then continues exactly as one trained with the new schedule from the start."""
-    before = resolve_config(TrainConfig.from_dict(saved, drop_facts=True))
+    before = resolve_saved(saved)
     if all(getattr(before, k) == getattr(config, k) for k in SCHEDULE):
         return
     old, new = describe_schedule(before), describe_schedule(config)
@@ -116,7 +124,12 @@ def describe_augmentation(data: Any) -> str:
     settings, e.g. ``RandomCropFlip(padding=4)``), or ``none``. ``--augment`` is on by default and means "the
     dataset's standard augmentation, if it has one": on MNIST it is ``none``, which the record then says."""
     augment = getattr(data, "augment", None)
-    return "none" if augment is None else getattr(augment, "__qualname__", None) or repr(augment)
+    if augment is None:
+        return "none"
+    if hasattr(augment, "__qualname__"):  # a function (a lambda says <lambda>, but where it was written)
+        return f"{augment.__module__}.{augment.__qualname__}"
+    text = repr(augment)  # a default repr's address would differ between two runs of the same thing
+    return f"{type(augment).__module__}.{type(augment).__qualname__}" if " at 0x" in text else text
 
 
 def describe_schedule(config: TrainConfig) -> str:
@@ -154,7 +167,7 @@ def check_resume(saved: dict[str, Any], config: TrainConfig, log) -> None:
     """Refuse a resume that changes a setting other than the resumable ones; say what a changed length does."""
     differ = resume_differences(saved, config)
     if differ:
-        resolved = as_json(resolve_config(TrainConfig.from_dict(saved, drop_facts=True)).to_dict())
+        resolved = as_json(resolve_saved(saved).to_dict())
         mine = as_json(config.to_dict())
         details = "; ".join(f"{k}: saved {json.dumps(resolved[k])}, given {json.dumps(mine[k])}" for k in differ)
         raise ConfigError(
@@ -344,7 +357,8 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         data: an already loaded dataset (saves reloading it for many runs); default: load ``config.dataset``.
         quiet: print no per-epoch line.
     """
-    config = resolve_config(config)
+    resuming = bool(config.resume and config.out and RunFolder(config.out).holds_run())
+    config = resolve_config(config, lenient=resuming)  # a saved run keeps what an earlier version let through
     dist = init_distributed(config.device)
     device = resolve_device(config.device, dist.local_rank)
     precision_context(config, device)  # a precision the device cannot run is refused before any folder is made

@@ -195,7 +195,20 @@ def applicable(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
         group, _, option = key.partition(".")
         if not option or group not in OPTION_GROUPS or option in accepts[group]:
             kept[key] = value
-    return kept
+    return without_unread_params(kept, base)
+
+
+def without_unread_params(params: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """The drawn parameters without those the trial would not read given its other settings (``unread_options``:
+    Adam's ``adam_eps`` on a trial drawn with SGD, an energy net's ``nudged_steps`` on a bp trial): one space
+    serves every trial, so they are dropped here, not refused. The base's own settings stay and are judged."""
+    from ..build import unread_options
+
+    try:
+        unread = unread_options(trial_config(base, params, Path("check")))
+    except (ConfigError, TypeError, ValueError):  # an invalid point: resolve_config names the problem later
+        return params
+    return {key: value for key, value in params.items() if key not in unread}
 
 
 OWNERS = {"rule_options": "rule", "arch_options": "arch"}  # option group -> the field that chooses its owner
