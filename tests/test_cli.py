@@ -330,5 +330,12 @@ def test_bench_times_bp_beside_ep_without_the_nudged_phase_options(capsys):
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert {"bp", "ep"} <= set(rows)
     args = argparse.Namespace(precision="fp32", both_formats=False, channels_last=False)
-    configs = variants(TrainConfig(arch="energy-net", arch_options=options), ["bp", "ep"], args)
-    assert "nudged_steps" not in configs["bp"].arch_options and configs["ep"].arch_options["nudged_steps"] == 2
+    cascade = {**options, "nudged_settle": "euler", "epsilon": 0.3}  # without nudged_settle, epsilon is unread too
+    configs = variants(TrainConfig(arch="energy-net", arch_options=cascade), ["bp", "ep"], args, added="bp")
+    assert (
+        configs["bp"].arch_options == {"hidden_sizes": [8], "free_steps": 3} and configs["ep"].arch_options == cascade
+    )
+    asked = variants(TrainConfig(arch="energy-net", arch_options=cascade), ["bp", "ep"], args)
+    assert asked["bp"].arch_options == cascade  # bp asked for with them: train's refusal, not a quiet drop
+    assert main([*argv[:2], "bp,ep", *argv[3:]]) == 2
+    assert "--nudged-steps sets the nudged phase" in capsys.readouterr().err

@@ -219,6 +219,8 @@ def test_resume_with_tuple_rule_option(tiny_config, tmp_path):
         ({"rule": "bp", "arch": "energy-net", "dataset": "synthetic"}, {"arch_options": {"nudged_steps": 5}},
          "--nudged-steps sets the nudged phase of energy-net"),
         ({"optimizer": "sgd"}, {"adam_beta2": 0.99}, "--adam-beta2 is an option of Adam"),
+        ({"rule": "ep", "arch": "energy-net", "dataset": "synthetic"}, {"arch_options": {"epsilon": 0.3}},
+         "epsilon is the Euler step, which neither phase uses"),  # the architecture's own check, in build() too
     ],
 )  # fmt: skip
 def test_a_saved_run_with_an_option_it_did_not_read_resumes_with_a_warning(
@@ -236,6 +238,20 @@ def test_a_saved_run_with_an_option_it_did_not_read_resumes_with_a_warning(
     with pytest.warns(UserWarning, match=f"{message}.*the saved run holds it, and it still has no effect"):
         fit(config_replace(TrainConfig.from_dict(saved, drop_facts=True), epochs=2, resume=True), quiet=True)
     assert len(metrics_of(path)) == 2
+    summary = json.loads((path / "summary.json").read_text())
+    assert summary["status"] == "ok" and any("the saved run holds it" in w for w in summary["warnings"])
+    # the same run resumed without the unread value (a search that now drops its draw) still continues: a value
+    # the run did not read cannot make it a different run
+    fit(config_replace(config, epochs=3, resume=True), quiet=True)
+    assert len(metrics_of(path)) == 3
+
+
+def test_an_unread_option_given_on_resume_is_refused(tiny_config):
+    """Only what the saved run holds is let through: an unread option typed on the resume is refused."""
+    config = tiny_config(epochs=1, optimizer="sgd")
+    fit(config, quiet=True)
+    with pytest.raises(ConfigError, match="--adam-eps is an option of Adam"):
+        fit(config_replace(config, epochs=2, resume=True, adam_eps=1e-6), quiet=True)
 
 
 KILL_FLAGS = (

@@ -356,8 +356,13 @@ def test_every_budget_of_a_preset_loads_and_expands_to_valid_configs(name):
         ({}, {"optimizer": "sgd"}, {"adam_beta2": 0.99}, False),
         ({}, {"optimizer": "adam"}, {"adam_beta2": 0.99}, True),
         ({}, {"optimizer": "adam"}, {"momentum": 0.9}, False),
+        # dropping one can leave another unread: bp drops nudged_settle, then epsilon (block settling alone)
+        ({"arch": "energy-net"}, {"rule": "bp"}, {"arch_options.nudged_settle": "euler", "arch_options.epsilon": 0.3},
+         False),
+        ({"arch": "energy-net"}, {"rule": "ep"}, {"arch_options.nudged_settle": "euler", "arch_options.epsilon": 0.3},
+         True),
     ],
-)
+)  # fmt: skip
 def test_a_search_drops_the_drawn_options_a_trial_would_not_read(base, point, drawn, kept):
     from bioplausible.build import resolve_config
     from bioplausible.studies.sweep import applicable
@@ -366,6 +371,20 @@ def test_a_search_drops_the_drawn_options_a_trial_would_not_read(base, point, dr
     params = applicable({**point, **drawn}, base)
     assert params == ({**point, **drawn} if kept else point)
     resolve_config(trial_config(base, params, Path("unused")))  # the trial it leaves resolves
+
+
+@pytest.mark.parametrize(("base", "search", "read"), [
+    ({"optimizer": "sgd"}, {"adam_eps": {"choices": [1e-6, 1e-8]}}, False),  # SGD everywhere: drawn for nothing
+    ({"optimizer": "sgd"}, {"adam_eps": {"choices": [1e-6]}, "optimizer": {"choices": ["sgd", "adam"]}}, True),
+    ({}, {"adam_eps": {"choices": [1e-6]}}, True),  # Adam is the default
+])  # fmt: skip
+def test_a_searched_parameter_no_trial_reads_is_refused(base, search, read):
+    spec = {"name": "t", "base": {"dataset": "synthetic", **base}, "random": {"n_trials": 2, "params": search}}
+    if read:
+        check_points(load_spec(spec))
+    else:
+        with pytest.raises(ConfigError, match="searched parameter adam_eps is read by no trial"):
+            check_points(load_spec(spec))
 
 
 def test_a_base_option_a_grid_point_would_not_read_is_refused_by_name():

@@ -11,6 +11,7 @@ so what a benchmark times is what a run trains, and a run's ``config.json`` hold
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import random
@@ -44,20 +45,19 @@ from .rules import RULES, Rule, create_rule
 SMALL_MODEL_MACS = 5_000_000  # multiply-adds per example below which one CPU thread is fastest
 
 
-def resolve_config(config: TrainConfig, lenient: bool = False) -> TrainConfig:
+def resolve_config(config: TrainConfig, saved: dict[str, Any] | None = None) -> TrainConfig:
     """A copy of ``config`` with the rule's, architecture's and dataset's options resolved: every field present
     with its default, every value checked (ConfigError naming the option otherwise).
 
-    An option given a value the run would not read (``unread_options``) is refused; with ``lenient`` (a saved run
-    being resumed or compared, which an earlier version let through) it is warned about and kept."""
+    An option given a value the run would not read (``unread_options``) is refused, unless ``saved`` (the
+    config.json of the run being resumed) holds the same value: an earlier version let it through, so the run
+    continues with a warning."""
     config.validate()
     rule = RULES.get(config.rule)
     arch = ARCHS.get(config.arch)
-    if not lenient:  # first: it makes the energy net's other checks of the nudged phase moot
-        judge_unread(unread_nudged(config, rule, arch), lenient)
+    judge_unread(unread_options(config), config, saved)  # all at once, before the architecture's relational checks
     rule_options = resolved(build_options(rule.Config, config.rule_options, f"rule {config.rule!r}"))
     arch_config = build_options(arch.Config, config.arch_options, f"architecture {config.arch!r}", check_unread=False)
-    judge_unread(unread_options(config), lenient)
     arch_options = resolved(arch_config)
     defaults = dataset_defaults(config.dataset)
     unknown = sorted(set(config.dataset_options) - set(defaults))
@@ -100,21 +100,39 @@ def unread_options(config: TrainConfig) -> dict[str, Unread]:
     return unread
 
 
-def judge_unread(unread: dict[str, Unread], lenient: bool) -> None:
-    notes = list(dict.fromkeys(unread.values()))  # one per message: Adam's options share one
-    if notes and not lenient:
-        raise ConfigError("; ".join(note.refusal() for note in notes))
-    for note in notes:
+def judge_unread(unread: dict[str, Unread], config: TrainConfig, saved: dict[str, Any] | None) -> None:
+    """Refuse the unread options, all in one line; those the resumed run's ``saved`` config holds with the same
+    value are warned about instead."""
+    given = json.loads(json.dumps(config.to_dict()))
+    kept = {key for key in unread if saved is not None and dotted(saved, key) == dotted(given, key)}
+    refused = list(dict.fromkeys(note for key, note in unread.items() if key not in kept))
+    if refused:
+        raise ConfigError("; ".join(note.refusal() for note in refused))
+    for note in dict.fromkeys(unread.values()):
         warnings.warn(f"{note.problem}; the saved run holds it, and it still has no effect", UserWarning, stacklevel=3)
 
 
+def dotted(data: dict[str, Any], key: str) -> Any:
+    group, _, name = key.partition(".")
+    return (data.get(group) or {}).get(name) if name else data.get(group)
+
+
 def without_unread(config: TrainConfig) -> TrainConfig:
-    """``config`` without the options it would not read (``unread_options``), e.g. a reference run of bp beside EP
-    on the same energy net; an unreadable config is returned as it is (``resolve_config`` then says why)."""
-    try:
-        keys = unread_options(config)
-    except (TypeError, ConfigError):
-        return config
+    """``config`` without the options it would not read (``unread_options``), dropped until none is left (leaving
+    out ``nudged_settle`` can leave ``epsilon`` unread), e.g. bench's bp reference beside EP on one energy net; an
+    unreadable config is returned as it is (``resolve_config`` then says why)."""
+    while True:
+        try:
+            keys = list(unread_options(config))
+        except (TypeError, ConfigError):
+            return config
+        if not keys:
+            return config
+        config = without_keys(config, keys)
+
+
+def without_keys(config: TrainConfig, keys: list[str]) -> TrainConfig:
+    """``config`` with the dotted ``keys`` at their defaults (a top-level field) or left out (an option)."""
     groups = {group: dict(getattr(config, group)) for group in ("rule_options", "arch_options")}
     top = {}
     for key in keys:
@@ -270,7 +288,7 @@ def build(config: TrainConfig, data, device: torch.device | str = "cpu", dist: D
     The seed fixes the initialisation, every random feedback matrix and the data order."""
     device = torch.device(device)
     seed_everything(config.seed)
-    model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options)
+    model = create_arch(config.arch, data.input_shape, data.num_classes, check_unread=False, **config.arch_options)
     model = initialize(model, config.init).to(device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)

@@ -34,6 +34,8 @@ from .build import (
     resolve_config,
     resolve_device,
     set_backends,
+    unread_options,
+    without_keys,
 )
 from .config import RESUMABLE, SETTINGS, TrainConfig
 from .data import Dataset, load_dataset
@@ -64,14 +66,22 @@ def resolve_saved(saved: dict[str, Any]) -> TrainConfig:
     version let through) is kept without a word here; ``fit`` warns about it once when the run is resumed."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return resolve_config(TrainConfig.from_dict(saved, drop_facts=True), lenient=True)
+        return resolve_config(TrainConfig.from_dict(saved, drop_facts=True), saved=saved)
+
+
+def saved_config(config: TrainConfig) -> dict[str, Any] | None:
+    """The config.json of the run ``config`` resumes, if there is one."""
+    path = RunFolder(config.out).config if config.resume and config.out else None
+    return read_json(path) if path is not None and path.is_file() else None
 
 
 def resume_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     """The settings in which ``config`` differs from a saved run's config, resumable ones aside. The saved config
     is resolved first, so a run written before options were saved resolved compares by its defaults."""
-    saved = as_json(resolve_saved(saved).to_dict())
-    mine = as_json(config.to_dict())
+    before = resolve_saved(saved)
+    unread = list(unread_options(before))  # what the saved run held but did not read cannot make a difference
+    saved = as_json(without_keys(before, unread).to_dict())
+    mine = as_json(without_keys(config, unread).to_dict())
     return [k for k in sorted(SETTINGS - RESUMABLE - SCHEDULE) if saved[k] != mine[k]]
 
 
@@ -357,8 +367,9 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
         data: an already loaded dataset (saves reloading it for many runs); default: load ``config.dataset``.
         quiet: print no per-epoch line.
     """
-    resuming = bool(config.resume and config.out and RunFolder(config.out).holds_run())
-    config = resolve_config(config, lenient=resuming)  # a saved run keeps what an earlier version let through
+    kept: list[str] = []
+    with warnings_kept(kept):  # a saved run keeps what an earlier version let through, with a warning
+        config = resolve_config(config, saved=saved_config(config))
     dist = init_distributed(config.device)
     device = resolve_device(config.device, dist.local_rank)
     precision_context(config, device)  # a precision the device cannot run is refused before any folder is made
@@ -366,7 +377,6 @@ def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -
     log = (lambda *a: None) if quiet else (lambda msg: tqdm.write(msg, file=sys.stderr))
     run, saved = open_run_folder(config, dist, log)
     dist.barrier()  # every process has looked at the folder before the main one writes to it
-    kept: list[str] = []
     try:
         with warnings_kept(kept):  # from loading the data on: a rule's prepare() warns too
             return train(config, data, dist, device, run, saved, log, kept)

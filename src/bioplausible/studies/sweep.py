@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -204,11 +205,14 @@ def without_unread_params(params: dict[str, Any], base: dict[str, Any]) -> dict[
     serves every trial, so they are dropped here, not refused. The base's own settings stay and are judged."""
     from ..build import unread_options
 
-    try:
-        unread = unread_options(trial_config(base, params, Path("check")))
-    except (ConfigError, TypeError, ValueError):  # an invalid point: resolve_config names the problem later
-        return params
-    return {key: value for key, value in params.items() if key not in unread}
+    while True:  # until none is left: dropping one can leave another unread (nudged_settle, then epsilon)
+        try:
+            unread = unread_options(trial_config(base, params, Path("check")))
+        except (ConfigError, TypeError, ValueError):  # an invalid point: resolve_config names the problem later
+            return params
+        if not unread.keys() & params.keys():
+            return params
+        params = {key: value for key, value in params.items() if key not in unread}
 
 
 OWNERS = {"rule_options": "rule", "arch_options": "arch"}  # option group -> the field that chooses its owner
@@ -576,6 +580,47 @@ def check_points(spec: dict[str, Any]) -> None:
         for key, dist in searched.items():
             for value in dist["choices"] if "choices" in dist else (dist["low"], dist["high"]):
                 resolve_point(base, applicable({**params, key: value}, base))
+    check_read(base, points, searched)
+
+
+MAX_COMBINATIONS = 256  # of the other searched choices, per point, when asking whether a trial reads a parameter
+
+
+def check_read(base: dict[str, Any], points: list[dict[str, Any]], searched: dict[str, Any]) -> None:
+    """ConfigError for a searched parameter that no trial would read (``applicable`` drops it everywhere, e.g.
+    ``adam_eps`` with the base's SGD): the search would draw it for nothing. A parameter counts as read if some
+    point with some combination of the other searched choices keeps it."""
+    values = {k: d["choices"] if "choices" in d else [d["low"], d["high"]] for k, d in searched.items()}
+    for key in searched:
+        others = [[(k, v) for v in vs] for k, vs in values.items() if k != key]
+        combos = list(itertools.islice(itertools.product(*others), MAX_COMBINATIONS))
+        if not any(
+            key in applicable({**trial, key: value}, base) and value != default_for(key, trial, base)
+            for trial in ({**params, **dict(combo)} for params in points for combo in combos)
+            for value in values[key]
+        ):
+            raise ConfigError(
+                f"the searched parameter {key} is read by no trial of the study (its rule, architecture or other "
+                "settings ignore it everywhere): drop it from the search, or change what makes it unread"
+            )
+
+
+def default_for(key: str, params: dict[str, Any], base: dict[str, Any]) -> Any:
+    """The value ``key`` takes in a trial of ``params`` that does not set it: the base's, else the field's
+    default (a dotted key's from its rule's or architecture's options); a default is read by every trial."""
+    from ..config import TrainConfig, default_of
+    from ..registry import ARCHS, RULES
+
+    group, _, option = key.partition(".")
+    if not option:
+        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        return base[key] if key in base else default_of(fields[key]) if key in fields else None
+    if option in base.get(group, {}):
+        return base[group][option]
+    owner = chosen(OWNERS[group], params, base) if group in OWNERS else None
+    registry = RULES if group == "rule_options" else ARCHS
+    fields = {f.name: f for f in dataclasses.fields(registry.get(owner).Config)} if owner else {}
+    return default_of(fields[option]) if option in fields else None
 
 
 def resolve_point(base: dict[str, Any], params: dict[str, Any]) -> None:
