@@ -239,3 +239,14 @@ def test_bad_options_are_config_errors(options, message):
 def test_flat_input_is_refused():
     with pytest.raises(ConfigError, match=r"needs an image input \(C, H, W\)"):
         create_arch("conv-energy-net", (64,), CLASSES)
+
+
+def test_persistent_evaluation_works_on_the_conv_energy_net():
+    """EP's persistent_eval reads the model through the energy-network protocol only: the conv net's evaluation
+    states (layers and readout) are kept like the MLP's, and the first evaluation equals its forward."""
+    torch.manual_seed(0)
+    net = create_arch("conv-energy-net", (1, 8, 8), 3, conv_channels=(4,), hidden_sizes=(), free_steps=5)
+    x = torch.rand(4, 1, 8, 8)
+    rule = create_rule("ep", persistent_eval=True)
+    torch.testing.assert_close(rule.predict(net, x, "test", 0), net(x))
+    assert rule.eval_memory["test"].shape == (4, net.settle(x, steps=1).state.shape[1])

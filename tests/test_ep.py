@@ -288,9 +288,38 @@ def test_input_enters_through_rho_so_standardised_inputs_do_not_overdrive_the_ne
     assert not torch.allclose(raw.settle(x).state, raw.settle(x.clamp(0, 1)).state)
 
 
-def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_config, tmp_path):
-    """A persistent run through fit(): the rule remembers every example it trained on, in its checkpoint, and a
-    killed-and-resumed run continues from the same memory (the same metrics as an uninterrupted run)."""
+def test_persistent_evaluation_starts_each_test_example_where_the_last_evaluation_left_it():
+    net = small_net(hidden=(6, 5), free_steps=3, tolerance=0)  # a few steps: where they start shows
+    x, _ = batch()
+    plain = create_rule("ep", beta=0.1)
+    torch.testing.assert_close(plain.predict(net, x, "test", 0), net(x))  # off: settled from zeros, as forward
+    assert not plain.eval_memory
+    rule = create_rule("ep", beta=0.1, persistent_eval=True)
+    first = rule.predict(net, x[:5], "test", 0)
+    torch.testing.assert_close(first, net(x[:5]))  # the first evaluation starts from zeros
+    rule.predict(net, x[5:], "test", 5)
+    assert rule.eval_memory["test"].shape == (len(x), 6 + 5 + 3)  # every non-input unit of each test example
+    stored = rule.eval_memory["test"].clone()
+    with torch.no_grad():
+        for c in net.connections.values():
+            c.weight.mul_(1.5)  # the weights move: settling from the stored states differs from settling from zeros
+    again = rule.predict(net, x, "val", 0)  # another split has its own states: from zeros
+    torch.testing.assert_close(again, net(x))
+    out = net.layer_slice(net.num_layers)
+    resumed = net.settle(x, state=stored).state[:, out]
+    assert (resumed - net(x)).abs().max() > 1e-3  # so the next line tells the two starts apart
+    torch.testing.assert_close(rule.predict(net, x, "test", 0), resumed)
+    restored = create_rule("ep", beta=0.1, persistent_eval=True)
+    restored.load_state_dict(rule.state_dict())
+    assert restored.eval_memory.keys() == {"test", "val"}
+    torch.testing.assert_close(restored.eval_memory["test"], rule.eval_memory["test"])
+
+
+@pytest.mark.parametrize("persistent_eval", [False, True])
+def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_config, tmp_path, persistent_eval):
+    """A persistent run through fit(): the rule remembers every example it trained on (and, with persistent_eval,
+    every test and validation example it evaluated), in its checkpoint, and a killed-and-resumed run continues from
+    the same memory (the same metrics as an uninterrupted run)."""
     from bioplausible.engine import fit
 
     options = {
@@ -301,12 +330,15 @@ def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_confi
         "optimizer": "sgd",
         "batch_size": 100,
         "max_batches": 4,
-        "rule_options": {"persistent": True, "beta": 0.5},
+        "rule_options": {"persistent": True, "beta": 0.5, "persistent_eval": persistent_eval},
         "arch_options": {"hidden_sizes": [20, 20], "free_steps": 60, "nudged_steps": 8},
+        "val_fraction": 0.1,
     }
     whole = fit(tiny_config(epochs=2, out=str(tmp_path / "whole"), **options), quiet=True)
     memory = torch.load(whole / "checkpoint.pt", weights_only=False)["rule"]["_extra_state"]
     assert 400 < int(memory["seen"].sum()) <= 2 * 4 * 100  # two epochs of 4 batches, reshuffled
+    sizes = {split: len(states) for split, states in memory["eval_memory"].items()}
+    assert sizes == ({"test": 360, "val": 144} if persistent_eval else {})  # the digits' test set, a tenth of train
     fit(tiny_config(epochs=1, out=str(tmp_path / "split"), **options), quiet=True)
     split = fit(tiny_config(epochs=2, out=str(tmp_path / "split"), resume=True, **options), quiet=True)
     metrics = [

@@ -11,20 +11,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CHOICE = re.compile(r'case "\$\{?([A-Z_]+)|\$\{(RULES):-')  # one choice (RULE=...) or a list (RULES="bp fa")
-CHOOSERS = {
-    script: next(name for name in CHOICE.search(script.read_text()).groups() if name)
+CHOOSERS = [  # (script, variable): every choice of every script
+    (script, next(name for name in match.groups() if name))
     for script in sorted((ROOT / "results").glob("*/run.sh"))
-    if CHOICE.search(script.read_text())
-}
+    for match in CHOICE.finditer(script.read_text())
+]
 
 
 def test_the_scripts_that_choose_by_a_variable_are_found():
-    assert len(CHOOSERS) >= 7 and "RULES" in CHOOSERS.values(), CHOOSERS
+    variables = {variable for _, variable in CHOOSERS}
+    assert len({script for script, _ in CHOOSERS}) >= 7 and {"RULES", "EVAL", "CONFIG"} <= variables, CHOOSERS
 
 
-@pytest.mark.parametrize("script", CHOOSERS, ids=lambda s: s.parent.name)
-def test_an_unknown_choice_is_refused_in_one_line(script, tmp_path):
-    variable = CHOOSERS[script]
+@pytest.mark.parametrize(("script", "variable"), CHOOSERS, ids=lambda s: s if isinstance(s, str) else s.parent.name)
+def test_an_unknown_choice_is_refused_in_one_line(script, variable, tmp_path):
     fake = tmp_path / "bioplausible"  # a script that fell through to training would run this, not train
     fake.write_text("#!/bin/sh\necho 'trained' ; exit 0\n")
     fake.chmod(0o755)

@@ -7,10 +7,18 @@
 # net died within 300 batches, see README and diagnose_*.txt). Issue 14 asks at least 30 epochs each.
 # One process per configuration: CONFIG=layered|per-layer|skip, EPOCHS (default 30), DEVICE (default auto: a GPU
 # where there is one). One thread on the CPU; resumable (rerun to continue, or with a larger EPOCHS to extend).
+# EVAL=persistent: the test set evaluated as their code does, each test example from its free state of the previous
+# evaluation (--persistent-eval), into results/mnist-ep-gammell-500x3-persistent-eval; default EVAL=zeros (settled
+# from zeros at every evaluation, as the runs in this folder were).
 set -u
 cd "$(dirname "$0")/../.."
 B="--rule ep --arch energy-net --hidden-sizes 500,500,500 --settle block --omega 1.7 --nudged-settle euler --nudge-after-step --epsilon 0.5 --free-steps 500 --nudged-steps 8 --tolerance 1e-4 --beta 1 --nudging random-sign --persistent --optimizer sgd --loss mse --batch-size 20 --dataset mnist --data-dir ../shared/data --epochs ${EPOCHS:-30} --seed 0 --threads 1 --device ${DEVICE:-auto} --no-progress --resume"
 R=results/mnist-ep-gammell-500x3
+case "${EVAL:-zeros}" in
+  zeros) ;;
+  persistent) B="$B --persistent-eval"; R=results/mnist-ep-gammell-500x3-persistent-eval ;;
+  *) echo "EVAL must be zeros or persistent (got ${EVAL})" >&2; exit 2 ;;
+esac
 case "${CONFIG:-layered}" in
   layered) bioplausible train $B --topology layered --lr 0.02 --out $R/layered ;;
   per-layer) bioplausible train $B --topology layered --lr 0.128 --layer-lr-scale 1,0.25,0.0625,0.015625 --out $R/per-layer ;;

@@ -135,6 +135,11 @@ class Rule(nn.Module):
     def start_epoch(self, epoch: int) -> None:
         """Called by the engine before each epoch (schedules that alternate between phases use it)."""
 
+    def predict(self, model: nn.Module, x: torch.Tensor, split: str, offset: int) -> torch.Tensor:
+        """The model's output (N, classes) on evaluation batch ``x``, examples ``offset`` … of ``split`` ("test",
+        "val"): ``model(x)``. A rule that keeps per-example evaluation state (EP's ``persistent_eval``) overrides it."""
+        return model(x)
+
     def step(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
