@@ -203,6 +203,20 @@ def test_a_users_augmentation_is_recorded_by_name(augment, recorded):
     assert describe_augmentation(SimpleNamespace(augment=augment)) == recorded
 
 
+def test_the_record_fingerprints_the_decoded_pixels_and_names_the_decoder(tmp_path):
+    """Same files, same decoder: the same fingerprint, read fresh or from the cache; other pixels: another."""
+    write_folder(tmp_path, suffix=".jpg", quality=75)
+    fresh = load_dataset("imagefolder", tmp_path).source
+    cached = load_dataset("imagefolder", tmp_path).source
+    assert fresh["pixels_sample_sha256"] == cached["pixels_sample_sha256"]
+    assert fresh["decoder"]["pillow"] and fresh["decoder"]["libjpeg"]
+    images = read_image_folder(tmp_path)
+    changed = images.train_x.clone()
+    changed[0, 0, 0, 0] ^= 1
+    assert folder_module.sample_digest(changed, images.test_x) != fresh["pixels_sample_sha256"]
+    assert folder_module.sample_digest(images.train_x, images.test_x) == fresh["pixels_sample_sha256"]
+
+
 def test_imagefolder_without_a_folder_says_to_pass_data_dir(tmp_path):
     with pytest.raises(DataError, match=r"is not an image folder.*train/<class>/<image>"):
         load_dataset("imagefolder")  # the cache folder, which has no train/

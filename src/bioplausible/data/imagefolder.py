@@ -142,7 +142,34 @@ class FolderImages:
             "image_size": list(self.train_x.shape[1:]),
             "formats": list(self.formats),
             "jpeg_quality": self.jpeg_quality,
+            "decoder": decoder_versions(),
+            "pixels_sample_sha256": sample_digest(self.train_x, self.test_x),
         }
+
+
+SAMPLE = 256  # images of each split whose decoded pixels are fingerprinted
+
+
+def sample_digest(*splits: torch.Tensor) -> str:
+    """sha256 of the decoded pixels of the first SAMPLE images of each split: two machines whose JPEG decoders
+    differ give different pixels (and slightly different runs) from the same files, and the run records say so.
+    A sample, so that a cached load stays fast (the whole set is 184 MB)."""
+    digest = hashlib.sha256()
+    for x in splits:
+        digest.update(x[:SAMPLE].contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def decoder_versions() -> dict[str, str | None]:
+    """Pillow's version and the JPEG library it decodes with (libjpeg-turbo's version where it is that one)."""
+    from PIL import __version__, features
+
+    turbo = "libjpeg_turbo" in features.get_supported_features()
+    return {
+        "pillow": __version__,
+        "libjpeg": features.version("jpg"),
+        "libjpeg_turbo": features.version("libjpeg_turbo") if turbo else None,
+    }
 
 
 def read_image_folder(folder: Path, classes: Sequence[str] | None = None) -> FolderImages:
