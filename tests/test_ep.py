@@ -315,6 +315,40 @@ def test_persistent_evaluation_starts_each_test_example_where_the_last_evaluatio
     torch.testing.assert_close(restored.eval_memory["test"], rule.eval_memory["test"])
 
 
+def test_persistent_evaluation_refuses_another_model_and_restarts_on_another_set():
+    net = small_net(hidden=(6, 5), free_steps=3, tolerance=0)
+    x, _ = batch()
+    rule = create_rule("ep", beta=0.1, persistent_eval=True)
+    rule.predict(net, x, "test", 0, len(x))
+    with pytest.raises(ValueError, match="width 14, but this model's states have 10 units"):
+        rule.predict(small_net(hidden=(7,), free_steps=3, tolerance=0), x, "test", 0, len(x))
+    with pytest.raises(ValueError, match="offset must be >= 0"):
+        rule.predict(net, x, "test", -1, len(x))
+    with pytest.warns(RuntimeWarning, match="holds 8 test states but the test set has 4 examples"):
+        out = rule.predict(net, x[:4], "test", 0, 4)  # another test set (a resume with another --data-dir)
+    torch.testing.assert_close(out, net(x[:4]))  # from zeros again
+    assert len(rule.eval_memory["test"]) == 4
+
+
+def test_evaluations_at_steps_do_not_move_where_the_epochs_evaluation_starts(tiny_config, tmp_path):
+    """--eval-steps evaluates the test set mid-epoch in states of its own: the epochs' test metrics are those of a
+    run without them (with persistent_eval the epoch's evaluation starts where the previous epoch's left off)."""
+    from bioplausible.engine import fit
+
+    options = {
+        "rule": "ep", "arch": "energy-net", "dataset": "digits", "loss": "mse", "optimizer": "sgd",
+        "batch_size": 100, "max_batches": 2, "rule_options": {"persistent_eval": True, "beta": 0.5},
+        "arch_options": {"hidden_sizes": [16], "free_steps": 20, "nudged_steps": 4},
+    }  # fmt: skip
+    runs = [
+        fit(tiny_config(epochs=2, out=str(tmp_path / name), eval_steps=steps, **options), quiet=True)
+        for name, steps in (("plain", ()), ("steps", (1, 3)))
+    ]
+    tests = [[(r["test/loss"], r["test/accuracy"]) for r in map(json.loads, run.joinpath("metrics.jsonl").open())
+              if "test/loss" in r and r.get("eval") != "step"] for run in runs]  # fmt: skip
+    assert len(tests[0]) == 2 and tests[0] == tests[1]
+
+
 @pytest.mark.parametrize("persistent_eval", [False, True])
 def test_engine_passes_indices_for_persistent_states_and_resumes_them(tiny_config, tmp_path, persistent_eval):
     """A persistent run through fit(): the rule remembers every example it trained on (and, with persistent_eval,

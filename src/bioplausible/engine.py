@@ -193,16 +193,18 @@ def check_resume(saved: dict[str, Any], config: TrainConfig, log) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loss_fn, batches, context=nullcontext, predict=None, split: str = "test") -> dict:
-    """Mean loss and accuracy of ``model`` over (x, y) batches of ``split``, in eval mode (each forward inside
-    ``context()``, e.g. the run's autocast); ``predict(model, x, split, offset)`` (the rule's) gives the outputs
-    where a rule keeps per-example evaluation state, else ``model(x)``."""
+def evaluate(
+    model: nn.Module, loss_fn, batches, context=nullcontext, predict=None, split: str = "test", size: int | None = None
+) -> dict:
+    """Mean loss and accuracy of ``model`` over (x, y) batches of ``split`` (``size`` examples), in eval mode (each
+    forward inside ``context()``, e.g. the run's autocast); ``predict(model, x, split, offset, size)`` (the rule's)
+    gives the outputs where a rule keeps per-example evaluation state, else ``model(x)``."""
     was_training = model.training
     model.eval()
     loss = correct = count = 0.0
     for x, y in batches:
         with context():
-            out = model(x) if predict is None else predict(model, x, split, int(count))
+            out = model(x) if predict is None else predict(model, x, split, int(count), size)
         out = out.float()
         loss += loss_fn(out, y).item() * len(y)
         correct += (out.argmax(-1) == y).sum().item()
@@ -215,12 +217,16 @@ def evaluate_epoch(state: TrainState, data: Dataset, val, config: TrainConfig, c
     """Test (and validation) metrics after an epoch; updates the best-so-far and early-stopping bookkeeping."""
     loop, loss_fn = state.loop, state.rule.loss_fn
     predict = state.rule.predict
-    test = evaluate(state.model, loss_fn, data.test_batches(config.eval_batch_size), context, predict)
+    test = evaluate(
+        state.model, loss_fn, data.test_batches(config.eval_batch_size), context, predict, "test", data.num_test
+    )
     record = {"test/loss": test["loss"], "test/accuracy": test["accuracy"]}
     if test["accuracy"] > loop["best_test_accuracy"]:
         loop["best_test_accuracy"], loop["best_epoch"] = test["accuracy"], loop["epoch"]
     if val is not None:
-        v = evaluate(state.model, loss_fn, tensor_batches(*val, config.eval_batch_size), context, predict, "val")
+        v = evaluate(
+            state.model, loss_fn, tensor_batches(*val, config.eval_batch_size), context, predict, "val", len(val[1])
+        )
         record.update({"val/loss": v["loss"], "val/accuracy": v["accuracy"]})
         if v["accuracy"] > loop["best_val_accuracy"]:
             loop.update(best_val_accuracy=v["accuracy"], test_at_best_val=test["accuracy"], bad_epochs=0)
@@ -309,7 +315,10 @@ def train_one_epoch(
         loop["samples"] += len(y) * dist.world_size
         if loop["step"] in step_evals:
             batches_ = data.test_batches(config.eval_batch_size)
-            step_evals[loop["step"]] = evaluate(model, rule.loss_fn, batches_, context, rule.predict)
+            # their own states: evaluating at steps must not move where the epoch's evaluation starts
+            step_evals[loop["step"]] = evaluate(
+                model, rule.loss_fn, batches_, context, rule.predict, "test-steps", data.num_test
+            )
         if i % check_every == 0 or i == total - 1:
             values = {k: dist.mean(v.detach().float()).item() for k, v in metrics.items()}  # all processes agree
             check_divergence(values["loss"], values, reference_loss, config, rule, loop["step"])

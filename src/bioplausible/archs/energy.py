@@ -400,6 +400,11 @@ class EnergyNet(Architecture):
         """Number of non-input layers (hidden + output)."""
         return len(self.sizes) - 1
 
+    @property
+    def state_width(self) -> int:
+        """Columns of a settling state (N, H): every non-input unit."""
+        return self.offsets[-1]
+
     def layer_slice(self, layer: int) -> slice:
         """Columns of the state (N, H) that hold non-input layer ``layer`` (1 … L)."""
         return slice(self.offsets[layer - 1], self.offsets[layer])

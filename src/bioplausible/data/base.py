@@ -94,6 +94,10 @@ class Dataset:
     def num_train(self) -> int:
         return len(self.train_y)
 
+    @property
+    def num_test(self) -> int:
+        return len(self.test_y)
+
     def train_batches(
         self, batch_size: int, generator: torch.Generator, rank: int = 0, world_size: int = 1, with_index: bool = False
     ) -> Iterator[tuple[torch.Tensor, ...]]:

@@ -135,9 +135,10 @@ class Rule(nn.Module):
     def start_epoch(self, epoch: int) -> None:
         """Called by the engine before each epoch (schedules that alternate between phases use it)."""
 
-    def predict(self, model: nn.Module, x: torch.Tensor, split: str, offset: int) -> torch.Tensor:
+    def predict(self, model: nn.Module, x: torch.Tensor, split: str, offset: int, size: int | None = None):
         """The model's output (N, classes) on evaluation batch ``x``, examples ``offset`` … of ``split`` ("test",
-        "val"): ``model(x)``. A rule that keeps per-example evaluation state (EP's ``persistent_eval``) overrides it."""
+        "val", "test-steps"), a set of ``size`` examples: ``model(x)``. A rule that keeps per-example evaluation
+        state (EP's ``persistent_eval``) overrides it."""
         return model(x)
 
     def step(

@@ -30,7 +30,9 @@ p = 0.04); a layered deep net keeps needing about as many. The engine passes eac
 
 Persistent evaluation (``persistent_eval``, Gammell et al.'s ``calculate_test_error``): the test set's free phases
 start from where the previous evaluation left each test example (zeros the first time), in states kept per split
-(test, validation) apart from the training ones and saved with them. A net with several equilibria per input is
+(test, validation, and the mid-epoch ``--eval-steps`` evaluations, which so leave the epochs' evaluations as they
+would be without them) apart from the training ones and saved with them; a split whose size changed (another test
+set on resume) starts again from zeros, with a warning. A net with several equilibria per input is
 then read on the branch it has tracked across epochs; settled from zeros each time, its test error can jump
 between epochs (784-500×3-10 layered, epochs 13–30: 4.7–17.0 % from zeros while its training error fell smoothly).
 
@@ -365,19 +367,39 @@ class EquilibriumPropagation(Rule):
         }
 
     @torch.no_grad()
-    def predict(self, model: nn.Module, x: torch.Tensor, split: str, offset: int) -> torch.Tensor:
+    def predict(self, model: nn.Module, x: torch.Tensor, split: str, offset: int, size: int | None = None):
         """The output (N, classes) at the free equilibrium of evaluation batch ``x`` (examples ``offset`` … of
-        ``split``): settled from zeros, or with ``persistent_eval`` from where the previous evaluation left them
-        (Gammell et al.), in the parameters' dtype as the model's own forward settles."""
+        ``split``, a set of ``size`` examples): settled from zeros, or with ``persistent_eval`` from where the
+        previous evaluation left them (Gammell et al.), in the parameters' dtype as the model's own forward settles.
+        A split whose size changed since (another test set on resume) starts again from zeros, with a warning.
+
+        Raises:
+            ValueError: a negative ``offset``, or stored states of another width than ``model``'s (another model).
+        """
         if not self.config.persistent_eval:
             return model(x)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0 (got {offset})")
         stored = self.eval_memory.get(split)
+        if stored is not None and size is not None and len(stored) != size:
+            warnings.warn(
+                f"EP: persistent_eval holds {len(stored)} {split} states but the {split} set has {size} examples "
+                "(another set than the one evaluated before): its evaluation starts again from zeros",
+                RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
+            stored = self.eval_memory[split] = None
+        width = getattr(model, "state_width", None)
+        if stored is not None and width is not None and stored.shape[1] != width:
+            raise ValueError(
+                f"persistent_eval holds {split} states of width {stored.shape[1]}, but this model's states have "
+                f"{width} units: one rule evaluates one model"
+            )
         end = offset + len(x)
         start = stored[offset:end].to(x.device) if stored is not None and len(stored) >= end else None
         with torch.autocast(x.device.type, enabled=False):
             state = model.settle(x, state=start).state
         if stored is None or len(stored) < end:  # the first evaluation: grow the split's memory
-            grown = state.new_zeros(end, state.shape[1])
+            grown = state.new_zeros(max(end, size or 0), state.shape[1])
             if stored is not None:
                 grown[: len(stored)] = stored
             stored = self.eval_memory[split] = grown
