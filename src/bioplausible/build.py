@@ -72,16 +72,6 @@ def resolve_config(config: TrainConfig, saved: dict[str, Any] | None = None) -> 
     )
 
 
-def unread_nudged(config: TrainConfig, rule: type[Rule], arch: type) -> dict[str, Unread]:
-    try:
-        given = unchecked_options(arch.Config, config.arch_options)
-    except (TypeError, ConfigError):  # an unknown or mistyped option: build_options says which
-        return {}
-    return {
-        f"arch_options.{k}": v for k, v in unread_nudged_options(config.rule, rule.nudges, config.arch, given).items()
-    }
-
-
 def unread_options(config: TrainConfig) -> dict[str, Unread]:
     """The settings of ``config`` given a value the run would not read, by dotted key (``adam_eps``,
     ``arch_options.nudged_steps``): Adam's options under SGD, an energy net's nudged-phase options under a rule
@@ -90,12 +80,14 @@ def unread_options(config: TrainConfig) -> dict[str, Unread]:
     leaves them out of the reference rule."""
     unread = dict(unread_train_options(config))
     rule, arch = RULES.get(config.rule), ARCHS.get(config.arch)
-    unread.update(unread_nudged(config, rule, arch))
     try:
-        own = getattr(unchecked_options(arch.Config, config.arch_options), "unread", dict)()
-    except (TypeError, ConfigError):
-        own = {}
+        given = unchecked_options(arch.Config, config.arch_options)
+    except (TypeError, ConfigError):  # an unknown or mistyped option: build_options says which
+        return unread
+    nudged = unread_nudged_options(config.rule, rule.nudges, config.arch, given)
+    unread.update({f"arch_options.{k}": v for k, v in nudged.items()})
     what = f"architecture {config.arch!r}: "
+    own = getattr(given, "unread", dict)()
     unread.update({f"arch_options.{k}": Unread(what + v.problem, v.fix) for k, v in own.items()})
     return unread
 
