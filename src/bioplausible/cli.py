@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import FACTS, TrainConfig
+from .config import FACTS, TrainConfig, flags
 from .errors import BioplausibleError, ConfigError, FolderBusy
 from .registry import ARCHS, DATASETS, RULES
 
@@ -47,7 +47,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return flags([name])
 
 
 def _parse_list(text: str) -> tuple[str, ...]:

@@ -46,7 +46,7 @@ def option(
     """A dataclass field with its CLI help, valid values and role attached as metadata (``why``: what goes wrong
     outside the bounds, appended to the error; ``finite``: whether a bounded value must be finite, as it must unless
     infinity means something, like "never"; ``nudged``: an architecture option only a rule with a nudged phase
-    reads, refused with any other rule when set, see ``check_nudged_options``)."""
+    reads, refused with any other rule when set, see ``unread_nudged_options``)."""
     assert role in ROLES, role
     meta = {"help": help, "choices": choices, "min": min, "max": max, "above": above, "below": below, "why": why}
     meta.update(finite=finite, nudged=nudged)
