@@ -1,4 +1,4 @@
-"""The run scripts under results/ that choose a configuration by an environment variable (RULE, RULES, NUDGING,
+"""The run scripts under results/ that choose a configuration by an environment variable (RULE, RUNS, NUDGING,
 CONFIG, TOPOLOGY) refuse an unknown value in one line with exit status 2, instead of silently doing nothing."""
 
 import os
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHOICE = re.compile(r'case "\$\{?([A-Z_]+)|\$\{(RULES):-')  # one choice (RULE=...) or a list (RULES="bp fa")
+CHOICE = re.compile(r'case "\$\{?([A-Z_]+)|\$\{(RUNS):-')  # one choice (RULE=...) or a list (RUNS="bp fa")
 CHOOSERS = [  # (script, variable): every choice of every script
     (script, next(name for name in match.groups() if name))
     for script in sorted((ROOT / "results").glob("*/run.sh"))
@@ -20,7 +20,7 @@ CHOOSERS = [  # (script, variable): every choice of every script
 
 def test_the_scripts_that_choose_by_a_variable_are_found():
     variables = {variable for _, variable in CHOOSERS}
-    assert len({script for script, _ in CHOOSERS}) >= 7 and {"RULES", "EVAL", "CONFIG"} <= variables, CHOOSERS
+    assert len({script for script, _ in CHOOSERS}) >= 7 and {"RUNS", "EVAL", "CONFIG"} <= variables, CHOOSERS
 
 
 @pytest.mark.parametrize(("script", "variable"), CHOOSERS, ids=lambda s: s if isinstance(s, str) else s.parent.name)
