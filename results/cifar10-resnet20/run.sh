@@ -7,6 +7,8 @@
 # (*-last-bp: the last layer trained by backprop, Xiao et al.'s switch). On a GPU, start one process per run at
 # once (scripts/gpu_checks.sh does). DATA (default ../shared/data), DEVICE (default auto), EPOCHS (default 30),
 # TF32=1 to allow TF32 convolutions on a GPU (PyTorch's own default for cuDNN; ours is full fp32), recorded in config.json.
+# SCALE: --feedback-scale for the feedback rules (fa and the sign-symmetry family), into <run>-scale<SCALE> folders;
+# BioTorch draws B and the sign magnitudes with Xavier's bound, sqrt(3) times ours on a square layer: SCALE=1.7320508.
 set -u
 cd "$(dirname "$0")/../.."
 B="--arch resnet20 --dataset cifar10 --data-dir ${DATA:-../shared/data} --optimizer sgd --momentum 0.9 --weight-decay 1e-4 --batch-size 128 --init xavier --epochs ${EPOCHS:-30} --lr-schedule cosine --channels-last --seed 0 --threads 1 --device ${DEVICE:-auto} $([ "${TF32:-0}" = 1 ] && echo --tf32) --no-progress --resume"
@@ -19,10 +21,12 @@ for run in ${RUNS:-$ALL}; do
   esac
 done
 set -e
+S=""
+[ -n "${SCALE:-}" ] && S="--feedback-scale $SCALE"
 for run in ${RUNS:-$ALL}; do
   case "$run" in
-    dfa) bioplausible train --rule dfa --lr 0.001 $B --out $R/dfa ;;
-    *-last-bp) bioplausible train --rule "${run%-last-bp}" --bp-layers last --lr 0.1 $B --out "$R/$run" ;;
-    *) bioplausible train --rule "$run" --lr 0.1 $B --out "$R/$run" ;;
+    dfa) bioplausible train --rule dfa --lr 0.001 $B $S --out "$R/dfa${SCALE:+-scale$SCALE}" ;;
+    *-last-bp) bioplausible train --rule "${run%-last-bp}" --bp-layers last --lr 0.1 $B $S --out "$R/$run${SCALE:+-scale$SCALE}" ;;
+    *) bioplausible train --rule "$run" --lr 0.1 $B $S --out "$R/$run${SCALE:+-scale$SCALE}" ;;
   esac
 done
