@@ -292,3 +292,27 @@ def test_a_run_recorded_before_its_dataset_options_were_is_the_same_configuratio
                                     "dataset_options": {"expected_counts": [60000, 10000]}}, summary)  # fmt: skip
     a, b = ({k: v for k, v in r["params"].items() if k != "seed"} for r in results_from_runs([old, new]))
     assert a == b and a["dataset_options"] == {"expected_counts": [60000, 10000]}
+
+
+def test_per_layer_probes_are_shaded_input_to_output_where_the_run_logged_the_models_order(tiny_config, tmp_path):
+    """A run logs its per-layer probes in the model's module order and says so in probes.json; a figure shades
+    them in that order. An older run (keys sorted when written) is ordered by name with digits as numbers, and its
+    legend says "by name": a name order shaded as depth put a ResNet's fc first and its stem last."""
+    from bioplausible.analysis.figures import ordered_layers
+
+    config = tiny_config(rule="fa", arch_options={"depth": 11, "width": 4}, epochs=1)
+    run = load(fit(config))
+    layers, by_depth = ordered_layers(run, "grad_angle")
+    model_order = [f"hidden.{i}" for i in range(11)] + ["out"]
+    assert by_depth and [n.split("/")[-1] for n in layers] == model_order, layers
+    assert sorted(layers) != layers  # the model's order is not the name order: the test can tell them apart
+    old = tmp_path / "old"
+    shutil.copytree(run.path, old)
+    specs = json.loads((old / "probes.json").read_text())
+    (old / "probes.json").write_text(json.dumps([{k: v for k, v in s.items() if k != "layer_order"} for s in specs]))
+    records = [json.loads(line) for line in (old / "metrics.jsonl").read_text().splitlines()]
+    (old / "metrics.jsonl").write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    old_layers, old_by_depth = ordered_layers(load(old), "grad_angle")
+    assert not old_by_depth and old_layers == model_order  # natural sort happens to recover this MLP's order
+    write_report(old)
+    assert (old / "grad_angle.png").exists()

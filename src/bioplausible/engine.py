@@ -346,8 +346,10 @@ def fresh_loop() -> dict[str, Any]:
 
 
 def probe_specs(rule: Rule) -> list[dict[str, Any]]:
-    """The probes this run logs, as the report reads them from ``probes.json``."""
-    return [spec.to_dict() for spec in (*ALIGNMENT_PROBES, *type(rule).probes)]
+    """The probes this run logs, as the report reads them from ``probes.json``; per-layer values are logged in the
+    model's module order (metrics.jsonl keeps the order), which the figures shade input to output."""
+    specs = (*ALIGNMENT_PROBES, *type(rule).probes)
+    return [{**spec.to_dict(), "layer_order": "model"} if spec.per_layer else spec.to_dict() for spec in specs]
 
 
 def run_probes(state: TrainState, x: torch.Tensor, y: torch.Tensor, context) -> dict[str, float]:

@@ -113,8 +113,9 @@ class RunFolder:
         return any(p.exists() for p in (self.config, self.checkpoint, self.summary))
 
     def write_metrics(self, records: list[dict[str, Any]]) -> None:
-        """Rewrite the whole file (it is small): appending could leave half a line behind a kill."""
-        text = "".join(json.dumps(_json_safe(r), sort_keys=True) + "\n" for r in records)
+        """Rewrite the whole file (it is small): appending could leave half a line behind a kill. Keys keep the
+        order they were recorded in: per-layer probes in the model's module order, which the figures rely on."""
+        text = "".join(json.dumps(_json_safe(r)) + "\n" for r in records)
         atomic_write(self.metrics, lambda f: f.write(text.encode()))
 
     def read_metrics(self) -> list[dict[str, Any]]:

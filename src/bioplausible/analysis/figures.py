@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,7 @@ PALETTE = (
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )  # fmt: skip
 STYLES = ("-", "--", ":", "-.")
+MAX_PNG_BYTES = 900_000  # above this a figure is saved with a palette (see palette_png)
 MAX_LEGEND = 10  # a per-layer panel with more layers names only the first and the last in its legend
 GENERIC = [spec.kind for spec in ALIGNMENT_PROBES]
 PNG_METADATA = {"Software": None}  # matplotlib otherwise stamps its version into every PNG
@@ -55,8 +57,22 @@ def save_figure(fig, path: str | Path, title: str = "", dpi: int = 100) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, metadata=PNG_METADATA)
     plt.close(fig)
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    data = buffer.getvalue()
+    if len(data) > MAX_PNG_BYTES:
+        data = palette_png(data)
+    atomic_write(path, lambda f: f.write(data))
     return path
+
+
+def palette_png(data: bytes) -> bytes:
+    """The PNG re-encoded with a 256-colour palette (deterministic, no metadata): a figure of many runs and layers
+    drawn in full colour passes 1 MB, too big to commit beside its runs; lines and text survive the palette."""
+    from PIL import Image  # Pillow: already a dependency (image folders); only big figures need it
+
+    image = Image.open(io.BytesIO(data)).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def values(run: Run, key: str) -> list[float]:
@@ -81,6 +97,16 @@ def layer_names(run: Run, kind: str) -> list[str]:
             if key.startswith(prefix) and value is not None:
                 names.setdefault(key[len(prefix) :], None)
     return list(names)
+
+
+def ordered_layers(run: Run, kind: str) -> tuple[list[str], bool]:
+    """The layers of a per-layer probe from input to output, and True, where the run logged them in the model's
+    order; else sorted by name (digits as numbers, so layers.10 follows layers.9), and False: the figure says so
+    rather than shading a name order as if it were depth (a ResNet's "fc" sorts before its "stem")."""
+    names = layer_names(run, kind)
+    if any(p.kind == kind and p.layer_order == "model" for p in run.probes):
+        return names, True
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)]), False
 
 
 def has_probe(run: Run, spec: ProbeSpec) -> bool:
@@ -162,7 +188,8 @@ def mean_over_layers(run: Run, kind: str) -> list[float]:
 
 def plot_probe(runs: Sequence[Run], spec: ProbeSpec, path: str | Path) -> Path | None:
     """One declared probe over epochs; None when no run logged it. Per layer: one panel per run, one line per
-    layer (input to output: light to dark). Otherwise one panel, one line per run in its rule's colour."""
+    layer (input to output: light to dark, where the run logged the model's order; else by name, and the legend
+    says which). Otherwise one panel, one line per run in its rule's colour."""
     runs = [r for r in runs if has_probe(r, spec)]
     if not runs:
         return None
@@ -172,18 +199,19 @@ def plot_probe(runs: Sequence[Run], spec: ProbeSpec, path: str | Path) -> Path |
     rows = math.ceil(len(runs) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, run in zip(axes.flat, runs):
-        layers = layer_names(run, spec.kind)
+        layers, by_depth = ordered_layers(run, spec.kind)
+        order = "light to dark: input to output" if by_depth else "light to dark: by name"
         shades = plt.get_cmap("viridis")
         for j, layer in enumerate(layers):
             colour = shades(0.9 * (1 - j / max(1, len(layers) - 1)))
             ax.plot(epochs(run), values(run, f"probe/{spec.kind}/{layer}"), marker=".", color=colour, label=layer)
         ax.set(title=run_title(run), xlabel="epoch", ylabel=axis_label(spec))
         ax.title.set_color(rule_colour(run.rule))
-        _finish(ax, spec, legend_title="layer")
+        _finish(ax, spec, legend_title=f"layer ({order})")
         if len(layers) > MAX_LEGEND:  # many layers: name the first and the last, the shades order the rest
             lines = ax.get_lines()
             ax.legend([lines[0], lines[-1]], [layers[0], layers[-1]], fontsize="x-small", title_fontsize="x-small",
-                      title=f"{len(layers)} layers, light to dark")  # fmt: skip
+                      title=f"{len(layers)} layers, {order}")  # fmt: skip
     for ax in list(axes.flat)[len(runs) :]:
         ax.axis("off")
     return save_figure(fig, path, spec.title)

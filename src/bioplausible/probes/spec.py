@@ -19,6 +19,9 @@ class ProbeSpec:
     scale: str = "linear"  # or "log"
     per_layer: bool = True
     title: str = ""  # the figure's title
+    # "model": the run logged its layers in the model's module order (input to output); "name": it did not say
+    # (runs before 0.2.1 wrote metrics.jsonl with sorted keys), so a figure can only order them by name
+    layer_order: str = "name"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
