@@ -21,7 +21,7 @@ from bioplausible.config import TrainConfig
 from bioplausible.data import load_dataset
 from bioplausible.engine import config_replace, fit
 from bioplausible.errors import ConfigError
-from bioplausible.runs import RunFolder, read_json
+from bioplausible.runs import RunFolder, load_run, read_json
 
 RUN_FILES = [".lock", "checkpoint.pt", "config.json", "metrics.jsonl", "probes.json", "summary.json"]
 
@@ -540,3 +540,17 @@ def test_kept_warnings_differ_by_more_than_their_numbers_and_are_capped():
     assert kept == ["W: moved by 0.11 (5 steps)", "W: dead at 1e-05"]
     many = merged_warnings([], [f"W: kind {chr(97 + i % 26)}{i // 26}" for i in range(30)])
     assert len(many) == KEPT_WARNINGS + 1 and many[-1].startswith("more warnings were shown")
+
+
+@pytest.mark.parametrize(("rule", "init", "warned"), [("usf", "xavier", True), ("fa", "lecun", True),
+                                                      ("kp", "xavier", True), ("fa", "default", False),
+                                                      ("dfa", "xavier", False), ("bp", "xavier", False)])  # fmt: skip
+def test_feedback_drawn_on_another_scale_than_the_init_is_not_silent(tiny_config, rule, init, warned):
+    """fa, the sign-symmetry family, kp and wm draw B on PyTorch's default scale whatever --init draws W with:
+    under --init xavier their feedback is √3 weaker than W's init on a square layer (on ResNet-20, CIFAR-10, 30
+    epochs, usf ended 9 points worse than with BioTorch's Xavier-scaled feedback), so the run warns and keeps it."""
+    run = load_run(fit(tiny_config(rule=rule, init=init, epochs=1)))
+    kept = [w for w in run["summary"]["warnings"] if "--feedback-scale" in w]
+    assert bool(kept) == warned, run["summary"]["warnings"]
+    if warned:
+        assert f"--init {init}" in kept[0] and repr(rule) in kept[0]

@@ -18,6 +18,7 @@ do) on their true gradient.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,21 @@ class FeedbackRule(Rule):
         """The rule's name, and "(last layer bp)" when layers are kept on backprop (Xiao et al.'s switch)."""
         return f"{cls.name} (last layer bp)" if options.get("bp_layers") else cls.name
 
+    # B (or the sign magnitudes) is drawn on PyTorch's default scale, 1/√fan_in (init_bound); DFA sets False
+    draws_on_default_scale = True
+
+    def check_init(self, init: str) -> None:
+        """Warn when ``--init`` drew W on another scale than B: the feedback is then weaker or stronger than W's
+        init, which changes how far the error travels through depth (BioTorch draws both with Xavier's bound)."""
+        if init != "default" and self.draws_on_default_scale:
+            warnings.warn(
+                f"--init {init} re-draws W, but rule {self.name!r} draws its feedback on PyTorch's default scale "
+                f"(bound 1/√fan_in) whatever --init is; Xavier's bound is √3 times that on a square layer: set "
+                f"--feedback-scale to match (1.7320508 for BioTorch's Xavier-drawn feedback)",
+                UserWarning,
+                stacklevel=2,
+            )
+
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         self.check_requirements(model)
         self.clock = BatchClock()  # per-batch work of the modes (brsf's redraw, weight mirrors) once per forward
@@ -85,7 +101,7 @@ class FeedbackRule(Rule):
 
     def init_feedback(self, found: Trace | None) -> None:
         """Draw B ~ U(−k, k) · feedback_scale with W's shape for each layer in module order, k = 1/√fan_in (the
-        scale of W's own init)."""
+        scale of PyTorch's default init of W; another --init warns, see :meth:`check_init`)."""
         for layer in self.layers.values():
             k = init_bound(layer) * self.config.feedback_scale
             layer.register_buffer("feedback", uniform_feedback(layer.weight.shape, k, layer.weight))

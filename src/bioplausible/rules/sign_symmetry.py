@@ -5,7 +5,9 @@ The feedback shares only the sign of the forward weights, taken from the current
     B = sign(W) ⊙ M,      δ_l = (B_{l+1} δ_{l+1}) ⊙ f'(a_l)
 
 Variants differ in the magnitudes M:
-    usf   uniform: M = s, one scalar per layer (s = feedback_scale · k/√3, the std of W's init U(−k, k))
+    usf   uniform: M = s, one scalar per layer (s = feedback_scale · k/√3, the std of PyTorch's default init
+          U(−k, k), k = 1/√fan_in, whatever --init draws W with: under --init xavier the run warns, and
+          feedback_scale √3 gives BioTorch's Xavier-scaled magnitudes on a square layer)
     frsf  fixed random magnitudes: M ~ U(0, k·feedback_scale), drawn once
     brsf  batchwise random magnitudes: M ~ U(0, k·feedback_scale), redrawn by every training forward
 
