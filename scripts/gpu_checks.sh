@@ -11,15 +11,16 @@
 # without checkpoints (resnet20-runs.tar.gz) and their checkpoints (resnet20-checkpoints.tar.NN, 15 MB parts).
 #
 # The device image has PyTorch, pytest, matplotlib, Pillow, filelock and PyYAML but not Optuna, which training does
-# not import: the package runs from src/. CIFAR-10's JPEG release (57 MB) and the tracked tree (37 MB, mostly
-# results/) exceed the 64 MiB a call carries together, so call it from a temporary branch without the other
-# results/ folders. Here, in the repository root:
-#   mkdir -p .gpu-data && cp -r ../shared/data/cifar10-jpeg .gpu-data/ && echo /.gpu-data/ >> .git/info/exclude
+# not import: the package runs from src/. The tracked tree (37 MB, mostly results/), CIFAR-10's JPEG release as
+# files and MNIST exceed the 64 MiB a call carries: the JPEG folder travels as one archive (20 MB: its files share
+# their headers) and the call is made from a temporary branch without the other results/ folders. Here, in the
+# repository root:
+#   mkdir -p .gpu-data && cp -r ../shared/data/mnist .gpu-data/ && echo /.gpu-data/ >> .git/info/exclude
+#   tar czf .gpu-data/cifar10-jpeg.tar.gz -C ../shared/data cifar10-jpeg
 #   git switch -c gpu-call && git rm -r -q $(ls -d results/*/ | grep -v -e cifar10-resnet20 -e gammell-500x3) \
 #     && git commit -q -m "gpu call: tree without the other results"
 # then the device tool's run with command "bash scripts/gpu_checks.sh", carry [".gpu-data"], timeout_s 600;
-# afterwards `git switch main && git branch -D gpu-call` (the folders come back). MNIST does not fit beside
-# CIFAR-10, so part g settles random images there (its header says so).
+# afterwards `git switch main && git branch -D gpu-call` (the folders come back).
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
@@ -29,6 +30,7 @@ DEVICE=${DEVICE:-cuda}  # cpu: a smoke test of this script elsewhere
 BUDGET=${BUDGET:-560}  # seconds from the start until the runs are stopped; packing takes a few more
 LOG=$OUT/gpu_checks.txt
 mkdir -p "$OUT" /tmp/gpu-logs /tmp/gpu-bin
+if [ -f "$DATA/cifar10-jpeg.tar.gz" ] && [ ! -d "$DATA/cifar10-jpeg" ]; then tar xzf "$DATA/cifar10-jpeg.tar.gz" -C "$DATA"; fi
 if ! command -v bioplausible > /dev/null; then  # not installed there: the CLI from src/
   printf '#!/bin/sh\nexec python3 -m bioplausible "$@"\n' > /tmp/gpu-bin/bioplausible
   chmod +x /tmp/gpu-bin/bioplausible
