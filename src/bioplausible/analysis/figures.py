@@ -51,7 +51,8 @@ def save_figure(fig, path: str | Path, title: str = "", dpi: int = 100) -> Path:
     """Title, lay out, write the PNG deterministically and atomically, and free the figure."""
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # tight_layout leaves the suptitle out: keep a strip of about 0.3 inch for it above the panels' titles
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()) if title else None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
