@@ -223,6 +223,29 @@ def test_orthogonal_and_xavier_inits():
     assert model.hidden[0].weight.abs().max().item() <= (6 / (64 + 32)) ** 0.5
 
 
+@pytest.mark.parametrize(
+    ("layer", "fan_in", "fan_out"),
+    [
+        (nn.Linear(64, 32), 64, 32),
+        (nn.Conv2d(16, 16, 3), 144, 144),
+        (nn.Conv2d(3, 64, (5, 3), stride=2), 45, 960),
+        (LocallyConnected2d(3, 8, (12, 12), 5), 75, 200),
+    ],
+    ids=["linear", "conv-3x3", "conv-5x3-stride", "locally-connected"],
+)
+def test_xavier_counts_fans_as_pytorch_and_keras_do(layer, fan_in, fan_out):
+    """Xavier's bound √(6 / (fan_in + fan_out)) with fan_out = out_channels·k·k for a convolution (PyTorch's
+    xavier_uniform_, Keras's glorot_uniform; BioTorch's and Bartunov et al.'s recipes): until 0.2.1 a convolution's
+    fan_out was out_channels, a bound 1.34× too large on a 3×3 16→16 convolution."""
+    if isinstance(layer, nn.Conv2d):
+        assert nn.init._calculate_fan_in_and_fan_out(layer.weight) == (fan_in, fan_out)  # PyTorch's own count
+    torch.manual_seed(0)
+    initialize(nn.Sequential(layer), "xavier")
+    bound, w = (6 / (fan_in + fan_out)) ** 0.5, layer.weight
+    assert 0.95 * bound < w.abs().max().item() <= bound  # filled up to the bound, not past it
+    assert w.std().item() == pytest.approx(bound / 3**0.5, rel=0.1)
+
+
 def test_init_reaches_locally_connected_layers_per_position():
     torch.manual_seed(0)
     layer = LocallyConnected2d(3, 64, (12, 12), 5)
