@@ -254,9 +254,15 @@ RECIPES: dict[str, Recipe] = {
             "init": "xavier",
             "augment": True,
         },
-        per_rule={"dfa": {"lr": 0.001}},
+        per_rule={
+            "dfa": {"lr": 0.001},
+            # BioTorch draws B, and the sign-symmetric magnitudes, with the same Xavier init as W (kp, which it does
+            # not benchmark, likewise, so that every rule with layer-wise feedback starts from W's scale)
+            **{rule: {"rule_options.feedback_init": "xavier"} for rule in ("fa", "usf", "frsf", "brsf", "kp")},
+        },
         note="SGD with momentum 0.9, weight decay 1e-4, batch 128, 250 epochs, lr ×0.1 after epochs 100, 150 and "
-        "200, Xavier initialisation, random crop and flip; lr 0.1 (DFA 0.001)",
+        "200, Xavier initialisation of W and of the feedback (B, sign magnitudes), random crop and flip; lr 0.1 "
+        "(DFA 0.001)",
     ),  # fmt: skip
     "bartunov2018-mnist-fc": Recipe(
         f"{BARTUNOV} and its appendix (best hyperparameters, MNIST, fully connected)",

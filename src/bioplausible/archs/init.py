@@ -26,9 +26,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers.types import layer_type
+from ..layers.types import INIT_SCHEMES, fan_out, layer_type
 
-INITS = ("default", "lecun", "xavier", "orthogonal")
+INITS = INIT_SCHEMES
 TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to [−2, 2]
 
 
@@ -36,8 +36,7 @@ def fans(module: nn.Module) -> tuple[int, int, list[torch.Tensor]]:
     """(fan_in, fan_out, the weight matrices to fill, each (out_channels, fan_in)), from the layer table; fan_out
     counts the kernel's area as well (see the module docstring)."""
     matrices = layer_type(module).matrices(module)
-    area = math.prod(getattr(module, "kernel_size", ()))  # 1 for a linear layer
-    return matrices[0].shape[1], matrices[0].shape[0] * area, matrices
+    return matrices[0].shape[1], fan_out(module), matrices
 
 
 @torch.no_grad()

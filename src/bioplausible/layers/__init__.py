@@ -7,7 +7,17 @@ from .linear import FeedbackLinear
 from .local import FeedbackLocallyConnected2d, LocallyConnected2d, LocalTranspose
 from .modes import DirectError, DirectFeedback, FixedFeedback, LearnedFeedback, MirrorFeedback, SignFeedback
 from .swap import KeptOnBackpropWarning, Swap, Trace, swap_layers, swappable_layers, trace
-from .types import FUNCTIONAL_USERS, LAYER_TYPES, LayerType, fan_in, layer_type, register_layer_type
+from .types import (
+    FUNCTIONAL_USERS,
+    INIT_SCHEMES,
+    LAYER_TYPES,
+    LayerType,
+    fan_in,
+    fan_out,
+    init_bound,
+    layer_type,
+    register_layer_type,
+)
 
 __all__ = [
     "FUNCTIONAL_USERS",
@@ -32,6 +42,9 @@ __all__ = [
     "Trace",
     "exact_gradients",
     "fan_in",
+    "fan_out",
+    "init_bound",
+    "INIT_SCHEMES",
     "feedback_layers",
     "layer_type",
     "register_layer_type",

@@ -12,6 +12,7 @@ nn.Linear is swapped like nn.Linear; modules that use their weights without call
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +68,38 @@ def fan_in(layer: nn.Module) -> int:
     """Inputs feeding one output unit of a registered layer (or of its feedback version)."""
     entry = layer_type(layer)
     return entry.fan_in(layer) if entry else layer.weight[0].numel()
+
+
+def fan_out(layer: nn.Module) -> int:
+    """Outputs one input unit feeds, counted as PyTorch's ``xavier_uniform_`` and Keras's ``glorot_uniform`` count
+    them: out_features for a linear layer, out_channels·k·k for a convolution or a locally connected layer."""
+    entry = layer_type(layer)
+    rows = entry.matrices(layer)[0].shape[0] if entry else layer.weight.shape[0]
+    return rows * math.prod(getattr(layer, "kernel_size", ()))
+
+
+INIT_SCHEMES = ("default", "lecun", "xavier", "orthogonal")  # --init's choices (bioplausible.archs.init)
+
+
+def init_bound(layer: nn.Module, scheme: str = "default") -> float:
+    """The bound k of the uniform distribution U(−k, k) with the standard deviation of W's init under ``scheme``
+    (σ = k/√3): default (PyTorch's) 1/√fan_in; lecun √(3/fan_in); xavier √(6/(fan_in + fan_out)); orthogonal
+    √(3/max(rows, fan_in)), rows being the weight matrix's output rows. Feedback rules draw B on it.
+
+    Raises:
+        ValueError: for a scheme not in INIT_SCHEMES.
+    """
+    n_in = fan_in(layer)
+    if scheme == "default":
+        return 1.0 / math.sqrt(n_in)  # exactly as before schemes existed: runs drawn with it stay bit for bit
+    if scheme == "lecun":
+        return math.sqrt(3.0 / n_in)
+    if scheme == "xavier":
+        return math.sqrt(6.0 / (n_in + fan_out(layer)))
+    if scheme == "orthogonal":
+        rows = fan_out(layer) // math.prod(getattr(layer, "kernel_size", ()))
+        return math.sqrt(3.0 / max(rows, n_in))
+    raise ValueError(f"unknown init scheme {scheme!r}; choose from: {', '.join(INIT_SCHEMES)}")
 
 
 def dense_matrices(layer: nn.Module) -> list[torch.Tensor]:

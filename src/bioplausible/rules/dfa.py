@@ -52,7 +52,6 @@ class DirectFeedbackAlignment(FeedbackRule):
     name = "dfa"
     Config = DFAConfig
     probes = ()  # B maps from the output: no angle to W
-    draws_on_default_scale = False  # B is scaled by its own fan (init_feedback), not by W's init
 
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         self.error = DirectError()

@@ -17,7 +17,6 @@ do) on their true gradient.
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -26,7 +25,7 @@ from torch import nn
 
 from ..config import option
 from ..errors import IncompatibleError
-from ..layers import FeedbackLayer, FeedbackMode, FixedFeedback, fan_in, swap_layers
+from ..layers import INIT_SCHEMES, FeedbackLayer, FeedbackMode, FixedFeedback, init_bound, swap_layers
 from ..layers.modes import BatchClock, uniform_feedback
 from ..layers.swap import Trace
 from ..registry import RULES
@@ -47,15 +46,24 @@ class FeedbackConfig:
     )
 
 
-def init_bound(layer: nn.Module) -> float:
-    """PyTorch's default init bound for a layer's weights, 1/√fan_in; B is drawn on the same scale."""
-    return 1.0 / math.sqrt(fan_in(layer))
+@dataclass
+class LayerFeedbackConfig(FeedbackConfig):
+    """Options of the rules that draw B (or sign magnitudes) with each layer's own W shape: fa, the sign-symmetry
+    family, kp and wm."""
+
+    feedback_init: str = option(
+        "default",
+        "initialisation scheme whose scale B is drawn on (B ~ U(−k, k), k the bound with that scheme's std; sign "
+        "magnitudes likewise): default = PyTorch's, 1/√fan_in. Set it to --init's to draw B like W, as BioTorch "
+        "does (a run whose --init differs warns)",
+        choices=INIT_SCHEMES,
+    )
 
 
 class FeedbackRule(Rule):
     """Base of the feedback-alignment family: swaps layers with the rule's feedback mode, then draws B."""
 
-    Config = FeedbackConfig
+    Config = LayerFeedbackConfig
     probes = (FEEDBACK_ANGLE,)
 
     @classmethod
@@ -63,17 +71,20 @@ class FeedbackRule(Rule):
         """The rule's name, and "(last layer bp)" when layers are kept on backprop (Xiao et al.'s switch)."""
         return f"{cls.name} (last layer bp)" if options.get("bp_layers") else cls.name
 
-    # B (or the sign magnitudes) is drawn on PyTorch's default scale, 1/√fan_in (init_bound); DFA sets False
-    draws_on_default_scale = True
+    # True where B's first draw is soon forgotten (weight mirrors pull B to a multiple of W within ~100 batches)
+    initial_feedback_fades = False
 
     def check_init(self, init: str) -> None:
-        """Warn when ``--init`` drew W on another scale than B: the feedback is then weaker or stronger than W's
-        init, which changes how far the error travels through depth (BioTorch draws both with Xavier's bound)."""
-        if init != "default" and self.draws_on_default_scale:
+        """Warn when ``--init`` drew W on another scale than B is drawn on (``feedback_init``): the feedback is then
+        weaker or stronger than W, which changes how far the error travels through depth (on ResNet-20 and
+        CIFAR-10, usf ended 9 points worse with B on PyTorch's scale under Xavier's W than with both on Xavier's).
+        DFA has no ``feedback_init``: its B is one matrix from the output to each layer, not a chain through depth.
+        """
+        scheme = getattr(self.config, "feedback_init", None)
+        if scheme is not None and scheme != init and not self.initial_feedback_fades:
             warnings.warn(
-                f"--init {init} re-draws W, but rule {self.name!r} draws its feedback on PyTorch's default scale "
-                f"(bound 1/√fan_in) whatever --init is; Xavier's bound is √3 times that on a square layer: set "
-                f"--feedback-scale to match (1.7320508 for BioTorch's Xavier-drawn feedback)",
+                f"--init {init} draws W on another scale than rule {self.name!r} draws its feedback on "
+                f"(--feedback-init {scheme}): set --feedback-init {init} to draw them alike (as BioTorch does)",
                 UserWarning,
                 stacklevel=2,
             )
@@ -99,11 +110,15 @@ class FeedbackRule(Rule):
         """The feedback mode of one layer (called by the swap, in module order)."""
         return FixedFeedback()
 
+    def feedback_bound(self, layer: nn.Module) -> float:
+        """k of B ~ U(−k, k) for one layer: the bound of ``feedback_init``'s scale, times ``feedback_scale``."""
+        return init_bound(layer, self.config.feedback_init) * self.config.feedback_scale
+
     def init_feedback(self, found: Trace | None) -> None:
-        """Draw B ~ U(−k, k) · feedback_scale with W's shape for each layer in module order, k = 1/√fan_in (the
-        scale of PyTorch's default init of W; another --init warns, see :meth:`check_init`)."""
+        """Draw B ~ U(−k, k) with W's shape for each layer in module order (k: :meth:`feedback_bound`; by default
+        1/√fan_in, the bound of PyTorch's default init of W)."""
         for layer in self.layers.values():
-            k = init_bound(layer) * self.config.feedback_scale
+            k = self.feedback_bound(layer)
             layer.register_buffer("feedback", uniform_feedback(layer.weight.shape, k, layer.weight))
 
     def feedback_parameters(self) -> list[nn.Parameter]:
@@ -120,4 +135,11 @@ class FeedbackAlignment(FeedbackRule):
     name = "fa"
 
 
-__all__ = ["FEEDBACK_ANGLE", "FeedbackAlignment", "FeedbackConfig", "FeedbackLayer", "FeedbackRule", "init_bound"]
+__all__ = [
+    "FEEDBACK_ANGLE",
+    "FeedbackAlignment",
+    "FeedbackConfig",
+    "FeedbackLayer",
+    "FeedbackRule",
+    "LayerFeedbackConfig",
+]

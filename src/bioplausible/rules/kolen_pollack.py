@@ -23,11 +23,11 @@ from ..config import option
 from ..layers import FeedbackMode, LearnedFeedback
 from ..layers.swap import Trace
 from ..registry import RULES
-from .fa import FeedbackConfig, FeedbackRule
+from .fa import FeedbackRule, LayerFeedbackConfig
 
 
 @dataclass
-class KolenPollackConfig(FeedbackConfig):
+class KolenPollackConfig(LayerFeedbackConfig):
     kp_decay: float = option(1e-3, "weight decay λ applied to both W and B (the decay that aligns them)", above=0)
 
 

@@ -5,9 +5,9 @@ The feedback shares only the sign of the forward weights, taken from the current
     B = sign(W) ⊙ M,      δ_l = (B_{l+1} δ_{l+1}) ⊙ f'(a_l)
 
 Variants differ in the magnitudes M:
-    usf   uniform: M = s, one scalar per layer (s = feedback_scale · k/√3, the std of PyTorch's default init
-          U(−k, k), k = 1/√fan_in, whatever --init draws W with: under --init xavier the run warns, and
-          feedback_scale √3 gives BioTorch's Xavier-scaled magnitudes on a square layer)
+    usf   uniform: M = s, one scalar per layer (s = feedback_scale · k/√3, the std of W's init U(−k, k) under
+          feedback_init: PyTorch's default, k = 1/√fan_in, unless set; BioTorch draws it with --init's scheme,
+          which --feedback-init xavier reproduces; a run whose --init differs warns)
     frsf  fixed random magnitudes: M ~ U(0, k·feedback_scale), drawn once
     brsf  batchwise random magnitudes: M ~ U(0, k·feedback_scale), redrawn by every training forward
 
@@ -22,7 +22,7 @@ from torch import nn
 from ..layers import FeedbackMode, SignFeedback
 from ..layers.swap import Trace
 from ..registry import RULES
-from .fa import FeedbackRule, init_bound
+from .fa import FeedbackRule
 
 
 class SignSymmetry(FeedbackRule):
@@ -31,7 +31,7 @@ class SignSymmetry(FeedbackRule):
     magnitudes = "uniform"  # uniform | fixed | batch
 
     def mode(self, name: str, layer: nn.Module) -> FeedbackMode:
-        return SignFeedback(self.magnitudes, init_bound(layer) * self.config.feedback_scale, self.clock)
+        return SignFeedback(self.magnitudes, self.feedback_bound(layer), self.clock)
 
     def init_feedback(self, found: Trace | None) -> None:
         for layer in self.layers.values():

@@ -20,11 +20,11 @@ from ..config import option
 from ..errors import ConfigError
 from ..layers import FeedbackMode, MirrorFeedback
 from ..registry import RULES
-from .fa import FeedbackConfig, FeedbackRule
+from .fa import FeedbackRule, LayerFeedbackConfig
 
 
 @dataclass
-class WeightMirrorConfig(FeedbackConfig):
+class WeightMirrorConfig(LayerFeedbackConfig):
     mirror_lr: float = option(0.05, "learning rate η of the mirror update of B", above=0)
     mirror_decay: float = option(1.0, "decay λ of B; B approaches (noise_std² / mirror_decay) · W", above=0)
     noise_std: float = option(1.0, "standard deviation σ of the noise driving each layer", above=0)
@@ -40,6 +40,7 @@ class WeightMirror(FeedbackRule):
     """Weight mirrors: B learns W from the correlation of injected noise with each layer's response."""
 
     name = "wm"
+    initial_feedback_fades = True  # B decays toward (σ²/λ)·W by mirror_lr·mirror_decay a batch
     Config = WeightMirrorConfig
     stochastic = True
 

@@ -289,18 +289,20 @@ SIGN_COMMON = (
     "(rule_options.bp_layers [last] or [], Xiao et al.'s switch; BioTorch's published numbers are for all layers "
     "under the rule); probes on (the alignment angles over training). Recipe: BioTorch's ResNet-20 SGD config "
     "(SGD lr 0.1, dfa 0.001, momentum 0.9, weight decay 1e-4, batch 128, lr x0.1 after epochs 100, 150, 200 of 250, "
-    "Xavier initialisation, random crop and flip). "
+    "Xavier initialisation of W and of the feedback of fa, usf, frsf, brsf and kp, random crop and flip). "
 )
 
 
-def _sign_grid(recipe_lr: dict[str, float]) -> list[dict[str, Any]]:
-    """bp; every other rule with the last layer on backprop and off, at the recipe's lr for that rule."""
-    grids: list[dict[str, Any]] = [{"rule": ["bp"], "lr": [recipe_lr["bp"]]}]
-    by_lr: dict[float, list[str]] = {}
+def _sign_grid(settings: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """bp; every other rule with the last layer on backprop and off, with its own settings from the recipe (its lr,
+    and the init its feedback is drawn with where the recipe draws it like W), rules that share them in one grid."""
+    grids: list[dict[str, Any]] = [{"rule": ["bp"], "lr": [settings["bp"]["lr"]]}]
+    groups: dict[tuple, list[str]] = {}
     for rule in SIGN_RULES:
-        by_lr.setdefault(recipe_lr.get(rule, recipe_lr["bp"]), []).append(rule)
-    for lr, rules in by_lr.items():
-        grids.append({"rule": rules, "lr": [lr], "rule_options.bp_layers": [[], ["last"]]})
+        own = {k: v for k, v in settings[rule].items() if k == "lr" or k.startswith("rule_options.")}
+        groups.setdefault(tuple(sorted(own.items())), []).append(rule)
+    for own, rules in groups.items():
+        grids.append({"rule": rules, **{k: [v] for k, v in own}, "rule_options.bp_layers": [[], ["last"]]})
     return grids
 
 
@@ -316,7 +318,7 @@ def scaled_milestones(milestones: list[int], epochs: int, of: int) -> list[int]:
 
 def _sign_symmetry(budget: str) -> dict[str, Any]:
     recipe = RECIPES["biotorch-resnet20-sgd"]
-    lrs = {rule: recipe.for_rule(rule)["lr"] for rule in ["bp", *SIGN_RULES]}
+    settings = {rule: recipe.for_rule(rule) for rule in ["bp", *SIGN_RULES]}
     if budget == "small":
         return {
             "name": "sign-symmetry-small",
@@ -331,7 +333,7 @@ def _sign_symmetry(budget: str) -> dict[str, Any]:
                 "optimizer": "adam",
                 "probe_every": 1,
             },  # fmt: skip
-            "grid": _sign_grid({rule: 1e-3 for rule in lrs}),
+            "grid": _sign_grid({rule: {"lr": 1e-3} for rule in settings}),
             "seeds": [0],
         }
     epochs = MEDIUM_SIGN_EPOCHS if budget == "medium" else recipe.settings["epochs"]
@@ -341,11 +343,11 @@ def _sign_symmetry(budget: str) -> dict[str, Any]:
     if budget == "medium":
         notes = SIGN_COMMON + MEDIUM_SIGN
         base.update(channels_last=True, threads=1)
-        grid = _sign_grid(lrs)
+        grid = _sign_grid(settings)
     else:
         notes = SIGN_COMMON + "PAPER budget: the recipe as published (250 epochs), on ResNet-20 and on ResNet-18 "
         notes += "(with its CIFAR stem, which it picks for 32x32 images): for a GPU."
-        grid = [{**g, "arch": ["resnet20", "resnet18"]} for g in _sign_grid(lrs)]
+        grid = [{**g, "arch": ["resnet20", "resnet18"]} for g in _sign_grid(settings)]
     return {"name": f"sign-symmetry-{budget}", "notes": notes, "base": base, "grid": grid, "seeds": [0]}
 
 
