@@ -13,7 +13,7 @@ import pytest
 from filelock import FileLock
 
 from bioplausible.analysis.runs import load, load_runs
-from bioplausible.engine import fit
+from bioplausible.engine import config_replace, fit
 from bioplausible.errors import ConfigError
 from bioplausible.papers import published_for
 from bioplausible.registry import ARCHS, RULES
@@ -180,7 +180,7 @@ def test_an_old_run_folder_gets_its_options_resolved_and_its_probes_inferred(tmp
     record = {"epoch": 1, "test/accuracy": 0.9, "probe/feedback_angle/0": 40.0, "probe/grad_norm/0": 0.1}
     (old / "metrics.jsonl").write_text(json.dumps(record) + "\n")
     run = load(old)
-    assert run.config["rule_options"] == {"feedback_scale": 1.0, "bp_layers": []}
+    assert run.config["rule_options"] == {"feedback_scale": 1.0, "bp_layers": [], "feedback_init": "default"}
     assert run.config["arch_options"]["depth"] == 2 and "width" in run.config["arch_options"]
     assert run.config["init"] == "default"  # a setting added since: today's default
     kinds = {spec.kind: spec for spec in run.probes}
@@ -316,3 +316,17 @@ def test_per_layer_probes_are_shaded_input_to_output_where_the_run_logged_the_mo
     assert not old_by_depth and old_layers == model_order  # natural sort happens to recover this MLP's order
     write_report(old)
     assert (old / "grad_angle.png").exists()
+    fit(config_replace(config, out=str(old), epochs=2, resume=True))  # resumed: its first record is still sorted
+    assert not ordered_layers(load(old), "grad_angle")[1]  # so it still does not claim the model's order
+
+
+def test_a_layer_whose_first_probe_value_is_null_keeps_its_place(tiny_config):
+    """EP logs null angles for connections before their first nudged phase: the layer keeps its place."""
+    from bioplausible.analysis.figures import ordered_layers
+
+    run_path = fit(tiny_config(rule="fa", arch_options={"depth": 3, "width": 4}, epochs=2))
+    records = [json.loads(line) for line in (run_path / "metrics.jsonl").read_text().splitlines()]
+    records[0]["probe/grad_angle/hidden.0"] = None
+    (run_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    layers, by_depth = ordered_layers(load(run_path), "grad_angle")
+    assert by_depth and layers == ["hidden.0", "hidden.1", "hidden.2", "out"], layers

@@ -7,13 +7,17 @@
 # (*-last-bp: the last layer trained by backprop, Xiao et al.'s switch). On a GPU, start one process per run at
 # once (scripts/gpu_checks.sh does). DATA (default ../shared/data), DEVICE (default auto), EPOCHS (default 30),
 # TF32=1 to allow TF32 convolutions on a GPU (PyTorch's own default for cuDNN; ours is full fp32), recorded in config.json.
-# SCALE: --feedback-scale for the feedback rules (fa and the sign-symmetry family), into <run>-scale<SCALE> folders;
+# SCALE: --feedback-scale for the rules with layer-wise feedback (fa, usf, frsf, brsf, kp; not bp or dfa), into
+# <run>-scale<SCALE> folders;
 # BioTorch draws B and the sign magnitudes with Xavier's bound, sqrt(3) times ours on a square layer: SCALE=1.7320508.
+# FEEDBACK_INIT=xavier draws them exactly as BioTorch does, layer by layer (--feedback-init, since 0.2.1), into
+# <run>-feedback-<FEEDBACK_INIT> folders; fa, usf, frsf, brsf, kp and their -last-bp runs only.
 set -u
 cd "$(dirname "$0")/../.."
 B="--arch resnet20 --dataset cifar10 --data-dir ${DATA:-../shared/data} --optimizer sgd --momentum 0.9 --weight-decay 1e-4 --batch-size 128 --init xavier --epochs ${EPOCHS:-30} --lr-schedule cosine --channels-last --seed 0 --threads 1 --device ${DEVICE:-auto} $([ "${TF32:-0}" = 1 ] && echo --tf32) --no-progress --resume"
 R=results/cifar10-resnet20
 ALL="usf bp fa frsf brsf kp dfa usf-last-bp fa-last-bp"
+if [ -n "${RUNS:-}" ] && [ -z "$(echo $RUNS)" ]; then echo "RUNS must name at least one of $ALL (got '$RUNS')" >&2; exit 2; fi
 for run in ${RUNS:-$ALL}; do
   case " $ALL " in
     *" $run "*) ;;
@@ -23,10 +27,13 @@ done
 set -e
 S=""
 [ -n "${SCALE:-}" ] && S="--feedback-scale $SCALE"
+[ -n "${FEEDBACK_INIT:-}" ] && S="$S --feedback-init $FEEDBACK_INIT"
+X="${SCALE:+-scale$SCALE}${FEEDBACK_INIT:+-feedback-$FEEDBACK_INIT}"
 for run in ${RUNS:-$ALL}; do
   case "$run" in
-    dfa) bioplausible train --rule dfa --lr 0.001 $B $S --out "$R/dfa${SCALE:+-scale$SCALE}" ;;
-    *-last-bp) bioplausible train --rule "${run%-last-bp}" --bp-layers last --lr 0.1 $B $S --out "$R/$run${SCALE:+-scale$SCALE}" ;;
-    *) bioplausible train --rule "$run" --lr 0.1 $B $S --out "$R/$run${SCALE:+-scale$SCALE}" ;;
+    bp) bioplausible train --rule bp --lr 0.1 $B --out "$R/bp" ;;
+    dfa) bioplausible train --rule dfa --lr 0.001 $B --out "$R/dfa" ;;
+    *-last-bp) bioplausible train --rule "${run%-last-bp}" --bp-layers last --lr 0.1 $B $S --out "$R/$run$X" ;;
+    *) bioplausible train --rule "$run" --lr 0.1 $B $S --out "$R/$run$X" ;;
   esac
 done

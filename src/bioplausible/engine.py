@@ -345,11 +345,23 @@ def fresh_loop() -> dict[str, Any]:
     }
 
 
-def probe_specs(rule: Rule) -> list[dict[str, Any]]:
+def probe_specs(rule: Rule, in_model_order: bool = True) -> list[dict[str, Any]]:
     """The probes this run logs, as the report reads them from ``probes.json``; per-layer values are logged in the
-    model's module order (metrics.jsonl keeps the order), which the figures shade input to output."""
+    model's module order (metrics.jsonl keeps the order), which the figures shade input to output, unless the run
+    began before that was so (``in_model_order`` False: see :func:`logged_in_model_order`)."""
     specs = (*ALIGNMENT_PROBES, *type(rule).probes)
-    return [{**spec.to_dict(), "layer_order": "model"} if spec.per_layer else spec.to_dict() for spec in specs]
+    order = {"layer_order": "model"} if in_model_order else {}
+    return [{**spec.to_dict(), **order} if spec.per_layer else spec.to_dict() for spec in specs]
+
+
+def logged_in_model_order(run: RunFolder, records: list[dict[str, Any]]) -> bool:
+    """Whether the run's records list their per-layer probes in the model's order: a fresh run's do; a run resumed
+    from before 0.2.1 (its probes.json says no order) keeps its earlier records, whose keys were sorted, and the
+    figures read the order from them, so it must not claim the model's."""
+    if not records:
+        return True
+    saved = read_json(run.probes) if run.probes.exists() else []
+    return any(isinstance(spec, dict) and spec.get("layer_order") == "model" for spec in saved)
 
 
 def run_probes(state: TrainState, x: torch.Tensor, y: torch.Tensor, context) -> dict[str, float]:
@@ -470,7 +482,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
     config = dataclasses.replace(config, **facts)
     if dist.is_main:
         write_json(run.config, config.to_dict())
-        write_json(run.probes, probe_specs(state.rule))
+        write_json(run.probes, probe_specs(state.rule, logged_in_model_order(run, records)))
         # From here until the end the summary says the run is not finished, even if it is killed in its first epoch.
         write_json(run.summary, summarize(config, data, records, state.loop, "running", UNFINISHED))
     kept[:] = merged_warnings(state.loop.get("warnings", []), kept)  # a resumed run keeps its earlier ones

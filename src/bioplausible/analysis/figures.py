@@ -14,6 +14,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ PALETTE = (
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )  # fmt: skip
 STYLES = ("-", "--", ":", "-.")
+TITLE_CHARS_PER_INCH = 9  # the suptitle's default 12-point font: about 9 characters an inch
 MAX_PNG_BYTES = 900_000  # above this a figure is saved with a palette (see palette_png)
 MAX_LEGEND = 10  # a per-layer panel with more layers names only the first and the last in its legend
 GENERIC = [spec.kind for spec in ALIGNMENT_PROBES]
@@ -49,10 +51,10 @@ def rule_colour(rule: str) -> str:
 
 def save_figure(fig, path: str | Path, title: str = "", dpi: int = 100) -> Path:
     """Title, lay out, write the PNG deterministically and atomically, and free the figure."""
-    if title:
-        fig.suptitle(title)
-    # tight_layout leaves the suptitle out: keep a strip of about 0.3 inch for it above the panels' titles
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()) if title else None)
+    lines = textwrap.wrap(title, width=int(TITLE_CHARS_PER_INCH * fig.get_figwidth())) if title else []
+    if lines:  # wrapped: a one-panel figure is narrower than a long title
+        fig.suptitle("\n".join(lines))
+    fig.set_layout_engine("constrained")  # unlike tight_layout, it makes room for the suptitle at any height
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -90,14 +92,16 @@ def epochs(run: Run) -> list[int]:
 
 
 def layer_names(run: Run, kind: str) -> list[str]:
-    """The layers with a ``probe/<kind>/<layer>`` value in ``run``, in first-seen order."""
+    """The layers with a ``probe/<kind>/<layer>`` value in ``run``, in the order the records list them (a layer
+    whose first values are null, as EP's are before its first nudged phase, keeps its place)."""
     prefix = f"probe/{kind}/"
-    names: dict[str, None] = {}
+    names: dict[str, bool] = {}  # name -> has a value
     for record in run.metrics:
         for key, value in record.items():
-            if key.startswith(prefix) and value is not None:
-                names.setdefault(key[len(prefix) :], None)
-    return list(names)
+            if key.startswith(prefix):
+                name = key[len(prefix) :]
+                names[name] = names.get(name, False) or value is not None
+    return [name for name, valued in names.items() if valued]
 
 
 def ordered_layers(run: Run, kind: str) -> tuple[list[str], bool]:
