@@ -543,23 +543,30 @@ def test_kept_warnings_differ_by_more_than_their_numbers_and_are_capped():
 
 
 @pytest.mark.parametrize(
-    ("rule", "init", "feedback_init", "warned"),
-    [("usf", "xavier", "default", True), ("fa", "lecun", "default", True), ("kp", "xavier", "default", True),
-     ("frsf", "default", "xavier", True), ("wm", "xavier", "default", False), ("usf", "xavier", "xavier", False),
-     ("fa", "default", "default", False), ("dfa", "xavier", None, False), ("bp", "xavier", None, False)],
+    ("rule", "init", "feedback_init", "optimizer", "warned"),
+    [("usf", "xavier", "default", "sgd", True), ("fa", "lecun", "default", "sgd", True),
+     ("kp", "xavier", "default", "sgd", True), ("frsf", "default", "xavier", "sgd", True),
+     ("usf", "xavier", "default", "adam", False), ("wm", "xavier", "default", "sgd", False),
+     ("usf", "xavier", "xavier", "sgd", False), ("fa", "default", "default", "sgd", False),
+     ("dfa", "xavier", None, "sgd", False), ("bp", "xavier", None, "sgd", False)],
 )  # fmt: skip
-def test_feedback_drawn_on_another_scale_than_the_init_is_not_silent(tiny_config, rule, init, feedback_init, warned):
+def test_feedback_drawn_on_another_scale_than_the_init_is_not_silent(
+    tiny_config, rule, init, feedback_init, optimizer, warned
+):
     """fa, the sign-symmetry family and kp draw B on --feedback-init's scale (PyTorch's default unless set):
-    where --init draws W on another, the feedback is weaker or stronger than W (√3 on a square layer under Xavier;
-    on ResNet-20, CIFAR-10, 30 epochs, usf ended 9 points worse than with BioTorch's Xavier-drawn feedback), so the
-    run warns, names the fix, and keeps the warning. wm pulls B to W within ~100 batches, DFA's B is no chain
-    through depth, bp has none: no warning."""
+    where --init draws W on another, the feedback is weaker or stronger than W (√3 on a square layer under Xavier),
+    which under SGD sets each layer's effective learning rate (on ResNet-20, CIFAR-10, 30 epochs, usf ended 9 points
+    worse than with BioTorch's Xavier-drawn feedback), so the run warns, names the fix, and keeps the warning.
+    Adam rescales each parameter's update, wm pulls B to W within ~100 batches, DFA's B is no chain through
+    depth, bp has none: no warning."""
     options = {} if feedback_init is None else {"feedback_init": feedback_init}
-    run = load_run(fit(tiny_config(rule=rule, init=init, epochs=1, rule_options=options)))
+    config = tiny_config(rule=rule, init=init, epochs=1, optimizer=optimizer, rule_options=options)
+    run = load_run(fit(config))
     kept = [w for w in run["summary"]["warnings"] if "--feedback-init" in w]
     assert bool(kept) == warned, run["summary"]["warnings"]
     if warned:
         assert f"--init {init}" in kept[0] and repr(rule) in kept[0] and f"set --feedback-init {init}" in kept[0]
+        assert f"--init {feedback_init}" in kept[0]  # the other way to draw them alike
 
 
 @pytest.mark.parametrize("rule", ["fa", "usf", "frsf", "brsf", "kp", "wm"])
@@ -583,3 +590,17 @@ def test_feedback_init_draws_b_with_the_schemes_scale(rule):
     exact = rule in ("usf", "frsf", "brsf")
     assert bound("default") == default if exact else 0.95 * default < bound("default") <= default
     assert bound("xavier") == pytest.approx(xavier) if exact else 0.95 * xavier < bound("xavier") <= xavier
+
+
+def test_a_resumed_run_keeps_the_version_that_started_it(tiny_config):
+    """config.json's version says which code drew the run's weights (0.2.0's Xavier counted a convolution's fan_out
+    without its kernel): resuming under another version keeps it; summary.json names the last writer."""
+    from bioplausible import __version__
+
+    config = tiny_config(epochs=1)
+    path = fit(config)
+    saved = read_json(path / "config.json")
+    (path / "config.json").write_text(json.dumps({**saved, "version": "0.2.0"}))
+    fit(config_replace(config, epochs=2, resume=True))
+    assert read_json(path / "config.json")["version"] == "0.2.0"
+    assert read_json(path / "summary.json")["version"] == __version__

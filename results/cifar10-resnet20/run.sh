@@ -11,12 +11,19 @@
 # <run>-scale<SCALE> folders;
 # BioTorch draws B and the sign magnitudes with Xavier's bound, sqrt(3) times ours on a square layer: SCALE=1.7320508.
 # FEEDBACK_INIT=xavier draws them exactly as BioTorch does, layer by layer (--feedback-init, since 0.2.1), into
-# <run>-feedback-<FEEDBACK_INIT> folders; fa, usf, frsf, brsf, kp and their -last-bp runs only.
+# <run>-feedback-<FEEDBACK_INIT> folders. With either, RUNS defaults to (and may name only) the layer-wise feedback
+# runs: usf fa frsf brsf kp usf-last-bp fa-last-bp.
 set -u
 cd "$(dirname "$0")/../.."
 B="--arch resnet20 --dataset cifar10 --data-dir ${DATA:-../shared/data} --optimizer sgd --momentum 0.9 --weight-decay 1e-4 --batch-size 128 --init xavier --epochs ${EPOCHS:-30} --lr-schedule cosine --channels-last --seed 0 --threads 1 --device ${DEVICE:-auto} $([ "${TF32:-0}" = 1 ] && echo --tf32) --no-progress --resume"
 R=results/cifar10-resnet20
 ALL="usf bp fa frsf brsf kp dfa usf-last-bp fa-last-bp"
+if [ -n "${SCALE:-}${FEEDBACK_INIT:-}" ]; then  # they change the layer-wise feedback rules only
+  ALL="usf fa frsf brsf kp usf-last-bp fa-last-bp"
+  case " ${RUNS:-} " in *" bp "*|*" dfa "*)
+    echo "RUNS must leave out bp and dfa with SCALE or FEEDBACK_INIT, which change neither (got ${RUNS})" >&2; exit 2 ;;
+  esac
+fi
 if [ -n "${RUNS:-}" ] && [ -z "$(echo $RUNS)" ]; then echo "RUNS must name at least one of $ALL (got '$RUNS')" >&2; exit 2; fi
 for run in ${RUNS:-$ALL}; do
   case " $ALL " in

@@ -286,7 +286,7 @@ def build(config: TrainConfig, data, device: torch.device | str = "cpu", dist: D
         model = model.to(memory_format=torch.channels_last)
     rule = create_rule(config.rule, loss=config.loss, **config.rule_options)
     rule.dist = dist
-    rule.check_init(config.init)
+    rule.check_init(config.init, config.optimizer)
     rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does
     model = rule.prepare(model, data.sample(2)[0].to(device))
     rule.mark_prepared(model)

@@ -316,7 +316,9 @@ class TrainConfig:
     arch_options: dict = option({}, "options of the architecture (see `bioplausible train --arch NAME --help`)")
     dataset_options: dict = option({}, "options of the dataset (see `bioplausible train --dataset NAME --help`)")
     # facts: written by the engine into config.json, never set by a user (dropped when a config is reused)
-    version: str | None = option(None, "bioplausible version that wrote the run", role="fact")
+    version: str | None = option(
+        None, "bioplausible version that started the run (drew its weights); summary.json: the last", role="fact"
+    )
     torch_version: str | None = option(None, "torch version that ran it", role="fact")
     device_used: str | None = option(None, "the device it ran on", role="fact")
     world_size: int | None = option(None, "number of data-parallel processes", role="fact")

@@ -469,7 +469,9 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
         else:
             log(f"resuming {run.path} after epoch {done}")
     facts = {
-        "version": __version__,
+        # the version that drew the initial weights and feedback: a resumed run keeps its first one (summary.json
+        # names the last version that wrote to it)
+        "version": ((saved or {}).get("version") or __version__) if records else __version__,
         "torch_version": torch.__version__,
         "device_used": str(device),
         "world_size": dist.world_size,

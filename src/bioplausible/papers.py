@@ -228,7 +228,9 @@ PUBLISHED += [
 
 @dataclass(frozen=True)
 class Recipe:
-    """Training settings a paper (or its code) used: TrainConfig fields, and per rule what differs."""
+    """Training settings a paper (or its code) used, and per rule what differs, keyed as a study's base and grid
+    are: TrainConfig fields, and dotted ``rule_options.<name>`` / ``arch_options.<name>`` for a rule's or an
+    architecture's own options (``for_rule`` returns them so; a study expands them)."""
 
     source: str
     settings: dict[str, Any]

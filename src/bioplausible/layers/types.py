@@ -28,7 +28,8 @@ class LayerType:
         torch_type: the layer class (matched with isinstance).
         feedback_class: its feedback version (:class:`~.feedback.FeedbackLayer` subclass with ``from_module``).
         fan_in: inputs feeding one output unit (the 1/√fan_in scale of inits and feedback matrices).
-        matrices: the weight as (fan_out, fan_in) matrices to initialise (one per position for unshared layers).
+        matrices: the weight as (out_channels, fan_in) matrices to initialise (one per position for unshared
+            layers); a convolution's fan_out is out_channels·k·k (see :func:`fan_out`).
         transpose: ``transpose(layer, channels_in, hidden_shape) -> nn.Module``: the learnable map from the layer's
             output back to an input of shape ``hidden_shape`` (target propagation's inverses), or None.
         check: raises IncompatibleError for a configuration of the layer the feedback version cannot serve.
@@ -75,7 +76,13 @@ def fan_out(layer: nn.Module) -> int:
     them: out_features for a linear layer, out_channels·k·k for a convolution or a locally connected layer."""
     entry = layer_type(layer)
     rows = entry.matrices(layer)[0].shape[0] if entry else layer.weight.shape[0]
-    return rows * math.prod(getattr(layer, "kernel_size", ()))
+    return rows * kernel_area(layer)
+
+
+def kernel_area(layer: nn.Module) -> int:
+    """k·k of a layer's ``kernel_size`` (an int or a tuple), 1 for a layer without one (Linear)."""
+    size = getattr(layer, "kernel_size", 1)
+    return math.prod(size) if isinstance(size, (tuple, list)) else int(size)
 
 
 INIT_SCHEMES = ("default", "lecun", "xavier", "orthogonal")  # --init's choices (bioplausible.archs.init)
@@ -97,7 +104,7 @@ def init_bound(layer: nn.Module, scheme: str = "default") -> float:
     if scheme == "xavier":
         return math.sqrt(6.0 / (n_in + fan_out(layer)))
     if scheme == "orthogonal":
-        rows = fan_out(layer) // math.prod(getattr(layer, "kernel_size", ()))
+        rows = fan_out(layer) // kernel_area(layer)
         return math.sqrt(3.0 / max(rows, n_in))
     raise ValueError(f"unknown init scheme {scheme!r}; choose from: {', '.join(INIT_SCHEMES)}")
 

@@ -120,9 +120,10 @@ class Rule(nn.Module):
             if not protocol(model):
                 raise IncompatibleError(f"rule {self.name!r} needs {protocol.needs}; {protocol.why_not(model)}")
 
-    def check_init(self, init: str) -> None:
-        """Told the scheme ``--init`` drew the weights with (build calls it before :meth:`prepare`): a rule whose
-        own draws assume another scale warns here. Nothing by default."""
+    def check_init(self, init: str, optimizer: str) -> None:
+        """Told the scheme ``--init`` drew the weights with and the optimizer that will apply the updates (build
+        calls it before :meth:`prepare`): a rule whose own draws assume another scale warns here where that
+        matters. Nothing by default."""
 
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         """Make ``model`` trainable by this rule, in place; returns it (a new object only if the root was swapped).

@@ -39,7 +39,9 @@ FEEDBACK_ANGLE = ProbeSpec(
 @dataclass
 class FeedbackConfig:
     feedback_scale: float = option(
-        1.0, "scale of the feedback matrices B, relative to the forward weights' init", above=0
+        1.0,
+        "factor on the feedback's drawn scale (B, or the sign magnitudes): see feedback_init, and DFA's own",
+        above=0,
     )
     bp_layers: tuple[str, ...] = option(
         (), "layers trained by backprop instead ('last' = the layer whose output is the model's output)"
@@ -55,7 +57,8 @@ class LayerFeedbackConfig(FeedbackConfig):
         "default",
         "initialisation scheme whose scale B is drawn on (B ~ U(−k, k), k the bound with that scheme's std; sign "
         "magnitudes likewise): default = PyTorch's, 1/√fan_in. Set it to --init's to draw B like W, as BioTorch "
-        "does (a run whose --init differs warns)",
+        "does; it matters under SGD (Adam rescales each layer's update), where fa, usf, frsf, brsf and kp warn "
+        "if --init differs",
         choices=INIT_SCHEMES,
     )
 
@@ -74,20 +77,24 @@ class FeedbackRule(Rule):
     # True where B's first draw is soon forgotten (weight mirrors pull B to a multiple of W within ~100 batches)
     initial_feedback_fades = False
 
-    def check_init(self, init: str) -> None:
-        """Warn when ``--init`` drew W on another scale than B is drawn on (``feedback_init``): the feedback is then
-        weaker or stronger than W, which changes how far the error travels through depth (on ResNet-20 and
-        CIFAR-10, usf ended 9 points worse with B on PyTorch's scale under Xavier's W than with both on Xavier's).
-        DFA has no ``feedback_init``: its B is one matrix from the output to each layer, not a chain through depth.
+    def check_init(self, init: str, optimizer: str) -> None:
+        """Warn when ``--init`` drew W on another scale than B is drawn on (``feedback_init``) and the optimizer is
+        SGD: B's scale then sets how strongly the error reaches each layer, i.e. each layer's effective learning
+        rate (on ResNet-20 and CIFAR-10, usf ended 9 points worse with B on PyTorch's scale under Xavier's W than
+        with both on Xavier's). Adam divides each parameter's update by its own gradient scale, so a per-layer
+        factor in B hardly changes its training: no warning there. DFA has no ``feedback_init`` (its B is one
+        matrix from the output to each layer, not a chain through depth), and wm pulls B to W within ~100 batches.
         """
         scheme = getattr(self.config, "feedback_init", None)
-        if scheme is not None and scheme != init and not self.initial_feedback_fades:
-            warnings.warn(
-                f"--init {init} draws W on another scale than rule {self.name!r} draws its feedback on "
-                f"(--feedback-init {scheme}): set --feedback-init {init} to draw them alike (as BioTorch does)",
-                UserWarning,
-                stacklevel=2,
-            )
+        if scheme is None or scheme == init or optimizer != "sgd" or self.initial_feedback_fades:
+            return
+        warnings.warn(
+            f"--init {init} draws W on another scale than rule {self.name!r} draws its feedback on (--feedback-init "
+            f"{scheme}); under SGD that scale sets each layer's effective learning rate: set --feedback-init {init} "
+            f"(or --init {scheme}) to draw them alike (BioTorch draws both with Xavier's)",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def prepare(self, model: nn.Module, example_input: torch.Tensor | None = None) -> nn.Module:
         self.check_requirements(model)
