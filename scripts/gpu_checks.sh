@@ -3,7 +3,8 @@
 #  1. the settling benchmark's part g (issue 14: free-phase sweeps/s, eager against CUDA graphs), the GPU alone,
 #     while the CPU decodes CIFAR-10 into the cache;
 #  2. the ResNet-20 sign-symmetry table of issue 13 (results/cifar10-resnet20/run.sh, all nine runs at once, one
-#     process each: a ResNet-20 step at batch 128 leaves most of an H200 idle), TF32 allowed, stopped BUDGET
+#     process each: a ResNet-20 step at batch 128 leaves most of an H200 idle; with FEEDBACK_INIT=xavier or SCALE
+#     set, the seven layer-wise feedback runs they change), TF32 allowed, stopped BUDGET
 #     seconds after the start (each run keeps its last finished epoch; rerun to continue where the checkpoints
 #     came back);
 #  3. the CUDA test file (rules on CUDA match the CPU; graph-captured settling matches the eager sweeps) beside (2).
@@ -59,7 +60,10 @@ if [ "$left" -lt 30 ]; then
   echo "== no ResNet-20 runs: $left s left of BUDGET=$BUDGET ($SECONDS s)" | tee -a "$LOG"
 else
   echo "== ResNet-20 runs, stopped after $left s ($SECONDS s)" | tee -a "$LOG"
-  for run in ${RUNS:-bp usf frsf brsf fa kp dfa usf-last-bp fa-last-bp}; do
+  default_runs="bp usf frsf brsf fa kp dfa usf-last-bp fa-last-bp"
+  # SCALE or FEEDBACK_INIT (passed on to run.sh) change only the layer-wise feedback rules
+  [ -n "${SCALE:-}${FEEDBACK_INIT:-}" ] && default_runs="usf frsf brsf fa kp usf-last-bp fa-last-bp"
+  for run in ${RUNS:-$default_runs}; do
     RUNS=$run DEVICE=$DEVICE DATA=$DATA TF32=1 timeout $left bash results/cifar10-resnet20/run.sh \
       > /tmp/gpu-logs/$run.txt 2>&1 &
     runs+=($!)
