@@ -3,15 +3,19 @@
 # exactly results/cifar10-fc/run.sh (3072-1024x3-10 tanh, Adam, batch 100, cosine, 40 epochs, LeCun-normal init,
 # crop + flip, JPEG q75, seed 0, one thread), into results/cifar10-fc-lr/RULE-lrLR. Their CIFAR-10 learning rates
 # are not in the text we have; results/cifar10-fc uses their MNIST ones (fa 1.68e-4, dfa 1.649e-3).
-# RULE=fa|dfa|bp (default fa), LR (required), EPOCHS (default 40). Resumable: rerun to continue.
+# RULE=fa|dfa|bp|dtp|aosdtp (default fa), LR (required; the forward rate), EPOCHS (default 40). The TP rules keep
+# their other options as results/cifar10-fc/run.sh sets them (inverse rate, noise, alternating schedule). Resumable:
+# rerun to continue.
 set -u
 cd "$(dirname "$0")/../.."
 RULE=${RULE:-fa}
 case "$RULE" in
-  bp|fa|dfa) ;;
-  *) echo "RULE must be bp, fa or dfa (got $RULE); the TP rules need their inverse options: see results/cifar10-fc/run.sh" >&2; exit 2 ;;
+  bp|fa|dfa) TP="" ;;
+  dtp) TP="--schedule alternating --inverse-lr 4.593e-3 --alpha 0.232 --noise 0.22" ;;
+  aosdtp) TP="--aux-outputs 64 --schedule alternating --inverse-lr 1.6e-3 --noise 0.258" ;;
+  *) echo "RULE must be bp, fa, dfa, dtp or aosdtp (got $RULE)" >&2; exit 2 ;;
 esac
 if [ -z "${LR:-}" ]; then echo "set LR, e.g. LR=5e-5 RULE=$RULE bash $0" >&2; exit 2; fi
-bioplausible train --rule "$RULE" --lr "$LR" --arch mlp --depth 3 --width 1024 --activation tanh --init lecun \
+bioplausible train --rule "$RULE" --lr "$LR" $TP --arch mlp --depth 3 --width 1024 --activation tanh --init lecun \
   --dataset cifar10 --data-dir ../shared/data --augment --epochs "${EPOCHS:-40}" --batch-size 100 \
   --lr-schedule cosine --seed 0 --threads 1 --no-progress --resume --out "results/cifar10-fc-lr/$RULE-lr$LR"
