@@ -330,3 +330,16 @@ def test_a_layer_whose_first_probe_value_is_null_keeps_its_place(tiny_config):
     (run_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     layers, by_depth = ordered_layers(load(run_path), "grad_angle")
     assert by_depth and layers == ["hidden.0", "hidden.1", "hidden.2", "out"], layers
+
+
+def test_a_run_folder_without_a_summary_is_named_not_dropped(tiny_config, tmp_path):
+    """A folder with config.json and metrics.jsonl but no summary.json (stopped before its first summary, or copied
+    in part) is left out of the report, and the report says so."""
+    path = fit(tiny_config(epochs=1, out=str(tmp_path / "runs" / "kept")))
+    partial = tmp_path / "runs" / "partial"
+    partial.mkdir()
+    for name in ("config.json", "metrics.jsonl"):
+        shutil.copy(path / name, partial / name)
+    loaded = load_runs(tmp_path / "runs")
+    assert [r.path.name for r in loaded.runs] == ["kept"]
+    assert any("partial" in p and "no summary.json" in p for p in loaded.problems), loaded.problems

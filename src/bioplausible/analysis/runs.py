@@ -90,6 +90,10 @@ def load_runs(root: str | Path) -> Loaded:
             runs.append(load(path))
         except UnreadableRun as err:
             problems.append(str(err))
+    for path in sorted(p.parent for p in Path(root).rglob("metrics.jsonl")):
+        if (path / "config.json").exists() and not (path / "summary.json").exists():  # said, not silently dropped
+            problems.append(f"{path} holds config.json and metrics.jsonl but no summary.json, so it is left out "
+                            "(a run stopped before its first summary, or copied in part)")  # fmt: skip
     distinguish(runs)
     return Loaded(runs, problems)
 
