@@ -26,17 +26,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..layers.types import INIT_SCHEMES, fan_out, layer_type
+from ..layers.types import INIT_SCHEMES, fan_in, init_bound, layer_type
 
 INITS = INIT_SCHEMES
 TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to [−2, 2]
-
-
-def fans(module: nn.Module) -> tuple[int, int, list[torch.Tensor]]:
-    """(fan_in, fan_out, the weight matrices to fill, each (out_channels, fan_in)), from the layer table; fan_out
-    counts the kernel's area as well (see the module docstring)."""
-    matrices = layer_type(module).matrices(module)
-    return matrices[0].shape[1], fan_out(module), matrices
 
 
 @torch.no_grad()
@@ -55,14 +48,13 @@ def initialize(model: nn.Module, scheme: str) -> nn.Module:
             f"{type(model).__name__} has none (energy networks set their own initialisation: see their options)"
         )
     for module in layers:
-        fan_in, fan_out, matrices = fans(module)
-        for w2 in matrices:
+        for w2 in layer_type(module).matrices(module):  # (out_channels, fan_in): one per position if unshared
             if scheme == "lecun":
                 # truncation at ±2σ leaves 0.8796σ: widen σ first so the drawn weights have std 1/√fan_in
-                std = 1.0 / math.sqrt(fan_in) / TRUNCATED_STD
+                std = 1.0 / math.sqrt(fan_in(module)) / TRUNCATED_STD
                 nn.init.trunc_normal_(w2, std=std, a=-2 * std, b=2 * std)
             elif scheme == "xavier":
-                bound = math.sqrt(6.0 / (fan_in + fan_out))
+                bound = init_bound(module, "xavier")  # the one definition of the scheme's scale (fans counted there)
                 w2.uniform_(-bound, bound)
             else:
                 nn.init.orthogonal_(w2)

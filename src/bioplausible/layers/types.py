@@ -71,18 +71,23 @@ def fan_in(layer: nn.Module) -> int:
     return entry.fan_in(layer) if entry else layer.weight[0].numel()
 
 
-def fan_out(layer: nn.Module) -> int:
-    """Outputs one input unit feeds, counted as PyTorch's ``xavier_uniform_`` and Keras's ``glorot_uniform`` count
-    them: out_features for a linear layer, out_channels·k·k for a convolution or a locally connected layer."""
+def out_rows(layer: nn.Module) -> int:
+    """Rows of the layer's weight matrix: out_features, or out_channels for a convolution or locally connected
+    layer."""
     entry = layer_type(layer)
-    rows = entry.matrices(layer)[0].shape[0] if entry else layer.weight.shape[0]
-    return rows * kernel_area(layer)
+    return entry.matrices(layer)[0].shape[0] if entry else layer.weight.shape[0]
 
 
 def kernel_area(layer: nn.Module) -> int:
     """k·k of a layer's ``kernel_size`` (an int or a tuple), 1 for a layer without one (Linear)."""
     size = getattr(layer, "kernel_size", 1)
     return math.prod(size) if isinstance(size, (tuple, list)) else int(size)
+
+
+def fan_out(layer: nn.Module) -> int:
+    """Outputs one input unit feeds, counted as PyTorch's ``xavier_uniform_`` and Keras's ``glorot_uniform`` count
+    them: out_features for a linear layer, out_channels·k·k for a convolution or a locally connected layer."""
+    return out_rows(layer) * kernel_area(layer)
 
 
 INIT_SCHEMES = ("default", "lecun", "xavier", "orthogonal")  # --init's choices (bioplausible.archs.init)
@@ -104,8 +109,7 @@ def init_bound(layer: nn.Module, scheme: str = "default") -> float:
     if scheme == "xavier":
         return math.sqrt(6.0 / (n_in + fan_out(layer)))
     if scheme == "orthogonal":
-        rows = fan_out(layer) // kernel_area(layer)
-        return math.sqrt(3.0 / max(rows, n_in))
+        return math.sqrt(3.0 / max(out_rows(layer), n_in))
     raise ValueError(f"unknown init scheme {scheme!r}; choose from: {', '.join(INIT_SCHEMES)}")
 
 
