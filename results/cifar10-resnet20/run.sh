@@ -18,6 +18,10 @@ cd "$(dirname "$0")/../.."
 B="--arch resnet20 --dataset cifar10 --data-dir ${DATA:-../shared/data} --optimizer sgd --momentum 0.9 --weight-decay 1e-4 --batch-size 128 --init xavier --epochs ${EPOCHS:-30} --lr-schedule cosine --channels-last --seed 0 --threads 1 --device ${DEVICE:-auto} $([ "${TF32:-0}" = 1 ] && echo --tf32) --no-progress --resume"
 R=results/cifar10-resnet20
 ALL="usf bp fa frsf brsf kp dfa usf-last-bp fa-last-bp"
+case "${FEEDBACK_INIT:-default}" in
+  default|lecun|xavier|orthogonal) ;;
+  *) echo "FEEDBACK_INIT must be default, lecun, xavier or orthogonal (got '${FEEDBACK_INIT}')" >&2; exit 2 ;;
+esac
 if [ -n "${SCALE:-}${FEEDBACK_INIT:-}" ]; then  # they change the layer-wise feedback rules only
   ALL="usf fa frsf brsf kp usf-last-bp fa-last-bp"
   case " ${RUNS:-} " in *" bp "*|*" dfa "*)
