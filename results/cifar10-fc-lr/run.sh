@@ -4,8 +4,9 @@
 # crop + flip, JPEG q75, seed 0, one thread), into results/cifar10-fc-lr/RULE-lrLR. Their CIFAR-10 learning rates
 # are not in the text we have; results/cifar10-fc uses their MNIST ones (fa 1.68e-4, dfa 1.649e-3).
 # RULE=fa|dfa|bp|dtp|aosdtp (default fa), LR (required; the forward rate), EPOCHS (default 40). The TP rules keep
-# their other options as results/cifar10-fc/run.sh sets them (inverse rate, noise, alternating schedule). Resumable:
-# rerun to continue.
+# their other options as results/cifar10-fc/run.sh sets them (inverse rate, noise, alternating schedule). A run of
+# other than 40 epochs gets "-eEPOCHS" in its folder name (the cosine schedule depends on it). Resumable: rerun to
+# continue.
 set -u
 cd "$(dirname "$0")/../.."
 RULE=${RULE:-fa}
@@ -16,6 +17,8 @@ case "$RULE" in
   *) echo "RULE must be bp, fa, dfa, dtp or aosdtp (got $RULE)" >&2; exit 2 ;;
 esac
 if [ -z "${LR:-}" ]; then echo "set LR, e.g. LR=5e-5 RULE=$RULE bash $0" >&2; exit 2; fi
+EPOCHS=${EPOCHS:-40}
+SUFFIX=""; [ "$EPOCHS" != 40 ] && SUFFIX="-e$EPOCHS"
 bioplausible train --rule "$RULE" --lr "$LR" $TP --arch mlp --depth 3 --width 1024 --activation tanh --init lecun \
-  --dataset cifar10 --data-dir ../shared/data --augment --epochs "${EPOCHS:-40}" --batch-size 100 \
-  --lr-schedule cosine --seed 0 --threads 1 --no-progress --resume --out "results/cifar10-fc-lr/$RULE-lr$LR"
+  --dataset cifar10 --data-dir ../shared/data --augment --epochs "$EPOCHS" --batch-size 100 \
+  --lr-schedule cosine --seed 0 --threads 1 --no-progress --resume --out "results/cifar10-fc-lr/$RULE-lr$LR$SUFFIX"
