@@ -339,3 +339,15 @@ def test_bench_times_bp_beside_ep_without_the_nudged_phase_options(capsys):
     assert asked["bp"].arch_options == cascade  # bp asked for with them: train's refusal, not a quiet drop
     assert main([*argv[:2], "bp,ep", *argv[3:]]) == 2
     assert "--nudged-steps sets the nudged phase" in capsys.readouterr().err
+
+
+def test_a_warning_reads_as_one_line_naming_the_problem_not_our_source(run_cli, tmp_path):
+    """The command line shows a warning as ``warning: TEXT (Category)``, without Python's file:line and source line."""
+    proc = run_cli(
+        "train", "--rule", "fa", "--init", "xavier", "--optimizer", "sgd", "--lr", "0.01", *QUICK,
+        "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if "--feedback-init" in line]
+    assert len(lines) == 1 and lines[0].startswith("warning: --init xavier") and lines[0].endswith("(UserWarning)")
+    assert "bioplausible/" not in proc.stderr and "Warning:" not in proc.stderr

@@ -16,6 +16,7 @@ import json
 import re
 import sys
 import typing
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -451,8 +452,15 @@ def dispatch(argv: list[str]) -> int:
     return commands[args.command](args)
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command line shows it: its text and category on one line, without Python's file, line
+    number and source line (which name our code, not the user's command)."""
+    return f"warning: {message} ({category.__name__})\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    python_format, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return dispatch(argv)
     except BioplausibleError as err:
@@ -462,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(err) or "a run folder keeps its last checkpoint; continue with the same command and --resume"
         print(f"interrupted: {reason}", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = python_format
 
 
 if __name__ == "__main__":
