@@ -343,3 +343,14 @@ def test_a_run_folder_without_a_summary_is_named_not_dropped(tiny_config, tmp_pa
     loaded = load_runs(tmp_path / "runs")
     assert [r.path.name for r in loaded.runs] == ["kept"]
     assert any("partial" in p and "no summary.json" in p for p in loaded.problems), loaded.problems
+
+
+def test_an_epoch_axis_has_whole_number_ticks_even_for_a_one_epoch_run(tmp_path):
+    from bioplausible.analysis.figures import plt, save_figure
+
+    fig, ax = plt.subplots()
+    ax.plot([1], [0.5], marker=".")
+    ax.set(xlabel="epoch")
+    save_figure(fig, tmp_path / "one.png")
+    ticks = ax.get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks)

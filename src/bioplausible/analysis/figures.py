@@ -22,6 +22,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..probes.spec import ALIGNMENT_PROBES, GRAD_ANGLE, ProbeSpec  # noqa: E402
 from ..registry import RULES  # noqa: E402
@@ -50,7 +51,11 @@ def rule_colour(rule: str) -> str:
 
 
 def save_figure(fig, path: str | Path, title: str = "", dpi: int = 100) -> Path:
-    """Title, lay out, write the PNG deterministically and atomically, and free the figure."""
+    """Title, lay out, write the PNG deterministically and atomically, and free the figure. An x axis labelled
+    "epoch" gets whole-number ticks (a run of one or two epochs otherwise reads 0.96, 0.98, … 1.04)."""
+    for ax in fig.get_axes():
+        if ax.get_xlabel() == "epoch":
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     lines = textwrap.wrap(title, width=int(TITLE_CHARS_PER_INCH * fig.get_figwidth())) if title else []
     if lines:  # wrapped: a one-panel figure is narrower than a long title
         fig.suptitle("\n".join(lines))
