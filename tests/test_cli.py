@@ -351,3 +351,27 @@ def test_a_warning_reads_as_one_line_naming_the_problem_not_our_source(run_cli, 
     lines = [line for line in proc.stderr.splitlines() if "--feedback-init" in line]
     assert len(lines) == 1 and lines[0].startswith("warning: --init xavier") and lines[0].endswith("(UserWarning)")
     assert "bioplausible/" not in proc.stderr and "Warning:" not in proc.stderr
+
+
+def test_a_config_whose_rule_or_arch_a_flag_replaces_warns_which_options_it_drops(run_cli, tmp_path):
+    """--config's options of a rule or architecture that a flag replaces are not carried over (a name may mean
+    another thing to the new owner), and not silently: one warning per scope names those set away from their
+    defaults and the flags that would keep them."""
+    config = tmp_path / "fa.json"
+    config.write_text(json.dumps({
+        "rule": "fa", "rule_options": {"feedback_scale": 3.0, "feedback_init": "default"},
+        "arch": "mlp", "arch_options": {"width": 8, "depth": 1},
+    }))  # fmt: skip
+    quick = ["--dataset", "synthetic", "--epochs", "1", "--device", "cpu", "--threads", "1", "--no-progress"]
+    proc = run_cli("train", "--config", config, "--rule", "dfa", "--arch", "dense-mlp", *quick, "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    warned = [line for line in proc.stderr.splitlines() if line.startswith("warning: --config's")]
+    assert len(warned) == 2, proc.stderr
+    assert "feedback_scale=3.0" in warned[0] and "feedback_init" not in warned[0]  # the default is not listed
+    assert "--rule.feedback-scale 3.0" in warned[0]
+    assert "width=8" in warned[1] and "depth=1" in warned[1] and "'mlp', not 'dense-mlp'" in warned[1]
+    saved = json.loads((tmp_path / "r" / "config.json").read_text())
+    assert saved["rule_options"]["feedback_scale"] == 1.0 and saved["arch_options"]["width"] != 8
+    same = run_cli("train", "--config", config, *quick, "--out", tmp_path / "s")  # unchanged owners: kept, no warning
+    assert same.returncode == 0 and "warning: --config" not in same.stderr
+    assert json.loads((tmp_path / "s" / "config.json").read_text())["rule_options"]["feedback_scale"] == 3.0

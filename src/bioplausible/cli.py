@@ -203,17 +203,69 @@ OWNER_FIELD = {"rule": "rule", "arch": "arch", "data": "dataset"}
 
 def config_from_args(ns: argparse.Namespace, names: dict[str, list[str]], base: dict[str, Any]) -> TrainConfig:
     """The TrainConfig: field defaults, then ``base`` settings (--config or the resumed run), then the flags
-    given. The base's options of a rule/architecture/dataset carry over only if that owner is unchanged."""
+    given. The base's options of a rule/architecture/dataset carry over only if that owner is unchanged; otherwise
+    a warning names those it drops (``_warn_dropped``)."""
     data = {k: v for k, v in base.items() if k not in NOT_FLAGS}
     data.update({k: getattr(ns, k) for k in names["core"] if hasattr(ns, k)})
     if data.get("lr_schedule") != "step" and base.get("lr_milestones") and not hasattr(ns, "lr_milestones"):
         data["lr_milestones"] = ()  # the base's milestones belonged to the step schedule that a flag replaced
     for scope, (field, _) in SCOPES.items():
         owner = OWNER_FIELD[scope]
-        kept = base.get(field, {}) if base.get(owner) == data.get(owner) else {}
         given = {k: getattr(ns, f"{scope}.{k}") for k in names[scope] if hasattr(ns, f"{scope}.{k}")}
+        if (base.get(owner) or CHOSEN[owner]) == data.get(owner):  # a config naming no rule means the default's
+            kept = base.get(field, {})
+        else:
+            kept = {}
+            _warn_dropped(scope, base, data, _set_options(scope, base, given))
         data[field] = {**kept, **given}
     return TrainConfig.from_dict(data)
+
+
+def _set_options(scope: str, base: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """The base's options of its rule/architecture/dataset that differ from that owner's defaults (a saved
+    config.json lists every option) and that no flag gives anew."""
+    field, registry = SCOPES[scope]
+    owner = base.get(OWNER_FIELD[scope]) or CHOSEN[OWNER_FIELD[scope]]
+    try:
+        defaults = {f.name: f.default for f in dataclasses.fields(registry.get(owner).Config)}
+    except (BioplausibleError, AttributeError, TypeError):  # an unknown owner: its options are all the user's
+        defaults = {}
+    missing = object()
+    return {
+        k: v
+        for k, v in base.get(field, {}).items()
+        if k not in given and _comparable(defaults.get(k, missing)) != _comparable(v)
+    }
+
+
+def _comparable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _as_flag(flag: str, value: Any) -> str:
+    """A setting as the command line takes it (booleans as --x / --no-x, lists comma-separated)."""
+    if isinstance(value, bool):
+        return flag if value else flag.replace("--", "--no-", 1)
+    if isinstance(value, (list, tuple)):
+        return f"{flag} {','.join(map(str, value))}"
+    return f"{flag} {value}"
+
+
+def _warn_dropped(scope: str, base: dict[str, Any], data: dict[str, Any], dropped: dict[str, Any]) -> None:
+    """Warn that the base's options of a rule/architecture/dataset that a flag replaced are not used: an option
+    of the same name may mean something else to the new owner, so none is carried over unasked."""
+    if not dropped:
+        return
+    owner = OWNER_FIELD[scope]
+    listed = ", ".join(f"{k}={v!r}" for k, v in dropped.items())
+    flags = " ".join(_as_flag(f"--{scope}.{k.replace('_', '-')}", v) for k, v in dropped.items())
+    warnings.warn(
+        f"--config's {owner} options {listed} belong to {owner} {base.get(owner) or CHOSEN[owner]!r}, not "
+        f"{data.get(owner)!r}, and are not used; to keep one that {data.get(owner)} also has, give it as a flag "
+        f"({flags})",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def cmd_list(args) -> int:
