@@ -232,6 +232,45 @@ def test_modules_that_use_weights_functionally_keep_backprop_with_a_warning():
     assert type(model.attn.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear  # not swapped
 
 
+def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not():
+    """A module the rule cannot swap transports its own weights in the backward pass, whatever their shape (u vᵀ
+    from two vectors here); normalisation layers and PReLU act unit by unit and keep their gradient by convention."""
+
+    class LowRank(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.u, self.v = nn.Parameter(torch.randn(6)), nn.Parameter(torch.randn(6))
+
+        def forward(self, x):
+            return x @ torch.outer(self.u, self.v)
+
+    model = nn.Sequential(
+        nn.Linear(4, 6), nn.BatchNorm1d(6), nn.LayerNorm(6), nn.PReLU(), LowRank(), nn.Tanh(), nn.Linear(6, 3)
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, rule = bioplausible.convert(model, "fa", example_input=torch.randn(2, 4))
+    kept = [str(w.message) for w in caught if issubclass(w.category, KeptOnBackpropWarning)]
+    assert len(kept) == 1 and "4 u, v (LowRank: no feedback version)" in kept[0]
+    assert not any(f"{i} " in kept[0].split(": ", 1)[1] for i in (1, 2, 3))  # the norm layers and PReLU: not named
+    assert {"1", "2", "3", "4"} <= set(rule.unchanged)
+
+
+def test_a_layer_whose_weights_are_used_functionally_stays_unswapped_and_is_listed_unchanged():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.fc, self.b = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.b(torch.tanh(F.linear(torch.tanh(self.a(x)), self.fc.weight, self.fc.bias)))
+
+    for rule_name in ("fa", "dfa", "usf", "kp"):
+        with pytest.warns(KeptOnBackpropWarning, match="fc \\(never ran on the example input\\)"):
+            model, rule = bioplausible.convert(Functional(), rule_name, example_input=torch.randn(1, 4))
+        assert "fc" not in rule.layers and "fc" in rule.unchanged and type(model.fc) is nn.Linear
+
+
 def test_an_unused_layer_neither_crashes_kp_nor_passes_unnoticed():
     class Unused(nn.Module):
         def __init__(self):
@@ -243,6 +282,8 @@ def test_an_unused_layer_neither_crashes_kp_nor_passes_unnoticed():
 
     with pytest.warns(KeptOnBackpropWarning, match="spare \\(never ran on the example input\\)"):
         model, rule = bioplausible.convert(Unused(), "kp", example_input=torch.randn(1, 4))
+    assert set(rule.layers) == {"a", "b"} and "spare" in rule.unchanged  # listed as what it is: not the rule's
+    assert type(model.spare) is nn.Linear
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     for _ in range(2):
         optimizer.zero_grad()

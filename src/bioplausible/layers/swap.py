@@ -148,9 +148,12 @@ def swap_layers(
     candidates = swappable_layers(model)
     found = trace(model, example_input, candidates) if example_input is not None else None
     kept = resolve_kept(keep, candidates, found)
-    converted = []
+    converted, never_ran = [], []
     for name in candidates:
         if name in kept:
+            continue
+        if found is not None and name not in found.order:  # its weights, if used at all, are used functionally:
+            never_ran.append(name)  # swapped, it would be listed as the rule's while keeping its true gradient
             continue
         old = model.get_submodule(name)
         entry = layer_type(old)
@@ -164,22 +167,34 @@ def swap_layers(
         converted.append(name)
     unchanged = [n for n, m in model.named_modules() if n not in converted and any(True for _ in m.parameters(False))]
     if converted:  # a model with nothing to convert is refused by the rule, with the reason
-        warn_kept_on_backprop(model, converted, found)
+        warn_kept_on_backprop(model, never_ran)
     return Swap(model, converted, unchanged, found)
 
 
-def warn_kept_on_backprop(model: nn.Module, converted: list[str], found: Trace | None) -> None:
-    """One warning naming the weight-bearing modules that keep backprop without being asked to."""
-    silent = []
+# Modules whose parameters act unit by unit (normalisation's scale and shift, PReLU's slopes): their backward pass
+# transports no weight matrix, and keeping their true gradient is the convention of Xiao et al. and BioTorch, so
+# they are not warned about. Any other module with parameters of its own (a custom layer, even one built from
+# vectors, such as a low-rank u vᵀ) is named.
+ELEMENTWISE = (
+    nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm, nn.PReLU,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)  # fmt: skip
+
+
+def warn_kept_on_backprop(model: nn.Module, never_ran: list[str]) -> None:
+    """One warning naming the weight-bearing modules that keep backprop without being asked to; ``never_ran``:
+    the layers left unswapped because they did not run on the example input."""
+    silent = [f"{n} (never ran on the example input)" for n in never_ran]
     for name, module in model.named_modules():
         label = name or "the model's own parameters"
+        if name in never_ran:
+            continue
         if isinstance(module, FUNCTIONAL_USERS):
             silent.append(f"{label} ({type(module).__name__}: uses its weights functionally)")
-        elif layer_type(module) is None and any(p.dim() >= 2 for p in module.parameters(recurse=False)):
-            params = ", ".join(n for n, p in module.named_parameters(recurse=False) if p.dim() >= 2)
-            silent.append(f"{label} {params} ({type(module).__name__}: no feedback version)")
-    if found is not None:
-        silent += [f"{n} (never ran on the example input)" for n in converted if n not in found.order]
+        elif layer_type(module) is None and not isinstance(module, ELEMENTWISE) and module._parameters:
+            params = ", ".join(n for n, p in module.named_parameters(recurse=False))
+            if params:
+                silent.append(f"{label} {params} ({type(module).__name__}: no feedback version)")
     if silent:
         warnings.warn(
             "these modules keep their true gradient (backprop), not the rule's: " + "; ".join(silent),
