@@ -271,6 +271,40 @@ def test_a_layer_whose_weights_are_used_functionally_stays_unswapped_and_is_list
         assert "fc" not in rule.layers and "fc" in rule.unchanged and type(model.fc) is nn.Linear
 
 
+REPARAMETRIZED = {
+    "weight_norm": lambda m: nn.utils.parametrizations.weight_norm(m),
+    "spectral_norm": lambda m: nn.utils.parametrizations.spectral_norm(m),
+    "orthogonal": lambda m: nn.utils.parametrizations.orthogonal(m),
+    "legacy weight_norm": lambda m: nn.utils.weight_norm(m),
+    "legacy spectral_norm": lambda m: nn.utils.spectral_norm(m),
+}
+
+
+@pytest.mark.parametrize("kind", REPARAMETRIZED)
+@pytest.mark.parametrize("rule_name", ["fa", "dfa", "usf", "kp", "wm"])
+def test_a_reparametrized_weight_is_refused_in_one_line_not_trained_as_a_copy(rule_name, kind):
+    layers = [nn.Linear(4, 6), nn.Conv2d(1, 2, 3, padding=1)]
+    for layer in layers:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # the legacy helpers are deprecated
+            wrapped = REPARAMETRIZED[kind](layer)
+        if isinstance(layer, nn.Linear):
+            model, x = nn.Sequential(wrapped, nn.Tanh(), nn.Linear(6, 3)), torch.randn(1, 4)
+        else:
+            model, x = nn.Sequential(wrapped, nn.Tanh(), nn.Flatten(), nn.Linear(32, 3)), torch.randn(1, 1, 4, 4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", KeptOnBackpropWarning)
+            with pytest.raises(IncompatibleError, match="'0' has a reparametrized weight .*remove it first"):
+                bioplausible.convert(model, rule_name, example_input=x)
+
+
+@pytest.mark.parametrize("rule_name", ["fa", "dfa", "dtp"])
+def test_an_example_input_without_a_batch_dimension_is_refused_in_one_line(rule_name):
+    model = nn.Sequential(nn.Linear(20, 16), nn.Tanh(), nn.Linear(16, 5))
+    with pytest.raises(ConfigError, match=r"example_input must be a batch.*\(20,\).*x\[:1\]"):
+        bioplausible.convert(model, rule_name, example_input=torch.randn(20))
+
+
 def test_an_unused_layer_neither_crashes_kp_nor_passes_unnoticed():
     class Unused(nn.Module):
         def __init__(self):

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .rules import Rule, create_rule
 
 
@@ -38,13 +39,20 @@ def convert(
         ``loss.backward()`` (the feedback rules do their per-batch work inside the layers).
 
     Raises:
-        IncompatibleError: the model has no layer the rule can train, or not the structure the rule needs.
-        ConfigError: an option the rule does not have, or out of range; a missing example input the rule needs.
+        IncompatibleError: the model has no layer the rule can train, or not the structure the rule needs; a
+            layer with a reparametrized weight (weight_norm, spectral_norm, orthogonal).
+        ConfigError: an option the rule does not have, or out of range; a missing example input the rule needs,
+            or one without a batch dimension.
     """
     if isinstance(rule, str):
         rule = create_rule(rule, loss=loss, **options)
     elif options:
         raise TypeError("pass options when giving a rule name; a Rule instance already has its config")
+    if example_input is not None and example_input.dim() < 2:
+        raise ConfigError(
+            f"example_input must be a batch, shaped (N, ...): got shape {tuple(example_input.shape)}; pass x[:1] "
+            "rather than x[0]"
+        )
     if example_input is not None:
         example_input = example_input.to(next(model.parameters(), example_input).device)
     rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does

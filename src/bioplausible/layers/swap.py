@@ -133,6 +133,23 @@ def resolve_kept(names: Iterable[str], candidates: list[str], found: Trace | Non
     return resolved
 
 
+def refuse_reparametrized(name: str, layer: nn.Module) -> None:
+    """IncompatibleError for a layer whose weight is computed from other parameters (weight_norm, spectral_norm,
+    orthogonal, as parametrizations or as the older hooks): its feedback version would hold a copy of the weight
+    and train it directly, or lose it."""
+    hooks = [type(h).__name__ for h in layer._forward_pre_hooks.values() if type(h).__name__ in LEGACY_REPARAMETRIZE]
+    if torch.nn.utils.parametrize.is_parametrized(layer) or hooks:
+        kind = ", ".join(hooks) or ", ".join(layer.parametrizations.keys()) + " parametrized"
+        raise IncompatibleError(
+            f"layer {name or type(layer).__name__!r} has a reparametrized weight ({kind}), which the rule's feedback "
+            "version cannot keep: remove it first (torch.nn.utils.parametrize.remove_parametrizations, or "
+            "torch.nn.utils.remove_weight_norm / remove_spectral_norm), or keep the layer on backprop (bp_layers)"
+        )
+
+
+LEGACY_REPARAMETRIZE = ("WeightNorm", "SpectralNorm")  # torch.nn.utils.weight_norm / spectral_norm's hooks
+
+
 def swap_layers(
     model: nn.Module,
     mode: Callable[[str, nn.Module], FeedbackMode],
@@ -157,6 +174,7 @@ def swap_layers(
             continue
         old = model.get_submodule(name)
         entry = layer_type(old)
+        refuse_reparametrized(name, old)
         entry.check(old)
         new = entry.feedback_class.from_module(old, mode(name, old))
         if name:
