@@ -604,3 +604,14 @@ def test_a_resumed_run_keeps_the_version_that_started_it(tiny_config):
     fit(config_replace(config, epochs=2, resume=True))
     assert read_json(path / "config.json")["version"] == "0.2.0"
     assert read_json(path / "summary.json")["version"] == __version__
+
+
+def test_a_step_budget_that_replaces_an_epoch_count_given_says_so(tmp_path, capsys):
+    from bioplausible.cli import main
+
+    args = ["train", "--dataset", "digits", "--arch", "mlp", "--width", "8", "--depth", "1", "--no-progress"]
+    assert main([*args, "--epochs", "3", "--max-steps", "5", "--out", str(tmp_path / "a")]) == 0
+    assert "note: --max-steps 5 sets the epochs to 1 (not the 3 given)" in capsys.readouterr().err
+    assert read_json(tmp_path / "a" / "config.json")["epochs"] == 1
+    assert main([*args, "--max-steps", "5", "--out", str(tmp_path / "b")]) == 0  # no count given: nothing to say
+    assert "note: --max-steps" not in capsys.readouterr().err

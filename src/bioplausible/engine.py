@@ -245,6 +245,9 @@ def batches_per_epoch(data: Dataset, config: TrainConfig) -> int:
     return min(total, config.max_batches) if config.max_batches else total
 
 
+EPOCHS_DEFAULT = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == "epochs")
+
+
 def planned_epochs(data: Dataset, config: TrainConfig) -> int:
     """The number of epochs to train: ``epochs``, or as many as a ``max_steps`` budget needs."""
     if config.max_steps:
@@ -419,7 +422,10 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
         data = copy.copy(data)  # the caller's dataset keeps its augmentation
         data.augment = None
     if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
-        config = dataclasses.replace(config, epochs=planned_epochs(data, config))
+        planned = planned_epochs(data, config)
+        if config.epochs not in (planned, EPOCHS_DEFAULT):  # a count the user gave, replaced: say so
+            log(f"note: --max-steps {config.max_steps} sets the epochs to {planned} (not the {config.epochs} given)")
+        config = dataclasses.replace(config, epochs=planned)
     steps = config.max_steps or config.epochs * batches_per_epoch(data, config)
     late = [s for s in config.eval_steps if s > steps]
     if late:  # they would silently never be evaluated
