@@ -354,3 +354,29 @@ def test_an_epoch_axis_has_whole_number_ticks_even_for_a_one_epoch_run(tmp_path)
     save_figure(fig, tmp_path / "one.png")
     ticks = ax.get_xticks()
     assert len(ticks) and all(float(t).is_integer() for t in ticks)
+
+
+def test_the_learning_curves_mean_angle_leaves_out_layers_trained_by_the_gradient_itself():
+    """FA's output layer is updated by its true gradient (0° in every epoch): averaged in, it would show hidden
+    layers at 74° and 85° as 53°. A run whose every layer is at 0° (bp) keeps its mean of 0."""
+    from bioplausible.analysis.figures import mean_over_layers
+    from bioplausible.analysis.runs import Run
+
+    def run(angles: dict[str, list[float]]) -> Run:
+        metrics = [{"epoch": e + 1, **{f"probe/grad_angle/{n}": v[e] for n, v in angles.items()}} for e in range(2)]
+        return Run(path=Path("."), config={"rule": "fa"}, summary={}, metrics=metrics)
+
+    fa = run({"hidden.0": [74.0, 76.0], "hidden.1": [85.0, 83.0], "out": [0.0, 3e-6]})
+    assert mean_over_layers(fa, "grad_angle") == pytest.approx([79.5, 79.5])
+    assert mean_over_layers(run({"hidden.0": [0.0, 0.0], "out": [0.0, 0.0]}), "grad_angle") == [0.0, 0.0]
+
+
+def test_report_on_a_missing_path_or_a_file_says_which(tmp_path):
+    from bioplausible.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ConfigError, match="does not exist"):
+        write_report(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        write_report(tmp_path / "afile")
+    assert main(["report", str(tmp_path / "nothing")]) == 2

@@ -37,6 +37,7 @@ PALETTE = (
 STYLES = ("-", "--", ":", "-.")
 TITLE_CHARS_PER_INCH = 9  # the suptitle's default 12-point font: about 9 characters an inch
 MAX_PNG_BYTES = 900_000  # above this a figure is saved with a palette (see palette_png)
+EXACT = 1e-3  # degrees: an angle below this in every epoch is the gradient itself (float32 rounding)
 MAX_LEGEND = 10  # a per-layer panel with more layers names only the first and the last in its legend
 GENERIC = [spec.kind for spec in ALIGNMENT_PROBES]
 PNG_METADATA = {"Software": None}  # matplotlib otherwise stamps its version into every PNG
@@ -179,7 +180,7 @@ def plot_learning_curves(runs: Sequence[Run], path: str | Path, title: str = "")
             bottom.plot(x, mean_over_layers(run, GRAD_ANGLE.kind), style, color=colour, marker=".", label=labels[i])
         shared = {r.arch_label for r in column}
         top.set(title=shared.pop() if len(shared) == 1 else arch, ylabel="test accuracy (%)")
-        bottom.set(xlabel="epoch", ylabel=f"{axis_label(GRAD_ANGLE)}, mean over layers")
+        bottom.set(xlabel="epoch", ylabel=f"{axis_label(GRAD_ANGLE)},\nmean over layers not on the gradient")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
             ax.legend(fontsize="small")
@@ -187,11 +188,16 @@ def plot_learning_curves(runs: Sequence[Run], path: str | Path, title: str = "")
 
 
 def mean_over_layers(run: Run, kind: str) -> list[float]:
-    """The mean over layers of ``probe/<kind>/<layer>`` in each epoch record (NaN where none)."""
+    """The mean over layers of ``probe/<kind>/<layer>`` in each epoch record (NaN where none), leaving out the
+    layers at 0 in every epoch (an angle: those trained by the gradient itself, such as FA's output layer, which
+    would pull FA's hidden layers at 74° and 85° down to a mean of 53°), unless every layer is."""
     prefix = f"probe/{kind}/"
+    layers = layer_names(run, kind)
+    off = [n for n in layers if any(abs(v) > EXACT for v in values(run, prefix + n) if not math.isnan(v))]
+    keys = {prefix + n for n in (off or layers)}
     out = []
     for record in run.metrics:
-        layer_values = [v for k, v in record.items() if k.startswith(prefix) and v is not None]
+        layer_values = [v for k, v in record.items() if k in keys and v is not None]
         out.append(sum(layer_values) / len(layer_values) if layer_values else math.nan)
     return out
 

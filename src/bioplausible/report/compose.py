@@ -72,6 +72,9 @@ def write_report(folder: str | Path, wait_s: float = 0) -> Path:
 def write_report_files(folder: str | Path, wait_s: float = 0) -> WrittenReport:
     """As ``write_report``; also returns the results table (what ``bioplausible report`` prints)."""
     folder = Path(folder)
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"{folder} {what}: give the folder that holds the run folders (e.g. results/mnist-fc)")
     loaded = load_runs(folder)
     if not loaded.runs:
         problems = "".join(f"; {p}" for p in loaded.problems)
