@@ -190,12 +190,19 @@ def train_parser(argv: list[str]) -> tuple[Parser, dict[str, list[str]], dict[st
         description="Train one rule on one architecture and dataset; every setting is a flag.",
         epilog=(
             f"The options shown are those of rule {chosen.rule}, architecture {chosen.arch} and dataset "
-            f"{chosen.dataset}; another choice shows its own: `bioplausible train --rule ep --arch energy-net "
-            "--help`. An option is also reachable as --rule.NAME, --arch.NAME or --data.NAME."
+            f"{chosen.dataset}; another choice shows its own: `bioplausible train {_other_choice(chosen)} --help`. "
+            "An option is also reachable as --rule.NAME, --arch.NAME or --data.NAME."
         ),
     )
     names = add_train_arguments(p, chosen.rule, chosen.arch, chosen.dataset)
     return p, names, base
+
+
+def _other_choice(chosen: argparse.Namespace) -> str:
+    """An example of other flags for the --help epilog: not the choice being shown."""
+    if chosen.rule == "ep":
+        return "--rule dtp --arch convnet"
+    return "--rule ep --arch energy-net"
 
 
 OWNER_FIELD = {"rule": "rule", "arch": "arch", "data": "dataset"}
