@@ -545,6 +545,8 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
                 run.save_checkpoint(state.state_dict())
                 # A run killed from here on keeps a summary of its last finished epoch, marked as not finished.
                 write_json(run.summary, summarize(config, data, records, loop, "running", UNFINISHED))
+            for k, m in sorted((k, m) for k, m in step_evals.items() if m is not None):
+                log(f"step {k} (--eval-steps): test acc {m['accuracy']:.2%}")
             log(
                 f"epoch {epoch + 1}/{config.epochs}  train loss {record['train/loss']:.4f} "
                 f"acc {record['train/accuracy']:.2%}  test acc {record['test/accuracy']:.2%}  "
