@@ -24,7 +24,10 @@ and the top target is
                   they give g_L a higher-dimensional input, so the penultimate targets are not confined to the
                   ≤ n_classes-dimensional image of the label space (the motivation Bartunov et al. give: a narrow
                   output keeps too little information about h_{L−1} for its inverse). ``aux_outputs`` sets their
-                  number; the default 32 is this library's choice.
+                  number; the default 32 is this library's choice, for MNIST-sized nets. Too few for a wide
+                  penultimate layer make the targets' steps large: on CIFAR-10's 3×1024 tanh net 64 gave target
+                  steps ‖ĥ − h‖ of 4–18 per example and 65.7 % test error after 40 epochs, 1024 gave steps of
+                  0.4–1.0 and 56.4 % (``results/cifar10-fc-lr``, ``AUX=1024 RULE=aosdtp``).
 
 Forward weights: layer l < L minimises ½‖h_l − ĥ_l‖² (summed over units, averaged over the batch) with its input
 h_{l−1} detached, so no gradient crosses a layer. The output layer is trained on the task loss itself in every
