@@ -198,11 +198,12 @@ def train_parser(argv: list[str]) -> tuple[Parser, dict[str, list[str]], dict[st
     return p, names, base
 
 
+HELP_EXAMPLES = ("--rule ep --arch energy-net", "--rule dtp --arch convnet")
+
+
 def _other_choice(chosen: argparse.Namespace) -> str:
-    """An example of other flags for the --help epilog: not the choice being shown."""
-    if chosen.rule == "ep":
-        return "--rule dtp --arch convnet"
-    return "--rule ep --arch energy-net"
+    """An example of other flags for the --help epilog: not the rule being shown."""
+    return next(e for e in HELP_EXAMPLES if not e.startswith(f"--rule {chosen.rule} "))
 
 
 OWNER_FIELD = {"rule": "rule", "arch": "arch", "data": "dataset"}
