@@ -17,7 +17,7 @@ import bioplausible
 from bioplausible.archs import create_arch
 from bioplausible.errors import ConfigError, IncompatibleError
 from bioplausible.layers import KeptOnBackpropWarning, feedback_layers
-from bioplausible.registry import RULES
+from bioplausible.registry import ARCHS, RULES
 from bioplausible.rules import create_rule
 
 FEEDBACK = ["fa", "dfa", "usf", "frsf", "brsf", "kp", "wm"]
@@ -254,6 +254,15 @@ def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not
     assert len(kept) == 1 and "4 u, v (LowRank: no feedback version)" in kept[0]
     assert not any(f"{i} " in kept[0].split(": ", 1)[1] for i in (1, 2, 3))  # the norm layers and PReLU: not named
     assert {"1", "2", "3", "4"} <= set(rule.unchanged)
+
+
+@pytest.mark.parametrize("arch", [a for a in ARCHS.list() if "energy" not in a])
+def test_no_built_in_architecture_keeps_a_weight_on_backprop_unasked(arch):
+    model = create_arch(arch, (3, 32, 32), 10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeptOnBackpropWarning)
+        _, rule = bioplausible.convert(model, "fa", example_input=torch.randn(2, 3, 32, 32))
+    assert rule.layers
 
 
 def test_a_layer_whose_weights_are_used_functionally_stays_unswapped_and_is_listed_unchanged():
