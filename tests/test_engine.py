@@ -615,3 +615,13 @@ def test_a_step_budget_that_replaces_an_epoch_count_given_says_so(tmp_path, caps
     assert read_json(tmp_path / "a" / "config.json")["epochs"] == 1
     assert main([*args, "--max-steps", "5", "--out", str(tmp_path / "b")]) == 0  # no count given: nothing to say
     assert "note: --max-steps" not in capsys.readouterr().err
+
+
+def test_a_step_budget_counts_the_batches_left_after_the_validation_split(tmp_path):
+    """--max-steps with --val-fraction planned its epochs on the whole training set and stopped short (24 of 30
+    steps on digits at half held out); an eval step beyond that was then never made, without a word."""
+    config = TrainConfig(dataset="digits", arch="mlp", arch_options={"depth": 1, "width": 8}, max_steps=30,
+                         val_fraction=0.5, eval_steps=(28,), progress=False, out=str(tmp_path / "r"))  # fmt: skip
+    run = load_run(fit(config, quiet=True))
+    assert run["metrics"][-1]["step"] == 30
+    assert [r["step"] for r in run["step_metrics"]] == [28]

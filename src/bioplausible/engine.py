@@ -421,6 +421,10 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
     if not config.augment and getattr(data, "augment", None) is not None:
         data = copy.copy(data)  # the caller's dataset keeps its augmentation
         data.augment = None
+    val = None  # split first: a step budget and the eval steps count the batches of what is left
+    if config.val_fraction > 0:
+        data, val = data.split_validation(config.val_fraction, seed=config.seed)
+        val = tuple(t.to(device) for t in val)
     if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
         planned = planned_epochs(data, config)
         if config.epochs not in (planned, EPOCHS_DEFAULT):  # a count the user gave, replaced: say so
@@ -436,10 +440,6 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
             f"note: lr milestone(s) {', '.join(map(str, unused))} at or after the last epoch ({config.epochs}): "
             "the rate does not decay there in this run"
         )
-    val = None
-    if config.val_fraction > 0:
-        data, val = data.split_validation(config.val_fraction, seed=config.seed)
-        val = tuple(t.to(device) for t in val)
     data = data.to(device)
     backends = set_backends(config)
     if config.threads:
