@@ -375,3 +375,12 @@ def test_a_config_whose_rule_or_arch_a_flag_replaces_warns_which_options_it_drop
     same = run_cli("train", "--config", config, *quick, "--out", tmp_path / "s")  # unchanged owners: kept, no warning
     assert same.returncode == 0 and "warning: --config" not in same.stderr
     assert json.loads((tmp_path / "s" / "config.json").read_text())["rule_options"]["feedback_scale"] == 3.0
+    unnamed = tmp_path / "unnamed.json"  # no "arch" key: the default architecture, on both sides
+    unnamed.write_text(json.dumps({"arch_options": {"width": 8, "depth": 1}}))
+    kept = run_cli("train", "--config", unnamed, "--rule", "fa", *quick, "--out", tmp_path / "u")
+    assert kept.returncode == 0 and "warning: --config" not in kept.stderr
+    assert json.loads((tmp_path / "u" / "config.json").read_text())["arch_options"]["width"] == 8
+    ep = run_cli("train", "--config", config, "--rule", "ep", "--arch", "energy-net", *quick, "--max-batches", "1",
+                 "--out", tmp_path / "e")  # fmt: skip
+    warned = [line for line in ep.stderr.splitlines() if line.startswith("warning: --config's rule")]
+    assert len(warned) == 1 and "ep has none of them" in warned[0] and "--rule." not in warned[0]  # no flag ep lacks

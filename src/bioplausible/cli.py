@@ -220,11 +220,11 @@ def config_from_args(ns: argparse.Namespace, names: dict[str, list[str]], base: 
     for scope, (field, _) in SCOPES.items():
         owner = OWNER_FIELD[scope]
         given = {k: getattr(ns, f"{scope}.{k}") for k in names[scope] if hasattr(ns, f"{scope}.{k}")}
-        if (base.get(owner) or CHOSEN[owner]) == data.get(owner):  # a config naming no rule means the default's
+        if (base.get(owner) or CHOSEN[owner]) == (data.get(owner) or CHOSEN[owner]):  # none named: the default
             kept = base.get(field, {})
         else:
             kept = {}
-            _warn_dropped(scope, base, data, _set_options(scope, base, given))
+            _warn_dropped(scope, base, data, _set_options(scope, base, given), names[scope])
         data[field] = {**kept, **given}
     return TrainConfig.from_dict(data)
 
@@ -259,18 +259,23 @@ def _as_flag(flag: str, value: Any) -> str:
     return f"{flag} {value}"
 
 
-def _warn_dropped(scope: str, base: dict[str, Any], data: dict[str, Any], dropped: dict[str, Any]) -> None:
+def _warn_dropped(
+    scope: str, base: dict[str, Any], data: dict[str, Any], dropped: dict[str, Any], new_options: list[str]
+) -> None:
     """Warn that the base's options of a rule/architecture/dataset that a flag replaced are not used: an option
-    of the same name may mean something else to the new owner, so none is carried over unasked."""
+    of the same name may mean something else to the new owner, so none is carried over unasked. The flags
+    suggested are those of the options the new owner has (``new_options``)."""
     if not dropped:
         return
     owner = OWNER_FIELD[scope]
+    old, new = base.get(owner) or CHOSEN[owner], data.get(owner) or CHOSEN[owner]
+    named = "" if base.get(owner) else " (the config names none: the default)"
     listed = ", ".join(f"{k}={v!r}" for k, v in dropped.items())
-    flags = " ".join(_as_flag(f"--{scope}.{k.replace('_', '-')}", v) for k, v in dropped.items())
+    shared = {k: v for k, v in dropped.items() if k in new_options}
+    flags = " ".join(_as_flag(f"--{scope}.{k.replace('_', '-')}", v) for k, v in shared.items())
+    keep = f"to keep one, give it as a flag ({flags})" if shared else f"{new} has none of them"
     warnings.warn(
-        f"--config's {owner} options {listed} belong to {owner} {base.get(owner) or CHOSEN[owner]!r}, not "
-        f"{data.get(owner)!r}, and are not used; to keep one that {data.get(owner)} also has, give it as a flag "
-        f"({flags})",
+        f"--config's {owner} options {listed} belong to {owner} {old!r}{named}, not {new!r}, and are not used; {keep}",
         UserWarning,
         stacklevel=3,
     )
