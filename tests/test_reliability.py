@@ -265,6 +265,26 @@ def test_no_built_in_architecture_keeps_a_weight_on_backprop_unasked(arch):
     assert rule.layers
 
 
+REPARAMETRIZED = {
+    "weight_norm": lambda m: nn.utils.parametrizations.weight_norm(m),
+    "spectral_norm": lambda m: nn.utils.parametrizations.spectral_norm(m),
+    "orthogonal": lambda m: nn.utils.parametrizations.orthogonal(m),
+    "legacy weight_norm": lambda m: nn.utils.weight_norm(m),
+    "legacy spectral_norm": lambda m: nn.utils.spectral_norm(m),
+}
+
+
+@pytest.mark.parametrize("kind", REPARAMETRIZED)
+def test_a_reparametrized_layer_kept_on_backprop_is_listed_as_itself_and_not_warned_about(kind):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = nn.Sequential(REPARAMETRIZED[kind](nn.Linear(4, 6)), nn.Tanh(), nn.Linear(6, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeptOnBackpropWarning)  # asked for: nothing to warn about
+        _, rule = bioplausible.convert(model, "fa", example_input=torch.randn(1, 4), bp_layers=("0",))
+    assert rule.unchanged == ["0"] and list(rule.layers) == ["2"]
+
+
 def test_a_layer_whose_weights_are_used_functionally_stays_unswapped_and_is_listed_unchanged():
     class Functional(nn.Module):
         def __init__(self):
@@ -278,15 +298,6 @@ def test_a_layer_whose_weights_are_used_functionally_stays_unswapped_and_is_list
         with pytest.warns(KeptOnBackpropWarning, match="fc \\(never ran on the example input\\)"):
             model, rule = bioplausible.convert(Functional(), rule_name, example_input=torch.randn(1, 4))
         assert "fc" not in rule.layers and "fc" in rule.unchanged and type(model.fc) is nn.Linear
-
-
-REPARAMETRIZED = {
-    "weight_norm": lambda m: nn.utils.parametrizations.weight_norm(m),
-    "spectral_norm": lambda m: nn.utils.parametrizations.spectral_norm(m),
-    "orthogonal": lambda m: nn.utils.parametrizations.orthogonal(m),
-    "legacy weight_norm": lambda m: nn.utils.weight_norm(m),
-    "legacy spectral_norm": lambda m: nn.utils.spectral_norm(m),
-}
 
 
 @pytest.mark.parametrize("kind", REPARAMETRIZED)

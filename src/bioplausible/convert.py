@@ -29,8 +29,10 @@ def convert(
         model: any ``nn.Module`` (a bare layer too: use the returned model).
         rule: a registered rule name (``bioplausible list rules``) or a Rule instance.
         example_input: a batch of inputs (``x[:1]`` suffices). Needed by rules with shape-dependent state (dfa on
-            convolutions, target propagation) and to find the output layer (``bp_layers=("last",)``); the model
-            runs on it once in eval mode, leaving every random stream as it was.
+            convolutions, target propagation), to find the output layer (``bp_layers=("last",)``) and to find
+            layers that never run (their weights used through ``F.linear`` or the like: without it they are
+            swapped, and keep their true gradient unnoticed); the model runs on it once in eval mode, leaving
+            every random stream as it was.
         loss: ``ce`` or ``mse``, the loss ``rule.step`` trains with.
         **options: the rule's options, e.g. ``feedback_scale=0.5, bp_layers=("fc",)``; unknown ones are listed.
 

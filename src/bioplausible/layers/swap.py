@@ -183,9 +183,10 @@ def swap_layers(
         else:
             model = new
         converted.append(name)
-    unchanged = [n for n, m in model.named_modules() if n not in converted and any(True for _ in m.parameters(False))]
+    owners = [owner_name(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(False))]
+    unchanged = [n for n in dict.fromkeys(owners) if n not in converted]
     if converted:  # a model with nothing to convert is refused by the rule, with the reason
-        warn_kept_on_backprop(model, never_ran)
+        warn_kept_on_backprop(model, never_ran, kept)
     return Swap(model, converted, unchanged, found)
 
 
@@ -199,13 +200,23 @@ ELEMENTWISE = (
 )  # fmt: skip
 
 
-def warn_kept_on_backprop(model: nn.Module, never_ran: list[str]) -> None:
+def owner_name(name: str, module: nn.Module) -> str:
+    """The module a parameter belongs to as the user sees it: a parametrization's holder (``fc.parametrizations.
+    weight`` is ``fc``'s), else the module itself."""
+    if isinstance(module, torch.nn.utils.parametrize.ParametrizationList):
+        return name.rsplit(".parametrizations.", 1)[0] if ".parametrizations." in name else ""
+    return name
+
+
+def warn_kept_on_backprop(model: nn.Module, never_ran: list[str], kept: Iterable[str] = ()) -> None:
     """One warning naming the weight-bearing modules that keep backprop without being asked to; ``never_ran``:
-    the layers left unswapped because they did not run on the example input."""
+    the layers left unswapped because they did not run on the example input; ``kept``: the layers asked to keep
+    backprop (``bp_layers``), whose own parts are not named either."""
     silent = [f"{n} (never ran on the example input)" for n in never_ran]
+    asked = set(kept) | set(never_ran)
     for name, module in model.named_modules():
-        label = name or "the model's own parameters"
-        if name in never_ran:
+        label = owner_name(name, module) or "the model's own parameters"
+        if label in asked or any(label.startswith(f"{k}.") for k in asked if k):
             continue
         if isinstance(module, FUNCTIONAL_USERS):
             silent.append(f"{label} ({type(module).__name__}: uses its weights functionally)")
