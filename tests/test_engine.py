@@ -611,7 +611,7 @@ def test_a_step_budget_that_replaces_an_epoch_count_given_says_so(tmp_path, caps
 
     args = ["train", "--dataset", "digits", "--arch", "mlp", "--width", "8", "--depth", "1", "--no-progress"]
     assert main([*args, "--epochs", "3", "--max-steps", "5", "--out", str(tmp_path / "a")]) == 0
-    assert "note: --max-steps 5 sets the epochs to 1 (not the 3 given)" in capsys.readouterr().err
+    assert "note: --max-steps 5 sets the epochs to 1 (the settings said 3)" in capsys.readouterr().err
     assert read_json(tmp_path / "a" / "config.json")["epochs"] == 1
     assert main([*args, "--max-steps", "5", "--out", str(tmp_path / "b")]) == 0  # no count given: nothing to say
     assert "note: --max-steps" not in capsys.readouterr().err

@@ -428,7 +428,8 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
     if config.max_steps:  # resolved before anything reads the epoch count (the cosine schedule's length)
         planned = planned_epochs(data, config)
         if config.epochs not in (planned, EPOCHS_DEFAULT):  # a count the user gave, replaced: say so
-            log(f"note: --max-steps {config.max_steps} sets the epochs to {planned} (not the {config.epochs} given)")
+            said = f"the settings said {config.epochs}"
+            log(f"note: --max-steps {config.max_steps} sets the epochs to {planned} ({said})")
         config = dataclasses.replace(config, epochs=planned)
     steps = config.max_steps or config.epochs * batches_per_epoch(data, config)
     late = [s for s in config.eval_steps if s > steps]
