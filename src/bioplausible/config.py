@@ -65,16 +65,17 @@ def _bound_errors(name: str, value: Any, meta: dict[str, Any]) -> list[str]:
         ("below", "<", lambda v, b: v < b),
     ]
     errors = []
+    shown = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else repr(value)  # as the flag takes it
     bounded = any(meta.get(key) is not None for key, _, _ in checks)
     nan = any(isinstance(v, float) and math.isnan(v) for v in values)
     infinite = bounded and meta.get("finite", True) and any(isinstance(v, float) and math.isinf(v) for v in values)
     if nan or infinite:
-        return [f"{name} must be a finite number (got {value!r})"]  # inf passes "> 0"; nan fails every bound
+        return [f"{name} must be a finite number (got {shown})"]  # inf passes "> 0"; nan fails every bound
     for key, sign, ok in checks:
         bound = meta.get(key)
         if bound is not None and any(isinstance(v, (int, float)) and not ok(v, bound) for v in values):
             why = f": {meta['why']}" if meta.get("why") else ""
-            errors.append(f"{name} must be {sign} {bound} (got {value!r}){why}")
+            errors.append(f"{name} must be {sign} {bound} (got {shown}){why}")
     return errors
 
 
