@@ -26,6 +26,8 @@ case "${SCHEDULE:-alternating}" in
   parallel) SUFFIX="$SUFFIX-parallel" ;;
   *) echo "SCHEDULE must be alternating or parallel (got $SCHEDULE)" >&2; exit 2 ;;
 esac
+if [ -n "${SCHEDULE:-}" ] && [ -z "$TP" ]; then echo "SCHEDULE is for dtp and aosdtp, not $RULE: unset it" >&2; exit 2; fi
+if [ -n "${AUX:-}" ] && [ "$RULE" != aosdtp ]; then echo "AUX is for aosdtp, not $RULE: unset it" >&2; exit 2; fi
 [ "$RULE" = aosdtp ] && [ "${AUX:-64}" != 64 ] && SUFFIX="$SUFFIX-aux$AUX"
 bioplausible train --rule "$RULE" --lr "$LR" $TP --arch mlp --depth 3 --width 1024 --activation tanh --init lecun \
   --dataset cifar10 --data-dir ../shared/data --augment --epochs "$EPOCHS" --batch-size 100 \
