@@ -294,7 +294,7 @@ def test_a_layer_whose_weights_are_used_functionally_stays_unswapped_and_is_list
         def forward(self, x):
             return self.b(torch.tanh(F.linear(torch.tanh(self.a(x)), self.fc.weight, self.fc.bias)))
 
-    for rule_name in ("fa", "dfa", "usf", "kp"):
+    for rule_name in ("fa", "dfa", "usf", "frsf", "brsf", "kp", "wm"):  # every rule that swaps layers
         with pytest.warns(KeptOnBackpropWarning, match="fc \\(never ran on the example input\\)"):
             model, rule = bioplausible.convert(Functional(), rule_name, example_input=torch.randn(1, 4))
         assert "fc" not in rule.layers and "fc" in rule.unchanged and type(model.fc) is nn.Linear

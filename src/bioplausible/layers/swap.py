@@ -133,6 +133,9 @@ def resolve_kept(names: Iterable[str], candidates: list[str], found: Trace | Non
     return resolved
 
 
+LEGACY_REPARAMETRIZE = ("WeightNorm", "SpectralNorm")  # torch.nn.utils.weight_norm / spectral_norm's hooks
+
+
 def refuse_reparametrized(name: str, layer: nn.Module) -> None:
     """IncompatibleError for a layer whose weight is computed from other parameters (weight_norm, spectral_norm,
     orthogonal, as parametrizations or as the older hooks): its feedback version would hold a copy of the weight
@@ -145,9 +148,6 @@ def refuse_reparametrized(name: str, layer: nn.Module) -> None:
             "version cannot keep: remove it first (torch.nn.utils.parametrize.remove_parametrizations, or "
             "torch.nn.utils.remove_weight_norm / remove_spectral_norm), or keep the layer on backprop (bp_layers)"
         )
-
-
-LEGACY_REPARAMETRIZE = ("WeightNorm", "SpectralNorm")  # torch.nn.utils.weight_norm / spectral_norm's hooks
 
 
 def swap_layers(
@@ -220,8 +220,8 @@ def warn_kept_on_backprop(model: nn.Module, never_ran: list[str], kept: Iterable
             continue
         if isinstance(module, FUNCTIONAL_USERS):
             silent.append(f"{label} ({type(module).__name__}: uses its weights functionally)")
-        elif layer_type(module) is None and not isinstance(module, ELEMENTWISE) and module._parameters:
-            params = ", ".join(n for n, p in module.named_parameters(recurse=False))
+        elif layer_type(module) is None and not isinstance(module, ELEMENTWISE):
+            params = ", ".join(n for n, _ in module.named_parameters(recurse=False))
             if params:
                 silent.append(f"{label} {params} ({type(module).__name__}: no feedback version)")
     if silent:
