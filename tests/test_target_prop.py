@@ -541,3 +541,17 @@ def test_resume_matches_an_uninterrupted_run(rule_name, tiny_config, tmp_path):
 
     assert len(metrics(straight)) == 3
     assert metrics(resumed) == metrics(straight)
+
+
+@pytest.mark.parametrize(("rule", "options"), [("sdtp", {}), ("aosdtp", {}), ("dtp", {"top_target": "label"})])
+def test_alpha_under_the_label_target_is_refused_not_ignored(rule, options):
+    """alpha sets the gradient step of the gradient top target; with the label as the top target it was read by
+    nothing, so an --alpha given there changed nothing without a word."""
+    from bioplausible.build import resolve_config, without_unread
+    from bioplausible.config import TrainConfig
+
+    config = TrainConfig(rule=rule, rule_options={**options, "alpha": 0.05}, dataset="digits")
+    with pytest.raises(ConfigError, match=f"rule '{rule}': alpha is the gradient step.*drop --alpha"):
+        resolve_config(config)
+    assert "alpha" not in without_unread(config).rule_options  # a sweep drops the drawn value instead
+    resolve_config(TrainConfig(rule="dtp", rule_options={"alpha": 0.05}, dataset="digits"))  # read there: fine

@@ -89,6 +89,13 @@ def unread_options(config: TrainConfig) -> dict[str, Unread]:
     what = f"architecture {config.arch!r}: "
     own = getattr(given, "unread", dict)()
     unread.update({f"arch_options.{k}": Unread(what + v.problem, v.fix) for k, v in own.items()})
+    try:  # a rule's options that relate to each other (dtp's alpha under the label target)
+        rule_given = unchecked_options(rule.Config, config.rule_options)
+    except (TypeError, ConfigError):
+        return unread
+    what = f"rule {config.rule!r}: "
+    own = getattr(rule_given, "unread", dict)()
+    unread.update({f"rule_options.{k}": Unread(what + v.problem, v.fix) for k, v in own.items()})
     return unread
 
 

@@ -65,7 +65,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import option
+from ..config import Unread, option
 from ..errors import ConfigError, IncompatibleError
 from ..layered import layered_view
 from ..layers.types import layer_type
@@ -81,10 +81,16 @@ INVERSE_LOSSES = ("noise-preserving", "denoising")
 INVERSE_OPTIMIZERS = ("adam", "sgd")
 
 
+ALPHA_DEFAULT = 0.2  # DTPConfig.alpha's default: another value was asked for
+
+
 @dataclass
 class DTPConfig:
     alpha: float = option(
-        0.2, "top_target=gradient: penultimate target ĥ = h − α·∂L/∂h (per example), α in (0, 1]", above=0, max=1
+        ALPHA_DEFAULT,
+        "top_target=gradient: penultimate target ĥ = h − α·∂L/∂h (per example), α in (0, 1]",
+        above=0,
+        max=1,
     )
     noise: float = option(0.2, "σ of the Gaussian noise on the inverses' training inputs", min=0)
     inverse_lr: float = option(1e-3, "learning rate of the inverses (their own optimizer, not the engine's)", above=0)
@@ -109,6 +115,19 @@ class DTPConfig:
     def validate(self) -> None:
         if self.aux_outputs and self.top_target != "label":
             raise ConfigError("aux_outputs feed the output layer's inverse, which only top_target='label' uses")
+
+    def unread(self) -> dict[str, Unread]:
+        """Options given a value this target mode does not read (refused by ``build.resolve_config``; a sweep
+        drops the drawn ones)."""
+        if self.top_target == "label" and self.alpha != ALPHA_DEFAULT:
+            return {
+                "alpha": Unread(
+                    "alpha is the gradient step of top_target='gradient'; with the label as the top target (sdtp, "
+                    "aosdtp) no gradient step is taken",
+                    "drop --alpha, or use --top-target gradient",
+                )
+            }
+        return {}
 
 
 @dataclass
