@@ -325,6 +325,28 @@ def test_an_example_input_without_a_batch_dimension_is_refused_in_one_line(rule_
         bioplausible.convert(model, rule_name, example_input=torch.randn(20))
 
 
+@pytest.mark.parametrize("rule_name", ["fa", "dfa", "kp", "dtp"])
+def test_an_unbatched_image_is_refused_but_a_model_that_adds_the_channel_axis_is_not(rule_name):
+    class AddsChannel(nn.Module):  # takes (N, H, W): the rank alone cannot tell a batch from one image
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 2, 3, padding=1), nn.Linear(2 * 6 * 6, 3)
+
+        def forward(self, x):
+            return self.fc(torch.tanh(self.conv(x.unsqueeze(1))).flatten(1))
+
+    images = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 6 * 6, 3))
+    with pytest.raises(ConfigError, match=r"convolution '0' received an unbatched input of shape \(1, 6, 6\).*x\[:1\]"):
+        bioplausible.convert(images, rule_name, example_input=torch.randn(1, 6, 6))
+    signals = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Tanh(), nn.Flatten(), nn.Linear(2 * 4, 3))
+    with pytest.raises(ConfigError, match=r"convolution '0' received an unbatched input of shape \(1, 6\)"):
+        bioplausible.convert(signals, rule_name, example_input=torch.randn(1, 6))
+    if rule_name == "dtp":  # it takes an nn.Sequential of layers and activations only
+        return
+    model, rule = bioplausible.convert(AddsChannel(), rule_name, example_input=torch.randn(1, 6, 6))
+    assert rule.step(model, torch.randn(4, 6, 6), torch.tensor([0, 1, 2, 0]))["loss"] > 0
+
+
 def test_an_unused_layer_neither_crashes_kp_nor_passes_unnoticed():
     class Unused(nn.Module):
         def __init__(self):

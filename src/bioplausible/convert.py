@@ -57,7 +57,50 @@ def convert(
         )
     if example_input is not None:
         example_input = example_input.to(next(model.parameters(), example_input).device)
+        _refuse_unbatched_convolutions(model, example_input)
     rule.check_requirements(model)  # declared requirements are checked here, whatever prepare does
     model = rule.prepare(model, example_input)
     rule.mark_prepared(model)
     return model, rule
+
+
+@torch.no_grad()
+def _refuse_unbatched_convolutions(model: nn.Module, example_input: torch.Tensor) -> None:
+    """Raise ConfigError if a convolution receives an unbatched input on ``example_input`` (e.g. (C, H, W) for a
+    Conv2d, which PyTorch accepts as one sample): every batch-dependent shape the rule then builds would be wrong.
+
+    The rank alone cannot tell: a model may take (N, H, W) and add the channel axis itself, so the model runs once
+    (eval mode, random streams untouched) with a hook on each convolution."""
+    convolutions = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    if not convolutions:
+        return
+    unbatched: list[tuple[str, tuple[int, ...]]] = []
+
+    def watch(name):
+        def check(module, args):
+            if not unbatched and args and args[0].dim() == len(module.kernel_size) + 1:
+                unbatched.append((name, tuple(args[0].shape)))
+
+        return check
+
+    handles = [m.register_forward_pre_hook(watch(n)) for n, m in convolutions]
+    modes = {m: m.training for m in model.modules()}
+    devices = [example_input.device] if example_input.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            model(example_input)
+    except Exception:  # an unbatched input often fails further on; else the rule's own pass reports the error
+        if not unbatched:
+            return
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, mode in modes.items():
+            module.training = mode
+    if unbatched:
+        name, shape = unbatched[0]
+        raise ConfigError(
+            f"example_input must be a batch: convolution {name!r} received an unbatched input of shape {shape} "
+            f"(example_input {tuple(example_input.shape)}); pass x[:1] rather than x[0]"
+        )
