@@ -230,6 +230,10 @@ def test_modules_that_use_weights_functionally_keep_backprop_with_a_warning():
         model, rule = bioplausible.convert(Attention(), "fa", example_input=torch.randn(1, 5, 4))
     assert "attn" in rule.unchanged and set(rule.layers) == {"embed", "head"}
     assert type(model.attn.out_proj) is nn.modules.linear.NonDynamicallyQuantizableLinear  # not swapped
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeptOnBackpropWarning)  # named in bp_layers: intended, nothing to warn about
+        _, rule = bioplausible.convert(Attention(), "fa", example_input=torch.randn(1, 5, 4), bp_layers=("attn",))
+    assert "attn" in rule.unchanged and set(rule.layers) == {"embed", "head"}
 
 
 def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not():
@@ -244,16 +248,27 @@ def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not
         def forward(self, x):
             return x @ torch.outer(self.u, self.v)
 
-    model = nn.Sequential(
-        nn.Linear(4, 6), nn.BatchNorm1d(6), nn.LayerNorm(6), nn.PReLU(), LowRank(), nn.Tanh(), nn.Linear(6, 3)
-    )
+    def make():
+        norms = (nn.BatchNorm1d(6), nn.LayerNorm(6), nn.PReLU())
+        return nn.Sequential(nn.Linear(4, 6), *norms, LowRank(), nn.Tanh(), nn.Linear(6, 3))
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _, rule = bioplausible.convert(model, "fa", example_input=torch.randn(2, 4))
+        _, rule = bioplausible.convert(make(), "fa", example_input=torch.randn(2, 4))
     kept = [str(w.message) for w in caught if issubclass(w.category, KeptOnBackpropWarning)]
     assert len(kept) == 1 and "4 u, v (LowRank: no feedback version)" in kept[0]
     assert not any(f"{i} " in kept[0].split(": ", 1)[1] for i in (1, 2, 3))  # the norm layers and PReLU: not named
     assert {"1", "2", "3", "4"} <= set(rule.unchanged)
+    with pytest.raises(
+        ConfigError, match=r"choose from: last, 0, 6 \(or, to keep them on backprop without a warning: 4\)"
+    ):
+        bioplausible.convert(make(), "fa", example_input=torch.randn(2, 4), bp_layers=("5",))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeptOnBackpropWarning)
+        _, rule = bioplausible.convert(make(), "fa", example_input=torch.randn(2, 4), bp_layers=("4",))
+    assert "4" in rule.unchanged and list(rule.layers) == ["0", "6"]
+    with pytest.raises(IncompatibleError, match="found no Linear or Conv layer to train"):  # not BP in FA's name
+        bioplausible.convert(nn.Sequential(LowRank()), "fa", example_input=torch.randn(2, 6), bp_layers=("0",))
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS.list() if "energy" not in a])

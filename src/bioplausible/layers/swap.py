@@ -54,6 +54,7 @@ class Swap:
     converted: list[str]  # swapped layers, in module order ("" is the root)
     unchanged: list[str]  # modules with parameters that keep their true gradient
     trace: Trace | None  # None without an example input
+    kept_layers: set[str] = field(default_factory=set)  # swappable layers kept on backprop as asked (bp_layers)
 
 
 def swappable_layers(model: nn.Module) -> list[str]:
@@ -108,9 +109,13 @@ def trace(model: nn.Module, example_input: torch.Tensor, names: Iterable[str]) -
     return result
 
 
-def resolve_kept(names: Iterable[str], candidates: list[str], found: Trace | None) -> set[str]:
-    """Layer names to keep on backprop, with ``last`` / ``output`` resolved to the output layer."""
-    resolved = set()
+def resolve_kept(
+    names: Iterable[str], candidates: list[str], found: Trace | None, others: Iterable[str] = ()
+) -> set[str]:
+    """Layer names to keep on backprop, with ``last`` / ``output`` resolved to the output layer. ``others``: the
+    modules with weights that no rule swaps (custom modules, attention): naming one says that keeping its true
+    gradient is intended, and silences the KeptOnBackpropWarning about it."""
+    resolved, others = set(), list(others)
     for name in names:
         if name in OUTPUT_ALIASES:
             if found is None:
@@ -124,10 +129,11 @@ def resolve_kept(names: Iterable[str], candidates: list[str], found: Trace | Non
                     f"last layer), so name the layer to keep on backprop; layers: {', '.join(candidates)}"
                 )
             name = found.output_layer
-        if name not in candidates:
+        if name not in candidates and name not in others:
             raise ConfigError(
                 f"bp_layers names {name!r}, which is not a layer the rule can swap; choose from: last, "
                 + ", ".join(candidates)
+                + (f" (or, to keep them on backprop without a warning: {', '.join(others)})" if others else "")
             )
         resolved.add(name)
     return resolved
@@ -164,7 +170,7 @@ def swap_layers(
     """
     candidates = swappable_layers(model)
     found = trace(model, example_input, candidates) if example_input is not None else None
-    kept = resolve_kept(keep, candidates, found)
+    kept = resolve_kept(keep, candidates, found, unswappable_owners(model, candidates))
     converted, never_ran = [], []
     for name in candidates:
         if name in kept:
@@ -187,7 +193,7 @@ def swap_layers(
     unchanged = [n for n in dict.fromkeys(owners) if n not in converted]
     if converted:  # a model with nothing to convert is refused by the rule, with the reason
         warn_kept_on_backprop(model, never_ran, kept)
-    return Swap(model, converted, unchanged, found)
+    return Swap(model, converted, unchanged, found, kept & set(candidates))
 
 
 # Modules whose parameters act unit by unit (normalisation's scale and shift, PReLU's slopes): their backward pass
@@ -206,6 +212,20 @@ def owner_name(name: str, module: nn.Module) -> str:
     if isinstance(module, torch.nn.utils.parametrize.ParametrizationList):
         return name.rsplit(".parametrizations.", 1)[0] if ".parametrizations." in name else ""
     return name
+
+
+def unswappable_owners(model: nn.Module, candidates: list[str]) -> list[str]:
+    """Names of the modules with weights of their own that no rule swaps and the KeptOnBackpropWarning would name
+    (custom modules, those using their weights functionally), outside the swappable ``candidates``."""
+    owners = []
+    for name, module in model.named_modules():
+        if not name or name in candidates or isinstance(module, ELEMENTWISE):
+            continue
+        if isinstance(module, FUNCTIONAL_USERS) or (
+            layer_type(module) is None and any(True for _ in module.parameters(False))
+        ):
+            owners.append(owner_name(name, module))
+    return [n for n in dict.fromkeys(owners) if n]
 
 
 def warn_kept_on_backprop(model: nn.Module, never_ran: list[str], kept: Iterable[str] = ()) -> None:

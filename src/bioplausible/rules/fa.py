@@ -100,7 +100,7 @@ class FeedbackRule(Rule):
         self.check_requirements(model)
         self.clock = BatchClock()  # per-batch work of the modes (brsf's redraw, weight mirrors) once per forward
         swap = swap_layers(model, self.mode, keep=self.config.bp_layers, example_input=example_input)
-        if not swap.converted and not self.config.bp_layers:
+        if not swap.converted and not swap.kept_layers:  # custom modules named in bp_layers train nothing here
             raise IncompatibleError(
                 f"rule {self.name!r} found no Linear or Conv layer to train in {type(model).__name__}"
             )
