@@ -4,6 +4,7 @@ import contextlib
 import dataclasses
 import glob
 import io
+import json
 import os
 import re
 import shutil
@@ -21,6 +22,8 @@ import yaml
 from optuna.trial import TrialState
 
 from bioplausible.cli import main
+from bioplausible.config import TrainConfig
+from bioplausible.data import load_dataset
 from bioplausible.engine import fit
 from bioplausible.errors import ConfigError
 from bioplausible.report.html import write_report
@@ -230,6 +233,31 @@ def test_a_sweep_interrupted_by_ctrl_c_says_so_in_one_line_and_reruns_the_trial(
     assert not any(t.user_attrs["interrupted"] for t in done)
     count = len(study.trials)
     assert len(run_sweep(spec, tmp_path).trials) == count  # a third call finds nothing to do
+
+
+def test_each_trial_trains_on_the_dataset_options_it_records(tmp_path):
+    """A sweep loaded every trial's dataset without its dataset_options (synthetic's 256 default examples for
+    n_train 96 and 160), while each config.json recorded the options asked for."""
+    spec = {"base": {**BASE, "dataset_options": {"num_features": 12}}, "grid": {"dataset_options.n_train": [96, 160]}}
+    run_sweep(spec, tmp_path)
+    for run in sorted(tmp_path.glob("runs/*/config.json")):
+        config = json.loads(run.read_text())
+        source = config["data_source"]
+        assert source["num_train"] == config["dataset_options"]["n_train"] and "12 features" in source["description"]
+    assert len(list(tmp_path.glob("runs/*/config.json"))) == 2
+
+
+def test_fit_refuses_a_dataset_loaded_with_other_options_than_its_config_names(tmp_path):
+    config = TrainConfig(dataset="synthetic", dataset_options={"n_train": 96}, epochs=1, progress=False,
+                         arch_options={"depth": 1, "width": 8}, out=str(tmp_path / "r"))  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"loaded as 'synthetic' options n_train=256, but the config asks .*n_train=96"
+    ):
+        fit(config, data=load_dataset("synthetic"))
+    with pytest.raises(ConfigError, match=r"loaded as 'digits' .*asks for 'synthetic'"):
+        fit(config, data=load_dataset("digits"))
+    spelled_out = load_dataset("synthetic", n_train=96, num_features=20)  # 20: the default, given or not
+    assert (fit(config, data=spelled_out, quiet=True) / "summary.json").exists()
 
 
 def test_random_search_runs_n_trials_per_grid_point(tmp_path):

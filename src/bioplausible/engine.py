@@ -38,7 +38,7 @@ from .build import (
     without_keys,
 )
 from .config import RESUMABLE, SETTINGS, TrainConfig
-from .data import Dataset, load_dataset
+from .data import Dataset, dataset_identity, load_dataset
 from .distributed import SINGLE, Distributed, init_distributed
 from .errors import ConfigError
 from .probes import ALIGNMENT_PROBES, alignment_probes, same_random_streams
@@ -386,6 +386,24 @@ def load_data(config: TrainConfig) -> Dataset:
     return load_dataset(config.dataset, config.data_dir, download=config.download, **config.dataset_options)
 
 
+def check_loaded_as(data: Dataset, config: TrainConfig) -> None:
+    """ConfigError when a dataset handed to ``fit`` was loaded as another dataset or with other options than the
+    config names: the run would train on one and record the other. A dataset built by hand is taken as it is."""
+    loaded = getattr(data, "loaded_as", None)
+    if loaded is None:
+        return
+    wanted = dataset_identity(config.dataset, config.dataset_options)
+    if loaded != wanted:
+        differ = sorted(k for k in {**loaded[1], **wanted[1]} if loaded[1].get(k) != wanted[1].get(k))
+        said = f"options {', '.join(f'{k}={loaded[1].get(k)!r}' for k in differ)}" if differ else ""
+        raise ConfigError(
+            f"the dataset passed to fit was loaded as {loaded[0]!r} {said}, but the config asks for "
+            f"{wanted[0]!r} "
+            + (f"with {', '.join(f'{k}={wanted[1].get(k)!r}' for k in differ)}" if differ else "")
+            + ": load it with load_data(config), or drop data= so that fit loads it"
+        )
+
+
 def fit(config: TrainConfig, data: Dataset | None = None, quiet: bool = False) -> Path:
     """Train ``config.rule`` on ``config.arch`` and ``config.dataset``; returns the run folder.
 
@@ -417,6 +435,8 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
     """The body of :func:`fit`, once the run folder is held; ``kept`` collects the warnings shown meanwhile."""
     if saved is not None:
         check_resume(saved, config, log)
+    if data is not None:
+        check_loaded_as(data, config)
     data = data if data is not None else load_data(config)
     if not config.augment and getattr(data, "augment", None) is not None:
         data = copy.copy(data)  # the caller's dataset keeps its augmentation

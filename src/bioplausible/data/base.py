@@ -214,7 +214,18 @@ def load_dataset(
     """
     builder = DATASETS.get(name)  # first, so a bad name is reported before any folder problem
     _check_options(name, builder, options)
-    return builder(root=resolve_data_dir(data_dir), download=download, **options)
+    dataset = builder(root=resolve_data_dir(data_dir), download=download, **options)
+    dataset.loaded_as = dataset_identity(name, options)  # what ``fit`` checks a dataset handed to it against
+    return dataset
+
+
+def dataset_identity(name: str, options: dict) -> tuple[str, dict]:
+    """(name, every option with the defaults filled in): what a dataset was loaded as, comparable across calls
+    that spell the same options differently (given or left at their defaults)."""
+    bound = inspect.signature(DATASETS.get(name)).bind(root=None, download=True, **options)
+    bound.apply_defaults()
+    full = {k: v for k, v in bound.arguments.items() if k not in ("root", "download")}
+    return name, {k: list(v) if isinstance(v, tuple) else v for k, v in full.items()}
 
 
 def _check_options(name: str, builder: Callable, options: dict) -> None:

@@ -553,11 +553,13 @@ class Objective:
         return score(summary), summary["status"]
 
     def dataset(self, config: TrainConfig):
-        from ..data import load_dataset
+        """The trial's dataset, loaded once per (dataset, its options, folder) for the whole study."""
+        from ..engine import load_data
 
-        key = (config.dataset, config.data_dir, config.download)
+        options = json.dumps(config.dataset_options, sort_keys=True, default=str)
+        key = (config.dataset, options, config.data_dir, config.download)
         if key not in self.datasets:
-            self.datasets[key] = load_dataset(config.dataset, config.data_dir, download=config.download)
+            self.datasets[key] = load_data(config)
         return self.datasets[key]
 
 
