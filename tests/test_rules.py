@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from bioplausible.archs import ARCHS, create_arch
+from bioplausible.data import load_dataset
 from bioplausible.errors import ConfigError, IncompatibleError, UnknownNameError
 from bioplausible.layers import FeedbackLinear, feedback_layers
 from bioplausible.probes import angle_deg
@@ -350,6 +351,18 @@ def test_every_rule_runs_under_precision_bf16_on_the_cpu(rule_name, tiny_config)
 
     setup = ENERGY_RUNS.get(rule_name, {})
     config = tiny_config(rule=rule_name.split("@")[0], precision="bf16", epochs=1, max_batches=2, **setup)
+    if RULES.get(config.rule).full_precision:  # EP: the run would be fp32 recorded as bf16
+        with pytest.raises(ConfigError, match=r"computes its updates in the parameters' dtype .*drop --precision"):
+            fit(config, quiet=True)
+        data = load_dataset(config.dataset)  # under a user's own autocast it still trains, in fp32
+        model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options)
+        rule = create_rule(config.rule)
+        model = rule.prepare(model)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            metrics = rule.step(model, data.train_x[:4], data.train_y[:4])
+        assert math.isfinite(float(metrics["loss"]))
+        assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in model.parameters())
+        return
     run = fit(config, quiet=True)
     summary, saved = read_json(run / "summary.json"), read_json(run / "config.json")
     assert summary["status"] == "ok" and saved["precision"] == "bf16", summary

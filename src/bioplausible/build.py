@@ -80,6 +80,12 @@ def unread_options(config: TrainConfig) -> dict[str, Unread]:
     leaves them out of the reference rule."""
     unread = dict(unread_train_options(config))
     rule, arch = RULES.get(config.rule), ARCHS.get(config.arch)
+    if config.precision != "fp32" and rule.full_precision:
+        unread["precision"] = Unread(
+            f"rule {config.rule!r} computes its updates in the parameters' dtype (fp32) whatever --precision says "
+            f"(got {config.precision}: a 16-bit state cannot resolve the settling tolerance)",
+            "drop --precision",
+        )
     try:
         given = unchecked_options(arch.Config, config.arch_options)
     except (TypeError, ConfigError):  # an unknown or mistyped option: build_options says which

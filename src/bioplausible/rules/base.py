@@ -76,6 +76,9 @@ class Rule(nn.Module):
     stochastic: ClassVar[bool] = False
     loss_scaling: ClassVar[bool] = True  # its updates come from backward() of a loss (fp16 loss scaling applies)
     nudges: ClassVar[bool] = False  # runs a nudged phase: reads the architecture options marked ``nudged``
+    # computes its whole update in the parameters' dtype, autocast or not (EP: bf16 cannot resolve a settling
+    # tolerance): --precision is then refused as unread, not recorded as if it had been used
+    full_precision: ClassVar[bool] = False
 
     def __init__(self, loss: str = "ce", **options: Any):
         super().__init__()

@@ -182,6 +182,7 @@ class EquilibriumPropagation(Rule):
     )  # fmt: skip
     stochastic = True  # random-sign nudging draws a sign per batch
     nudges = True  # reads the energy net's nudged-phase options (nudged_steps, nudged_settle, nudge_after_step)
+    full_precision = True  # settling and contrast in the parameters' dtype: see step
     loss_scaling = False  # its update is an energy contrast, not the gradient of a loss
     from .ep_figures import FIGURES as figures  # report figures: settling steps, update profile
 
