@@ -122,6 +122,19 @@ def test_greyscale_folder_has_one_channel_mixed_has_three(tmp_path):
     assert all(torch.equal(mixed.train_x[0, c], grey) for c in range(3))  # a grey image is copied to R, G and B
 
 
+def test_16_bit_greyscale_is_scaled_to_8_bits_not_clipped_to_white(tmp_path):
+    """Pillow's convert("RGB") clips 16-bit values above 255: a 16-bit PNG (microscopy, medical) came out nearly
+    all 255, and every rule sat at chance on blank images without a word."""
+    write_folder(tmp_path, mode="L")
+    deep = (np.arange(64, dtype=np.uint16).reshape(8, 8) * 1000).astype(np.uint16)  # 0 … 63,000
+    write_image(tmp_path / "train" / "cat" / "09.png", deep)
+    images = read_image_folder(tmp_path)
+    assert Image.open(tmp_path / "train" / "cat" / "09.png").mode.startswith("I;16")
+    assert images.train_x.shape[1] == 1  # still a greyscale folder
+    last_cat = images.train_x[images.train_y == images.classes.index("cat")][-1, 0]
+    assert torch.equal(last_cat, torch.from_numpy(np.round(deep / 257).astype(np.uint8)))
+
+
 def test_jpeg_quality_is_read_from_the_tables(tmp_path):
     pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     for quality in (75, 90):
@@ -315,6 +328,12 @@ def _truncated_jpeg(root: Path) -> str:
     return f"{path} is not a readable image"
 
 
+def _float_image(root: Path) -> str:
+    write_folder(root, mode="L")
+    write_image(root / "train" / "cat" / "09.tif", np.full((8, 8), 0.5, dtype=np.float32))
+    return f"{root / 'train' / 'cat' / '09.tif'} is a floating-point image (Pillow mode F)"
+
+
 def _mixed_sizes(root: Path) -> str:
     write_folder(root)
     write_image(root / "test" / "dog" / "05.png", np.zeros((8, 9, 3), dtype=np.uint8))
@@ -335,8 +354,8 @@ def _class_only_in_test(root: Path) -> str:
 
 @pytest.mark.parametrize(
     "make_bad",
-    [_no_split, _loose_images, _empty_class, _corrupt, _truncated_jpeg, _mixed_sizes, _class_only_in_train,
-     _class_only_in_test],
+    [_no_split, _loose_images, _empty_class, _corrupt, _truncated_jpeg, _float_image, _mixed_sizes,
+     _class_only_in_train, _class_only_in_test],
 )  # fmt: skip
 def test_bad_folder_is_one_data_error_naming_the_culprit(tmp_path, make_bad):
     root = tmp_path / "data"

@@ -48,8 +48,8 @@ logger = logging.getLogger(__name__)
 
 EXTENSIONS = frozenset({".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp"})
 TEST_SPLITS = ("test", "val")  # the first that exists is the test split
-GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
-CACHE_VERSION = 1  # bump when the cache payload or the decoding changes
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+CACHE_VERSION = 2  # bump when the cache payload or the decoding changes (2: 16-bit grey scaled, not clipped)
 MIN_AUGMENT_SIDE = 16  # smaller images get no crop augmentation
 
 
@@ -349,9 +349,35 @@ def _open(path: Path, image_module):
 
 def _decoded_rgb(image, path: Path):
     try:
-        return image.convert("RGB")  # decodes the whole file now, so truncation is caught here
+        return decoded_rgb(image, path)
+    except DataError:
+        raise
     except Exception as exc:
         raise _unreadable(path, exc) from exc
+
+
+def decoded_rgb(image, path: Path | str):
+    """The decoded Pillow ``image`` as 8-bit RGB (alpha dropped, as torchvision's loader does).
+
+    16-bit greyscale (Pillow's I;16 modes: microscopy, medical scans) is scaled to 8 bits, v / 257; Pillow's own
+    conversion clips every value above 255, turning such an image all white. 32-bit integer and float images
+    (modes I and F) are refused: their range is not in the file.
+
+    Raises:
+        DataError: a mode I or F image, naming the file; whatever Pillow raises for a damaged file.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I;16"):
+        grey = (np.asarray(image, dtype=np.float64) / 257).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
+    if image.mode in ("I", "F"):
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise DataError(
+            f"{path} is a {kind} image (Pillow mode {image.mode}), whose range of values the file does not say: "
+            "save it as an 8- or 16-bit image"
+        )
+    return image.convert("RGB")  # decodes the whole file now, so truncation is caught here
 
 
 def _unreadable(path: Path, exc: Exception) -> DataError:

@@ -41,6 +41,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import ConfigError, DataError
 from ..registry import DATASETS
+from .imagefolder import decoded_rgb
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -300,7 +301,9 @@ def _open_rgb(path: str) -> Image:
 
     try:
         with Image.open(path) as image:
-            return image.convert("RGB")  # decodes the whole file now, so truncation is caught here
+            return decoded_rgb(image, path)  # decodes the whole file now, so truncation is caught here
+    except DataError:
+        raise
     except Exception as exc:  # Pillow signals damaged files with many exception types
         raise DataError(f"{path} is not a readable image ({type(exc).__name__}: {exc}); delete or replace it") from exc
 
