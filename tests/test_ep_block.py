@@ -324,6 +324,15 @@ def test_remove_skip_after_through_the_engine(tiny_config, tmp_path):
     assert all(masks[k].any() for k in set(masks) - skipping)
 
 
+def test_remove_skip_after_on_a_net_without_skip_connections_says_so_in_words():
+    from bioplausible.archs import create_arch
+    from bioplausible.errors import IncompatibleError
+
+    conv = create_arch("conv-energy-net", (1, 8, 8), 10, conv_channels=[2], kernel_sizes=[3], paddings=[1])
+    with pytest.raises(IncompatibleError, match=r"^remove_skip_after: ConvEnergyNet has no layer-skipping .*at 0$"):
+        create_rule("ep", remove_skip_after=1).prepare(conv)
+
+
 def test_removed_skip_connections_stay_removed_in_a_resumed_run(tiny_config, tmp_path):
     """A run resumed after the removal removes them again: their weights stay zero and frozen (Adam's momentum from
     before the removal used to move them again) and the run ends as the one trained straight through."""

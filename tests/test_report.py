@@ -168,7 +168,7 @@ def test_a_writer_told_to_wait_writes_once_the_other_is_done(two_runs):
     assert write_report(two_runs, wait_s=600).exists() and (two_runs / "report.md").exists()
 
 
-def test_an_old_run_folder_gets_its_options_resolved_and_its_probes_inferred(tmp_path):
+def test_an_old_run_folder_gets_its_options_resolved_and_its_probes_inferred(tmp_path, capsys):
     """A run written before resolved configs and probes.json: its options come from today's defaults, its probes
     from the metric keys it has, with the declared specs; an unreadable folder is named with its version."""
     old = tmp_path / "old"
@@ -195,6 +195,10 @@ def test_an_old_run_folder_gets_its_options_resolved_and_its_probes_inferred(tmp
     assert "broken" in problem and "bioplausible 0.0.1" in problem and "\n" not in problem
     write_report(tmp_path)
     assert problem in (tmp_path / "report.md").read_text()
+    from bioplausible.cli import main
+
+    assert main(["report", str(tmp_path)]) == 0
+    assert problem in capsys.readouterr().out  # on the terminal too, not only in report.md
 
 
 def cifar_config(rule: str, arch: str, num_train: int, description: str = "CIFAR-10 (JPEG q75)", **options) -> dict:

@@ -160,7 +160,8 @@ class EnergyNetConfig:
     check_every: int = option(
         1,
         "test the tolerance every this many steps or sweeps (1: every one); above 1 the free phase's block sweeps "
-        "run from buffers kept between settlings, replayed as one captured CUDA graph on a GPU",
+        "run from buffers kept between settlings, replayed as one captured CUDA graph on a GPU (which is why it "
+        "is read with --tolerance 0 too: the residual is then measured every K-th step only)",
         min=1,
     )
     clip_states: bool = option(True, "project the states onto [0, 1] after each step (Scellier & Bengio's code)")

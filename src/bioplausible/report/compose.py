@@ -86,7 +86,7 @@ def write_report_files(folder: str | Path, wait_s: float = 0) -> WrittenReport:
         text, page = markdown(document, folder), html_page(document)
         atomic_write(folder / "report.md", lambda f: f.write(text.encode()))
         atomic_write(folder / "report.html", lambda f: f.write(page.encode()))
-    notes = unfinished_note(loaded.runs, folder)
+    notes = [*loaded.problems, *unfinished_note(loaded.runs, folder)]  # a folder left out is said where it is read
     return WrittenReport(folder / "report.html", folder / "report.md", results, notes)
 
 

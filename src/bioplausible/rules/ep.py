@@ -214,7 +214,10 @@ class EquilibriumPropagation(Rule):
                 f"layer_lr_scale needs one multiplier per non-input layer ({model.num_layers}); got {len(scales)}"
             )
         if self.config.remove_skip_after and not hasattr(model, "remove_skip_connections"):
-            raise IncompatibleError(f"remove_skip_after needs a model with remove_skip_connections ({type(model)})")
+            raise IncompatibleError(
+                f"remove_skip_after: {type(model).__name__} has no layer-skipping connections to remove (only "
+                "energy-net with --topology skip has them); leave remove_skip_after at 0"
+            )
         if self.config.remove_skip_after and not model.skip_connection_count():
             raise ConfigError(
                 "remove_skip_after: this net has no layer-skipping connections to remove (a layered net, or p = 0); "
