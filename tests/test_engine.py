@@ -606,6 +606,19 @@ def test_a_resumed_run_keeps_the_version_that_started_it(tiny_config):
     assert read_json(path / "summary.json")["version"] == __version__
 
 
+def test_a_resume_that_changes_where_or_how_the_run_runs_says_so_and_each_epoch_keeps_its_threads(tmp_path, capsys):
+    """config.json holds the new value only (threads 2 for the whole run): the change is said when resuming, and
+    each epoch's record keeps the thread count it ran with."""
+    from bioplausible.cli import main
+
+    args = ["train", "--dataset", "digits", "--arch", "mlp", "--width", "8", "--depth", "1", "--no-progress"]
+    assert main([*args, "--epochs", "1", "--threads", "1", "--out", str(tmp_path / "r")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--epochs", "2", "--threads", "2", "--resume", "--out", str(tmp_path / "r")]) == 0
+    assert "resuming" in (err := capsys.readouterr().err) and "after epoch 1; epochs 1 -> 2; threads 1 -> 2" in err
+    assert [r["time/threads"] for r in load_run(tmp_path / "r")["metrics"]] == [1, 2]
+
+
 def test_a_step_budget_that_replaces_an_epoch_count_given_says_so(tmp_path, capsys):
     from bioplausible.cli import main
 

@@ -85,6 +85,14 @@ def resume_differences(saved: dict[str, Any], config: TrainConfig) -> list[str]:
     return [k for k in sorted(SETTINGS - RESUMABLE - SCHEDULE) if saved[k] != mine[k]]
 
 
+def changed_on_resume(saved: dict[str, Any], config: TrainConfig) -> str:
+    """The resumable settings (where and how it runs, the budget) that a resume changes, as "; threads 1 -> 2":
+    config.json keeps only the new values, and each epoch's record its own thread count (``time/threads``)."""
+    before, now = as_json(resolve_saved(saved).to_dict()), as_json(config.to_dict())
+    changed = [k for k in sorted(RESUMABLE - {"resume"}) if k in before and before[k] != now[k]]
+    return "".join(f"; {k} {json.dumps(before[k])} -> {json.dumps(now[k])}" for k in changed)
+
+
 def check_schedule(saved: dict[str, Any], config: TrainConfig, done: int, log) -> None:
     """A resume may change the learning-rate schedule only where no epoch has trained yet: every epoch done must
     have had the rate the new schedule gives it (e.g. constant → step with milestones from ``done`` on, which adds a
@@ -494,7 +502,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
                 why = f"{done} of {config.epochs} epochs are done; raise --epochs to continue"
             log(f"nothing to train in {run.path}: {why} (summary rewritten)")
         else:
-            log(f"resuming {run.path} after epoch {done}")
+            log(f"resuming {run.path} after epoch {done}{changed_on_resume(saved, config)}")
     facts = {
         # the version that drew the initial weights and feedback: a resumed run keeps its first one (summary.json
         # names the last version that wrote to it)
@@ -559,6 +567,7 @@ def epochs_loop(state: TrainState, data, val, config: TrainConfig, dist, run: Ru
                 record.update(run_probes(state, probe_x, probe_y, context))
             loop["wall_time_s"] = time.perf_counter() - started
             record["time/epoch_s"] = time.perf_counter() - t0
+            record["time/threads"] = torch.get_num_threads()  # a resume may change it: the epoch's own count
             records.append(record)
             loop["stopped_early"] = bool(config.patience and loop["bad_epochs"] >= config.patience)
             if dist.is_main:
