@@ -323,7 +323,9 @@ def test_imagenet_trains_through_the_engine(image_root, tiny_config, tmp_path):
     from bioplausible.engine import fit
 
     data = load_small(image_root)
-    config = tiny_config(dataset="imagenet", epochs=1, batch_size=4, eval_batch_size=4, probe_every=0)
+    options = {**SMALL, "num_workers": 0}  # what it was loaded with: fit refuses a dataset its config does not name
+    config = tiny_config(dataset="imagenet", dataset_options=options, epochs=1, batch_size=4, eval_batch_size=4,
+                         probe_every=0)  # fmt: skip
     run = fit(config, data=data, quiet=True)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["epochs"] == 1

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 
 from bioplausible.cli import main
 from bioplausible.config import TrainConfig
-from bioplausible.data import load_dataset
+from bioplausible.data import Dataset, load_dataset
 from bioplausible.engine import fit
 from bioplausible.errors import ConfigError
 from bioplausible.report.html import write_report
@@ -245,17 +245,37 @@ def test_each_trial_trains_on_the_dataset_options_it_records(tmp_path):
         source = config["data_source"]
         assert source["num_train"] == config["dataset_options"]["n_train"] and "12 features" in source["description"]
     assert len(list(tmp_path.glob("runs/*/config.json"))) == 2
+    drawn = {"dataset_options.num_features": {"low": 5, "high": 40}}  # a random search over one too (it crashed)
+    searched = {"base": BASE, "grid": {"rule": ["bp"]}, "random": {"n_trials": 2, "sampler": "random", "params": drawn}}
+    run_sweep(searched, tmp_path / "random")
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "random").glob("runs/*/config.json")]
+    assert len(configs) == 2
+    for config in configs:
+        drawn = config["dataset_options"]["num_features"]
+        assert 5 <= drawn <= 40 and f"{drawn} features" in config["data_source"]["description"]
+    with pytest.raises(
+        ConfigError, match="dataset_options.widthh: no dataset of the study .*synthetic.* has an option"
+    ):
+        run_sweep(
+            {**searched, "random": {**searched["random"], "params": {"dataset_options.widthh": {"choices": [1, 2]}}}},
+            tmp_path / "x",
+        )
 
 
 def test_fit_refuses_a_dataset_loaded_with_other_options_than_its_config_names(tmp_path):
     config = TrainConfig(dataset="synthetic", dataset_options={"n_train": 96}, epochs=1, progress=False,
                          arch_options={"depth": 1, "width": 8}, out=str(tmp_path / "r"))  # fmt: skip
-    with pytest.raises(
-        ConfigError, match=r"loaded as 'synthetic' options n_train=256, but the config asks .*n_train=96"
-    ):
+    other = r"loaded as 'synthetic' with n_train=256, but the config asks for n_train=96"
+    with pytest.raises(ConfigError, match=other):
         fit(config, data=load_dataset("synthetic"))
-    with pytest.raises(ConfigError, match=r"loaded as 'digits' .*asks for 'synthetic'"):
+    with pytest.raises(ConfigError, match=other):  # a copy keeps what it was loaded as
+        fit(config, data=dataclasses.replace(load_dataset("synthetic")))
+    with pytest.raises(ConfigError, match=r"loaded as 'digits', but the config asks for 'synthetic': load it"):
         fit(config, data=load_dataset("digits"))
+    mine = load_dataset("synthetic", n_train=96)
+    hand_built = Dataset("mine", mine.train_x, mine.train_y, mine.test_x, mine.test_y, 4)
+    with pytest.raises(ConfigError, match=r"named 'mine' but the config names 'synthetic'.*register the dataset"):
+        fit(config, data=hand_built)
     spelled_out = load_dataset("synthetic", n_train=96, num_features=20)  # 20: the default, given or not
     assert (fit(config, data=spelled_out, quiet=True) / "summary.json").exists()
 

@@ -38,7 +38,7 @@ from .build import (
     without_keys,
 )
 from .config import RESUMABLE, SETTINGS, TrainConfig
-from .data import Dataset, dataset_identity, load_dataset
+from .data import Dataset, dataset_identity, load_dataset, loaded_as
 from .distributed import SINGLE, Distributed, init_distributed
 from .errors import ConfigError
 from .probes import ALIGNMENT_PROBES, alignment_probes, same_random_streams
@@ -395,20 +395,30 @@ def load_data(config: TrainConfig) -> Dataset:
 
 
 def check_loaded_as(data: Dataset, config: TrainConfig) -> None:
-    """ConfigError when a dataset handed to ``fit`` was loaded as another dataset or with other options than the
-    config names: the run would train on one and record the other. A dataset built by hand is taken as it is."""
-    loaded = getattr(data, "loaded_as", None)
-    if loaded is None:
+    """ConfigError when a dataset handed to ``fit`` is not the one the config names (config.json would record the
+    config's): loaded as another dataset or with other options, or built by hand under another name."""
+    loaded = loaded_as(data)
+    if loaded is None:  # built by hand: its name is all there is to check
+        if data.name != config.dataset:
+            raise ConfigError(
+                f"the dataset passed to fit is named {data.name!r} but the config names {config.dataset!r}, which "
+                "the run would record as what it trained on: register the dataset (bioplausible.registry.DATASETS) "
+                "and name it in the config"
+            )
         return
-    wanted = dataset_identity(config.dataset, config.dataset_options)
-    if loaded != wanted:
-        differ = sorted(k for k in {**loaded[1], **wanted[1]} if loaded[1].get(k) != wanted[1].get(k))
-        said = f"options {', '.join(f'{k}={loaded[1].get(k)!r}' for k in differ)}" if differ else ""
+    name, wanted = dataset_identity(config.dataset, config.dataset_options)
+    if loaded["dataset"] != name:
         raise ConfigError(
-            f"the dataset passed to fit was loaded as {loaded[0]!r} {said}, but the config asks for "
-            f"{wanted[0]!r} "
-            + (f"with {', '.join(f'{k}={wanted[1].get(k)!r}' for k in differ)}" if differ else "")
-            + ": load it with load_data(config), or drop data= so that fit loads it"
+            f"the dataset passed to fit was loaded as {loaded['dataset']!r}, but the config asks for {name!r}: load it "
+            "with load_data(config), or drop data= so that fit loads it"
+        )
+    differ = sorted(k for k in {**loaded["options"], **wanted} if loaded["options"].get(k) != wanted.get(k))
+    if differ:
+        got = ", ".join(f"{k}={loaded['options'].get(k)!r}" for k in differ)
+        asked = ", ".join(f"{k}={wanted.get(k)!r}" for k in differ)
+        raise ConfigError(
+            f"the dataset passed to fit was loaded as {name!r} with {got}, but the config asks for {asked}: load it "
+            "with load_data(config), or drop data= so that fit loads it"
         )
 
 

@@ -9,6 +9,6 @@
 Each dataset module registers its names in ``DATASETS``; a module is imported when its dataset is first used.
 """
 
-from .base import Dataset, dataset_identity, load_dataset, resolve_data_dir
+from .base import Dataset, dataset_identity, load_dataset, loaded_as, resolve_data_dir
 
-__all__ = ["Dataset", "dataset_identity", "load_dataset", "resolve_data_dir"]
+__all__ = ["Dataset", "dataset_identity", "load_dataset", "loaded_as", "resolve_data_dir"]

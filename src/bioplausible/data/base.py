@@ -49,6 +49,8 @@ class Dataset:
             ``num_test`` (as read, before any validation split) and ``cache`` (the decoded-tensor cache file
             used, or None); a layout may add keys (``files``, ``checksum``, ...). Empty for a Dataset built by
             hand.
+        loaded_as: What ``load_dataset`` loaded it as, {"dataset": name, "options": every option}; None for a
+            Dataset built by hand. ``fit`` refuses a dataset its config does not name.
     """
 
     name: str
@@ -60,6 +62,8 @@ class Dataset:
     classes: list[str] | None = None
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None  # on-device, per training batch
     source: dict = field(default_factory=dict)
+    # set by load_dataset: {"dataset": name, "options": every option}; a field, so that copies keep it
+    loaded_as: dict | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if len(self.train_x) != len(self.train_y) or len(self.test_x) != len(self.test_y):
@@ -215,8 +219,15 @@ def load_dataset(
     builder = DATASETS.get(name)  # first, so a bad name is reported before any folder problem
     _check_options(name, builder, options)
     dataset = builder(root=resolve_data_dir(data_dir), download=download, **options)
-    dataset.loaded_as = dataset_identity(name, options)  # what ``fit`` checks a dataset handed to it against
+    name, full = dataset_identity(name, options)
+    dataset.loaded_as = {"dataset": name, "options": full}  # what ``fit`` checks a dataset handed to it against
     return dataset
+
+
+def loaded_as(dataset) -> dict | None:
+    """{"dataset": name, "options": every option} that ``load_dataset`` loaded ``dataset`` with; None for one built
+    by hand."""
+    return getattr(dataset, "loaded_as", None)
 
 
 def dataset_identity(name: str, options: dict) -> tuple[str, dict]:

@@ -215,15 +215,26 @@ def without_unread_params(params: dict[str, Any], base: dict[str, Any]) -> dict[
         params = {key: value for key, value in params.items() if key not in unread}
 
 
-OWNERS = {"rule_options": "rule", "arch_options": "arch"}  # option group -> the field that chooses its owner
+# option group -> the field that chooses its owner
+OWNERS = {"rule_options": "rule", "arch_options": "arch", "dataset_options": "dataset"}
 
 
 def options_of(group: str, name: str) -> set[str]:
-    """The option names of rule (``rule_options``) or architecture (``arch_options``) ``name``."""
+    """The option names of rule (``rule_options``), architecture (``arch_options``) or dataset
+    (``dataset_options``) ``name``."""
+    return set(option_defaults(group, name))
+
+
+def option_defaults(group: str, name: str) -> dict[str, Any]:
+    """{option: default} of the rule, architecture or dataset ``name`` (a dataset's: its loader's keywords)."""
+    from ..config import default_of
+    from ..data import dataset_identity
     from ..registry import ARCHS, RULES
 
+    if group == "dataset_options":
+        return dataset_identity(name, {})[1]
     registry = RULES if group == "rule_options" else ARCHS
-    return {f.name for f in dataclasses.fields(registry.get(name).Config)}
+    return {f.name: default_of(f) for f in dataclasses.fields(registry.get(name).Config)}
 
 
 def trial_config(base: dict[str, Any], params: dict[str, Any], out: Path) -> TrainConfig:
@@ -611,7 +622,6 @@ def default_for(key: str, params: dict[str, Any], base: dict[str, Any]) -> Any:
     """The value ``key`` takes in a trial of ``params`` that does not set it: the base's, else the field's
     default (a dotted key's from its rule's or architecture's options); a default is read by every trial."""
     from ..config import TrainConfig, default_of
-    from ..registry import ARCHS, RULES
 
     group, _, option = key.partition(".")
     if not option:
@@ -620,9 +630,7 @@ def default_for(key: str, params: dict[str, Any], base: dict[str, Any]) -> Any:
     if option in base.get(group, {}):
         return base[group][option]
     owner = chosen(OWNERS[group], params, base) if group in OWNERS else None
-    registry = RULES if group == "rule_options" else ARCHS
-    fields = {f.name: f for f in dataclasses.fields(registry.get(owner).Config)} if owner else {}
-    return default_of(fields[option]) if option in fields else None
+    return option_defaults(group, owner).get(option) if owner else None
 
 
 def resolve_point(base: dict[str, Any], params: dict[str, Any]) -> None:
