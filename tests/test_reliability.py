@@ -259,9 +259,8 @@ def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not
     assert len(kept) == 1 and "4 u, v (LowRank: no feedback version)" in kept[0]
     assert not any(f"{i} " in kept[0].split(": ", 1)[1] for i in (1, 2, 3))  # the norm layers and PReLU: not named
     assert {"1", "2", "3", "4"} <= set(rule.unchanged)
-    with pytest.raises(
-        ConfigError, match=r"choose from: last, 0, 6 \(or, to keep them on backprop without a warning: 4\)"
-    ):
+    no_module = r"'5', which is not a module of the model holding weights; .* \(last, 0, 6\), .*warning \(4\), or"
+    with pytest.raises(ConfigError, match=no_module):  # 5 is the Tanh
         bioplausible.convert(make(), "fa", example_input=torch.randn(2, 4), bp_layers=("5",))
     with warnings.catch_warnings():
         warnings.simplefilter("error", KeptOnBackpropWarning)
@@ -269,6 +268,33 @@ def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not
     assert "4" in rule.unchanged and list(rule.layers) == ["0", "6"]
     with pytest.raises(IncompatibleError, match="found no Linear or Conv layer to train"):  # not BP in FA's name
         bioplausible.convert(nn.Sequential(LowRank()), "fa", example_input=torch.randn(2, 6), bp_layers=("0",))
+
+
+@pytest.mark.parametrize("rule_name", FEEDBACK)
+def test_a_module_named_in_bp_layers_keeps_its_whole_subtree_and_keeping_everything_is_refused(rule_name):
+    """Naming a custom module kept its own parameters on backprop while its child Linear went to the rule; naming
+    every layer trained the whole model by backprop under the rule's name, without a word."""
+
+    class Scaled(nn.Module):  # a custom module holding a swappable layer
+        def __init__(self):
+            super().__init__()
+            self.scale, self.lin = nn.Parameter(torch.ones(8)), nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.lin(x) * self.scale
+
+    def make():
+        return nn.Sequential(nn.Linear(6, 8), nn.Sequential(Scaled(), nn.Tanh()), nn.Linear(8, 3))
+
+    x = torch.randn(2, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", KeptOnBackpropWarning)
+        for kept in ("1.0", "1"):  # the custom module, or the block holding it
+            model, rule = bioplausible.convert(make(), rule_name, example_input=x, bp_layers=(kept,))
+            assert list(rule.layers) == ["0", "2"] and type(model[1][0].lin) is nn.Linear, kept
+    everything = r"would train no layer: bp_layers keeps every one \(0, 1.0.lin, 2\) on backprop"
+    with pytest.raises(IncompatibleError, match=everything):
+        bioplausible.convert(make(), rule_name, example_input=x, bp_layers=("0", "1", "last"))
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS.list() if "energy" not in a])

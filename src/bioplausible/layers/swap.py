@@ -110,12 +110,18 @@ def trace(model: nn.Module, example_input: torch.Tensor, names: Iterable[str]) -
 
 
 def resolve_kept(
-    names: Iterable[str], candidates: list[str], found: Trace | None, others: Iterable[str] = ()
+    names: Iterable[str],
+    candidates: list[str],
+    found: Trace | None,
+    others: Iterable[str] = (),
+    holders: Iterable[str] = (),
 ) -> set[str]:
-    """Layer names to keep on backprop, with ``last`` / ``output`` resolved to the output layer. ``others``: the
-    modules with weights that no rule swaps (custom modules, attention): naming one says that keeping its true
-    gradient is intended, and silences the KeptOnBackpropWarning about it."""
-    resolved, others = set(), list(others)
+    """Module names to keep on backprop, with ``last`` / ``output`` resolved to the output layer. A name may be a
+    swappable layer (``candidates``) or any other module holding weights (``holders``): one that no rule swaps
+    (``others``: custom modules, attention; naming one says that keeping its true gradient is intended, and
+    silences the KeptOnBackpropWarning about it) or one that contains layers (a block). A named module keeps its
+    whole subtree on backprop."""
+    resolved, others, holders = set(), list(others), set(holders)
     for name in names:
         if name in OUTPUT_ALIASES:
             if found is None:
@@ -129,11 +135,14 @@ def resolve_kept(
                     f"last layer), so name the layer to keep on backprop; layers: {', '.join(candidates)}"
                 )
             name = found.output_layer
-        if name not in candidates and name not in others:
+        if name not in candidates and name not in holders:
             raise ConfigError(
-                f"bp_layers names {name!r}, which is not a layer the rule can swap; choose from: last, "
+                f"bp_layers names {name!r}, which is not a module of the model holding weights; choose a layer the "
+                "rule can swap (last, "
                 + ", ".join(candidates)
-                + (f" (or, to keep them on backprop without a warning: {', '.join(others)})" if others else "")
+                + ")"
+                + (f", a module no rule swaps, to keep it without a warning ({', '.join(others)})" if others else "")
+                + ", or a module containing layers (a block), which keeps all of them"
             )
         resolved.add(name)
     return resolved
@@ -170,10 +179,11 @@ def swap_layers(
     """
     candidates = swappable_layers(model)
     found = trace(model, example_input, candidates) if example_input is not None else None
-    kept = resolve_kept(keep, candidates, found, unswappable_owners(model, candidates))
+    kept = resolve_kept(keep, candidates, found, unswappable_owners(model, candidates), weight_holders(model))
+    within = [n for n in candidates if n in kept or any(n.startswith(f"{k}.") for k in kept if k)]
     converted, never_ran = [], []
     for name in candidates:
-        if name in kept:
+        if name in within:  # named, or inside a named module: its whole subtree keeps backprop
             continue
         if found is not None and name not in found.order:  # its weights, if used at all, are used functionally:
             never_ran.append(name)  # swapped, it would be listed as the rule's while keeping its true gradient
@@ -193,7 +203,7 @@ def swap_layers(
     unchanged = [n for n in dict.fromkeys(owners) if n not in converted]
     if converted:  # a model with nothing to convert is refused by the rule, with the reason
         warn_kept_on_backprop(model, never_ran, kept)
-    return Swap(model, converted, unchanged, found, kept & set(candidates))
+    return Swap(model, converted, unchanged, found, set(within))
 
 
 # Modules whose parameters act unit by unit (normalisation's scale and shift, PReLU's slopes): their backward pass
@@ -212,6 +222,13 @@ def owner_name(name: str, module: nn.Module) -> str:
     if isinstance(module, torch.nn.utils.parametrize.ParametrizationList):
         return name.rsplit(".parametrizations.", 1)[0] if ".parametrizations." in name else ""
     return name
+
+
+def weight_holders(model: nn.Module) -> list[str]:
+    """Names of the modules (not the root, not a parametrization's internals) with parameters in their subtree."""
+    return [
+        n for n, m in model.named_modules() if n and ".parametrizations" not in n and any(True for _ in m.parameters())
+    ]
 
 
 def unswappable_owners(model: nn.Module, candidates: list[str]) -> list[str]:
@@ -250,9 +267,3 @@ def warn_kept_on_backprop(model: nn.Module, never_ran: list[str], kept: Iterable
             KeptOnBackpropWarning,
             stacklevel=4,
         )
-
-
-def require_layers(converted: list[str], kept: Iterable[str], rule: str, model: nn.Module) -> None:
-    """IncompatibleError when a rule found nothing to train."""
-    if not converted and not list(kept):
-        raise IncompatibleError(f"rule {rule!r} found no Linear or Conv layer to train in {type(model).__name__}")

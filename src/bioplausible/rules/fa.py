@@ -44,7 +44,9 @@ class FeedbackConfig:
         above=0,
     )
     bp_layers: tuple[str, ...] = option(
-        (), "layers trained by backprop instead ('last' = the layer whose output is the model's output)"
+        (),
+        "layers, or modules with all their layers (a block), trained by backprop instead ('last' = the layer whose "
+        "output is the model's output)",
     )
 
 
@@ -100,7 +102,13 @@ class FeedbackRule(Rule):
         self.check_requirements(model)
         self.clock = BatchClock()  # per-batch work of the modes (brsf's redraw, weight mirrors) once per forward
         swap = swap_layers(model, self.mode, keep=self.config.bp_layers, example_input=example_input)
-        if not swap.converted and not swap.kept_layers:  # custom modules named in bp_layers train nothing here
+        if not swap.converted and swap.kept_layers:  # the whole model on backprop under the rule's name
+            every = ", ".join(sorted(swap.kept_layers))
+            raise IncompatibleError(
+                f"rule {self.name!r} would train no layer: bp_layers keeps every one ({every}) on backprop; keep "
+                "fewer, or train the model with backprop itself"
+            )
+        if not swap.converted:
             raise IncompatibleError(
                 f"rule {self.name!r} found no Linear or Conv layer to train in {type(model).__name__}"
             )
