@@ -1,6 +1,7 @@
 """Oracle tests for the feedback-alignment family: each rule against the gradient it must (or must not) equal."""
 
 import copy
+import dataclasses
 import math
 
 import pytest
@@ -352,8 +353,10 @@ def test_every_rule_runs_under_precision_bf16_on_the_cpu(rule_name, tiny_config)
     setup = ENERGY_RUNS.get(rule_name, {})
     config = tiny_config(rule=rule_name.split("@")[0], precision="bf16", epochs=1, max_batches=2, **setup)
     if RULES.get(config.rule).full_precision:  # EP: the run would be fp32 recorded as bf16
-        with pytest.raises(ConfigError, match=r"computes its updates in the parameters' dtype .*drop --precision"):
+        with pytest.raises(ConfigError, match=r"rule 'ep' computes in the parameters' dtype .*drop --precision"):
             fit(config, quiet=True)
+        with pytest.raises(ConfigError, match=rf"architecture '{config.arch}' computes in the parameters' dtype"):
+            fit(dataclasses.replace(config, rule="bp"), quiet=True)  # backprop through its settling: the same
         data = load_dataset(config.dataset)  # under a user's own autocast it still trains, in fp32
         model = create_arch(config.arch, data.input_shape, data.num_classes, **config.arch_options)
         rule = create_rule(config.rule)

@@ -80,10 +80,11 @@ def unread_options(config: TrainConfig) -> dict[str, Unread]:
     leaves them out of the reference rule."""
     unread = dict(unread_train_options(config))
     rule, arch = RULES.get(config.rule), ARCHS.get(config.arch)
-    if config.precision != "fp32" and rule.full_precision:
+    if config.precision != "fp32" and (rule.full_precision or arch.full_precision):
+        who = f"rule {config.rule!r}" if rule.full_precision else f"architecture {config.arch!r}"
         unread["precision"] = Unread(
-            f"rule {config.rule!r} computes its updates in the parameters' dtype (fp32) whatever --precision says "
-            f"(got {config.precision}: a 16-bit state cannot resolve the settling tolerance)",
+            f"{who} computes in the parameters' dtype (fp32) whatever --precision says (got {config.precision}: a "
+            "16-bit state cannot resolve the settling tolerance)",
             "drop --precision",
         )
     try:

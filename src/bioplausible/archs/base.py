@@ -21,6 +21,9 @@ class Architecture(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type]
     provides: ClassVar[tuple[str, ...]] = ()
+    # computes its forward in the parameters' dtype under autocast too (an energy net's settling): --precision is
+    # then refused as unread rather than recorded as if it had been used
+    full_precision: ClassVar[bool] = False
 
     @classmethod
     def describe(cls, options: dict[str, Any]) -> str:
