@@ -617,6 +617,12 @@ def test_a_resume_that_changes_where_or_how_the_run_runs_says_so_and_each_epoch_
     assert main([*args, "--epochs", "2", "--threads", "2", "--resume", "--out", str(tmp_path / "r")]) == 0
     assert "resuming" in (err := capsys.readouterr().err) and "after epoch 1; epochs 1 -> 2; threads 1 -> 2" in err
     assert [r["time/threads"] for r in load_run(tmp_path / "r")["metrics"]] == [1, 2]
+    assert main([*args, "--epochs", "2", "--threads", "1", "--resume", "--out", str(tmp_path / "r")]) == 0
+    assert "nothing to train" in (err := capsys.readouterr().err) and "(summary rewritten); threads 2 -> 1" in err
+    # a step budget below what is trained would be saved as the run's budget
+    assert main([*args, "--epochs", "3", "--max-steps", "5", "--resume", "--out", str(tmp_path / "r")]) == 2
+    assert "has trained 46 steps, more than --max-steps 5" in capsys.readouterr().err
+    assert read_json(tmp_path / "r" / "config.json")["max_steps"] == 0
 
 
 def test_a_step_budget_that_replaces_an_epoch_count_given_says_so(tmp_path, capsys):

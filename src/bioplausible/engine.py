@@ -126,9 +126,15 @@ def check_nothing_trained(run: RunFolder, log) -> None:
 
 
 def check_step_budget(loop: dict[str, Any], full_epochs_steps: int, config: TrainConfig, run: RunFolder) -> None:
-    """Refuse a larger --max-steps for a run whose last budget ended mid-epoch: the rest of that epoch would be
-    skipped (the next epoch starts a new shuffle), so it would not equal a run given the larger budget at once."""
+    """Refuse a --max-steps below the steps trained, and a larger one for a run whose last budget ended mid-epoch:
+    the rest of that epoch would be skipped (the next epoch starts a new shuffle), so it would not equal a run given
+    the larger budget at once."""
     step = loop["step"]
+    if config.max_steps and config.max_steps < step:  # config.json would say a budget the run has overrun
+        raise ConfigError(
+            f"{run.path} has trained {step} steps, more than --max-steps {config.max_steps}: give {step} or more, "
+            "or --max-steps 0 to count the budget in epochs"
+        )
     if config.max_steps and step < full_epochs_steps and config.max_steps > step:
         raise ConfigError(
             f"{run.path} ended mid-epoch at step {step} (its step budget), so a larger --max-steps cannot continue "
@@ -510,7 +516,7 @@ def train(config, data, dist, device, run: RunFolder, saved, log, kept: list[str
                 why = "it stopped early (no validation improvement); start a new run to train it further"
             else:
                 why = f"{done} of {config.epochs} epochs are done; raise --epochs to continue"
-            log(f"nothing to train in {run.path}: {why} (summary rewritten)")
+            log(f"nothing to train in {run.path}: {why} (summary rewritten){changed_on_resume(saved, config)}")
         else:
             log(f"resuming {run.path} after epoch {done}{changed_on_resume(saved, config)}")
     facts = {
