@@ -317,6 +317,26 @@ def test_a_step_milestone_the_run_never_reaches_is_said(run_cli):
     assert "milestone" not in reached.stderr
 
 
+@pytest.mark.parametrize(("flag", "value", "said"), [
+    ("--input-shape", "0", "every size must be at least 1, got 0"),
+    ("--input-shape", "3,x", "expected sizes like 784 or 3,32,32"),
+    ("--arch-options", "{bad", "not valid JSON"),
+    ("--arch-options", "[1]", "expected a JSON object"),
+    ("--steps", "0", "must be at least 1, got 0"),
+    ("--rounds", "0", "must be at least 1, got 0"),
+    ("--batch-size", "0", "must be at least 1, got 0"),
+    ("--classes", "1", "must be at least 2, got 1"),
+])  # fmt: skip
+def test_bench_refuses_a_bad_flag_in_one_line(capsys, flag, value, said):
+    """Each of these ended in a traceback (a division by zero, a JSON error, an empty median) or, for a batch of 0,
+    timed empty batches as 0 samples/s."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--rules", "fa", "--threads", "1", flag, value])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert f"argument {flag}: {said}" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_bench_times_bp_beside_ep_without_the_nudged_phase_options(capsys):
     """bench adds bp as the reference: the energy net's nudged-phase options, which bp would refuse, are left out
     of bp's configuration only, and EP keeps them."""
