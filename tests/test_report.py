@@ -344,9 +344,17 @@ def test_a_run_folder_without_a_summary_is_named_not_dropped(tiny_config, tmp_pa
     partial.mkdir()
     for name in ("config.json", "metrics.jsonl"):
         shutil.copy(path / name, partial / name)
+    only_config = tmp_path / "runs" / "only-config"  # a corrupt config.json alone was left out without a word
+    only_config.mkdir()
+    (only_config / "config.json").write_text("{")
+    broken = tmp_path / "runs" / "broken-metrics"
+    shutil.copytree(path, broken)
+    (broken / "metrics.jsonl").write_text("not json\n")
     loaded = load_runs(tmp_path / "runs")
     assert [r.path.name for r in loaded.runs] == ["kept"]
     assert any("partial" in p and "no summary.json" in p for p in loaded.problems), loaded.problems
+    assert any("only-config" in p and "no summary.json" in p for p in loaded.problems), loaded.problems
+    assert any(p.startswith(f"{broken / 'metrics.jsonl'}: unreadable") for p in loaded.problems), loaded.problems
 
 
 def test_an_epoch_axis_has_whole_number_ticks_even_for_a_one_epoch_run(tmp_path):

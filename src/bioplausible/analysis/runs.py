@@ -90,10 +90,10 @@ def load_runs(root: str | Path) -> Loaded:
             runs.append(load(path))
         except UnreadableRun as err:
             problems.append(str(err))
-    for path in sorted(p.parent for p in Path(root).rglob("metrics.jsonl")):
-        if (path / "config.json").exists() and not (path / "summary.json").exists():  # said, not silently dropped
-            problems.append(f"{path} holds config.json and metrics.jsonl but no summary.json, so it is left out "
-                            "(a run stopped before its first summary, or copied in part)")  # fmt: skip
+    for path in sorted(p.parent for p in Path(root).rglob("config.json")):
+        if not (path / "summary.json").exists():  # said, not silently dropped
+            problems.append(f"{path} holds config.json but no summary.json, so it is left out (a run stopped before "
+                            "its first summary, or copied in part)")  # fmt: skip
     distinguish(runs)
     return Loaded(runs, problems)
 
@@ -101,14 +101,18 @@ def load_runs(root: str | Path) -> Loaded:
 def load(path: str | Path) -> Run:
     """One run folder as a :class:`Run`. Raises UnreadableRun naming the file, the problem and the version."""
     folder = RunFolder(path)
+    reading = folder.summary  # the file being read, named in the error
     try:
-        summary = _mapping(read_json(folder.summary), folder.summary)
-        config = _mapping(read_json(folder.config), folder.config) if folder.config.exists() else {}
+        summary = _mapping(read_json(reading), reading)
+        reading = folder.config
+        config = _mapping(read_json(reading), reading) if reading.exists() else {}
+        reading = folder.metrics
         records = folder.read_metrics()
-        declared = read_json(folder.probes) if folder.probes.exists() else None
+        reading = folder.probes
+        declared = read_json(reading) if reading.exists() else None
         specs = None if declared is None else tuple(ProbeSpec.from_dict(d) for d in declared)
     except (OSError, ValueError, TypeError, KeyError) as err:
-        raise UnreadableRun(f"{folder.path}: unreadable ({err}); written by {_writer(folder)}") from None
+        raise UnreadableRun(f"{reading}: unreadable ({err}); written by {_writer(folder)}") from None
     return make_run(folder.path, config, summary, records, specs)
 
 
