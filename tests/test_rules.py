@@ -305,6 +305,22 @@ def test_alignment_probes_leave_model_and_rule_unchanged(rule_name):
     assert same_state(rule.state_dict(), before_rule)
 
 
+@pytest.mark.parametrize("rule_name", ["fa", "usf", "kp", "wm"])
+def test_the_feedback_angle_leaves_out_the_layers_fed_by_the_data(rule_name):
+    """The first layer's B would carry the error to the input, which nothing uses: under fa it never aligns and
+    read as a layer that fails to (about 90° at every epoch)."""
+    from bioplausible.probes import alignment_probes
+
+    x, y = batch()
+    model = make("mlp", depth=2, width=16)
+    rule = create_rule(rule_name)
+    rule.prepare(model, x[:2])
+    angles = {k.rsplit("/", 1)[1] for k in alignment_probes(model, rule, x, y) if "feedback_angle" in k}
+    assert angles == {"hidden.1", "out"}
+    grads = {k.rsplit("/", 1)[1] for k in alignment_probes(model, rule, x, y) if "grad_angle" in k}
+    assert "hidden.0" in grads  # its update is the rule's all the same
+
+
 def same_state(a, b) -> bool:
     """Exact equality of nested state (dicts, lists, tensors, plain values)."""
     if isinstance(a, torch.Tensor):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.2.1"
+__version__ = "0.2.2"
 
 from .errors import BioplausibleError  # noqa: E402
 from .registry import ARCHS, DATASETS, RULES  # noqa: E402

@@ -1,7 +1,8 @@
 """Alignment and learning-signal probes: pure functions, tensors in, ``{name: float}`` out.
 
 * ``feedback_angles``: angle between each feedback matrix B and the forward W it stands in for (B is stored with
-  W's shape, so this is the angle between B and Wᵀ of the papers). Feedback alignment works when it is < 90°.
+  W's shape, so this is the angle between B and Wᵀ of the papers). Feedback alignment works when it is < 90°. The
+  probes leave out the layers fed by the data (``layers_fed_by_data``), whose B carries no error.
 * ``gradient_angles``: angle between the rule's weight gradient and the true backprop gradient on the same batch.
 * ``gradient_norms``: per-layer norm of the learning signal; a norm that fades with depth is a vanishing signal.
 """
@@ -52,6 +53,32 @@ def feedback_angles(model: nn.Module) -> dict[str, float]:
         if B is not None and B.shape == layer.weight.shape:
             angles[name] = angle_deg(B, layer.weight)
     return angles
+
+
+@contextmanager
+def layers_fed_by_data(model: nn.Module):
+    """Yields a set that, on exit, holds the feedback layers whose input never required grad in the block (the
+    layers reading the data, such as the first layer or a ResNet's stem): their B would carry the error to the
+    input, which nothing uses, so it never meets the error it would align with and its angle to W says nothing of
+    the rule (FA's stays near 90° for that reason alone)."""
+    seen, carried, fed = set(), set(), set()
+
+    def watch(name):
+        def record(module, args):
+            if args and isinstance(args[0], torch.Tensor):
+                seen.add(name)
+                if args[0].requires_grad:
+                    carried.add(name)
+
+        return record
+
+    handles = [m.register_forward_pre_hook(watch(n)) for n, m in feedback_layers(model).items()]
+    try:
+        yield fed
+    finally:
+        for handle in handles:
+            handle.remove()
+        fed.update(seen - carried)
 
 
 def gradient_angles(rule_grads: dict[str, torch.Tensor], bp_grads: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -112,9 +139,11 @@ def alignment_probes(model: nn.Module, rule, x: torch.Tensor, y: torch.Tensor) -
     """
     with leaves_no_trace(model, rule):
         model.zero_grad(set_to_none=True)
-        rule.step(model, x, y)
+        with layers_fed_by_data(model) as fed_by_data:
+            rule.step(model, x, y)
         rule_grads = weight_grads(model)
         angles = feedback_angles(model)  # B as the step used it (after brsf's redraw, wm's mirror step)
+        angles = {name: a for name, a in angles.items() if name not in fed_by_data}
         bp_grads = backprop_grads(model, rule.loss_fn, x, y)
     metrics = {}
     for kind, values in (

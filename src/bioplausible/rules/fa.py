@@ -31,8 +31,11 @@ from ..layers.swap import Trace
 from ..registry import RULES
 from .base import OUTPUT_NOT_A_TENSOR, ProbeSpec, Rule
 
-FEEDBACK_ANGLE = ProbeSpec(
-    "feedback_angle", "angle between B and Wᵀ", "°", title="Feedback alignment: angle between B and Wᵀ per layer"
+FEEDBACK_ANGLE = ProbeSpec(  # the layers fed by the data are left out: their B carries no error
+    "feedback_angle",
+    "angle between B and Wᵀ",
+    "°",
+    title="Feedback alignment: angle between B and Wᵀ per layer (those whose B carries an error)",
 )
 
 
