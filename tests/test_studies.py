@@ -357,6 +357,14 @@ def test_sensitivity_stats_on_hand_made_numbers(tmp_path):
     assert by_pair[("dense-mlp", "fa")]["best"] == pytest.approx(0.85)
     assert by_pair[("mlp", "fa")]["within_1pt"] == pytest.approx(1 / 3)
     assert plot_sensitivity(results, tmp_path / "s.png").stat().st_size > 5_000
+    # Xiao et al.'s switch (the last layer on backprop) is another method, not a point of fa's curve
+    switched = [{**r, "params": {**r["params"], "rule_options.bp_layers": ["last"]}} for r in results[:2]]
+    by_pair = sensitivity_stats(results[:3] + switched)
+    assert by_pair[("mlp", "fa")]["n"] == 3 and by_pair[("mlp", "fa (last layer bp)")]["n"] == 2
+    from bioplausible.analysis.curves import method_of  # as a run folder's resolved config holds it, too
+
+    assert method_of({"rule": "fa", "params": {"rule_options": {"bp_layers": ["last"]}}}) == "fa (last layer bp)"
+    assert method_of({"rule": "fa", "params": {"rule_options": {"bp_layers": []}}}) == "fa"
 
 
 def test_presets_exist_at_both_budgets_and_small_says_what_it_reduced():

@@ -91,7 +91,7 @@ def seed_grids(results: list[dict[str, Any]]) -> dict[tuple[str, str], SeedGrid]
     for r in results:
         point = (r.get("params") or {}).get(ITERATIONS)
         cell = cell_key(r, constant)
-        records[(str(r["arch"]), str(r["rule"]))].append((cell, point, seed_of(r), float(r["accuracy"])))
+        records[(str(r["arch"]), method_of(r))].append((cell, point, seed_of(r), float(r["accuracy"])))
     return {pair: SeedGrid.from_records(recs) for pair, recs in sorted(records.items())}
 
 
@@ -266,6 +266,16 @@ def untrained_by_backprop(results: list[dict[str, Any]], threshold: float = 0.5)
 # ------------------------------------------------------------------------------------------- configurations
 
 
+def method_of(result: dict[str, Any]) -> str:
+    """The rule as the method a sensitivity curve stands for: layers kept on backprop (Xiao et al.'s switch) make
+    another method, as the figures and Xiao et al. treat it, not a hyperparameter of the rule's curve."""
+    flat = flat_params(result)
+    kept = list(flat.get("bp_layers", flat.get("rule_options.bp_layers")) or [])
+    if not kept:
+        return str(result["rule"])
+    return f"{result['rule']} ({'last layer' if kept == ['last'] else ', '.join(kept)} bp)"
+
+
 def flat_params(result: dict[str, Any]) -> dict[str, Any]:
     params = dict(result.get("params") or {})
     for group in ("arch_options", "rule_options"):
@@ -288,7 +298,7 @@ def configuration_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[l
     settings = varying_settings(results)
     groups: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in results:
-        groups[(str(r["arch"]), str(r["rule"]))][config_key(r)].append(r)
+        groups[(str(r["arch"]), method_of(r))][config_key(r)].append(r)
     rows = []
     for (arch, rule), configs in sorted(groups.items()):
         ranked = sorted(configs.values(), key=lambda rs: -sum(r["accuracy"] for r in rs) / len(rs))
