@@ -183,6 +183,9 @@ def test_a_step_budget_that_ended_mid_epoch_cannot_be_extended(tiny_config):
     fit(config, quiet=True)
     with pytest.raises(ConfigError, match="ended mid-epoch at step 6"):
         fit(config_replace(config, max_steps=8, resume=True), quiet=True)
+    for epochs in (3, 2):  # an epoch budget (max_steps 0) went past the check and trained on from step 6
+        with pytest.raises(ConfigError, match=f"ended mid-epoch at step 6 .*so --epochs {epochs} cannot continue"):
+            fit(config_replace(config, max_steps=0, epochs=epochs, resume=True), quiet=True)
     fit(config_replace(config, resume=True), quiet=True)  # the same budget: nothing to train, not refused
 
 

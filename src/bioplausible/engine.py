@@ -130,16 +130,17 @@ def check_step_budget(loop: dict[str, Any], full_epochs_steps: int, config: Trai
     the rest of that epoch would be skipped (the next epoch starts a new shuffle), so it would not equal a run given
     the larger budget at once."""
     step = loop["step"]
+    mid_epoch = step < full_epochs_steps  # its last budget ended inside an epoch
     if config.max_steps and config.max_steps < step:  # config.json would say a budget the run has overrun
         raise ConfigError(
-            f"{run.path} has trained {step} steps, more than --max-steps {config.max_steps}: give {step} or more, "
-            "or --max-steps 0 to count the budget in epochs"
+            f"{run.path} has trained {step} steps, more than --max-steps {config.max_steps}: give "
+            + (f"{step} (it ended mid-epoch, so it cannot go on)" if mid_epoch else f"{step} or more")
         )
-    if config.max_steps and step < full_epochs_steps and config.max_steps > step:
+    if mid_epoch and (not config.max_steps or config.max_steps > step):  # 0: an epoch budget, beyond it too
+        more = f"--max-steps {config.max_steps}" if config.max_steps else f"--epochs {config.epochs}"
         raise ConfigError(
-            f"{run.path} ended mid-epoch at step {step} (its step budget), so a larger --max-steps cannot continue "
-            f"it exactly: the rest of epoch {loop['epoch']} would be skipped; start a new run with --max-steps "
-            f"{config.max_steps}"
+            f"{run.path} ended mid-epoch at step {step} (its step budget), so {more} cannot continue it exactly: "
+            f"the rest of epoch {loop['epoch']} would be skipped; start a new run with {more}"
         )
 
 
