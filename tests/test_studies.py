@@ -270,6 +270,9 @@ def test_fit_refuses_a_dataset_loaded_with_other_options_than_its_config_names(t
         fit(config, data=load_dataset("synthetic"))
     with pytest.raises(ConfigError, match=other):  # a copy keeps what it was loaded as
         fit(config, data=dataclasses.replace(load_dataset("synthetic")))
+    train_part, _ = load_dataset("synthetic", n_train=96).split_validation(0.5, seed=0)
+    with pytest.raises(ConfigError, match=r"holds 48 train examples, not the 96 it was loaded with"):
+        fit(config, data=train_part)  # a subset passed the check and was recorded as the whole set
     with pytest.raises(ConfigError, match=r"loaded as 'digits', but the config asks for 'synthetic': load it"):
         fit(config, data=load_dataset("digits"))
     mine = load_dataset("synthetic", n_train=96)

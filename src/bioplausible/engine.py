@@ -419,6 +419,13 @@ def check_loaded_as(data: Dataset, config: TrainConfig) -> None:
             f"the dataset passed to fit was loaded as {loaded['dataset']!r}, but the config asks for {name!r}: load it "
             "with load_data(config), or drop data= so that fit loads it"
         )
+    for split in ("num_train", "num_test"):  # a subset of a loaded dataset (split_validation, a slice)
+        if split in loaded and getattr(data, split) != loaded[split]:
+            raise ConfigError(
+                f"the dataset passed to fit holds {getattr(data, split)} {split[4:]} examples, not the "
+                f"{loaded[split]} it was loaded with, which the run would record: pass the dataset as loaded (a "
+                "validation split is the config's val_fraction)"
+            )
     differ = sorted(k for k in {**loaded["options"], **wanted} if loaded["options"].get(k) != wanted.get(k))
     if differ:
         got = ", ".join(f"{k}={loaded['options'].get(k)!r}" for k in differ)

@@ -220,7 +220,9 @@ def load_dataset(
     _check_options(name, builder, options)
     dataset = builder(root=resolve_data_dir(data_dir), download=download, **options)
     name, full = dataset_identity(name, options)
-    dataset.loaded_as = {"dataset": name, "options": full}  # what ``fit`` checks a dataset handed to it against
+    # what ``fit`` checks a dataset handed to it against; the sizes tell a subset (a validation split) apart
+    sizes = {"num_train": len(dataset.train_y), "num_test": len(dataset.test_y)} if hasattr(dataset, "train_y") else {}
+    dataset.loaded_as = {"dataset": name, "options": full, **sizes}
     return dataset
 
 
