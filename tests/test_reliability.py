@@ -271,6 +271,23 @@ def test_a_custom_module_with_vector_parameters_is_named_but_norm_layers_are_not
 
 
 @pytest.mark.parametrize("rule_name", FEEDBACK)
+def test_a_layer_registered_under_two_names_is_swapped_under_both(rule_name):
+    """``self.b = self.a``: the second name kept the plain layer, whose calls then took the true gradient."""
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.out = nn.Linear(4, 4), nn.Linear(4, 3)
+            self.b = self.a
+
+        def forward(self, x):
+            return self.out(torch.tanh(self.b(torch.tanh(self.a(x)))))
+
+    model, rule = bioplausible.convert(Twice(), rule_name, example_input=torch.randn(2, 4))
+    assert model.a is model.b and model.a in feedback_layers(model).values() and list(rule.layers) == ["a", "out"]
+
+
+@pytest.mark.parametrize("rule_name", FEEDBACK)
 def test_a_module_named_in_bp_layers_keeps_its_whole_subtree_and_keeping_everything_is_refused(rule_name):
     """Naming a custom module kept its own parameters on backprop while its child Linear went to the rule; naming
     every layer trained the whole model by backprop under the rule's name, without a word."""
@@ -295,6 +312,11 @@ def test_a_module_named_in_bp_layers_keeps_its_whole_subtree_and_keeping_everyth
     everything = r"would train no layer: bp_layers keeps every one \(0, 1.0.lin, 2\) on backprop"
     with pytest.raises(IncompatibleError, match=everything):
         bioplausible.convert(make(), rule_name, example_input=x, bp_layers=("0", "1", "last"))
+    with pytest.raises(IncompatibleError, match=r"keeps every one \(the model itself\)"):
+        bioplausible.convert(nn.Linear(6, 3), rule_name, example_input=x, bp_layers=("last",))
+    assert (
+        create_rule(rule_name, bp_layers=("stages",)).describe({"bp_layers": ["stages"]}) == f"{rule_name} (stages bp)"
+    )
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHS.list() if "energy" not in a])

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers.swap import kept_label
 from .document import Table
 from .sensitivity import (
     WITHIN,
@@ -271,9 +272,7 @@ def method_of(result: dict[str, Any]) -> str:
     another method, as the figures and Xiao et al. treat it, not a hyperparameter of the rule's curve."""
     flat = flat_params(result)
     kept = list(flat.get("bp_layers", flat.get("rule_options.bp_layers")) or [])
-    if not kept:
-        return str(result["rule"])
-    return f"{result['rule']} ({'last layer' if kept == ['last'] else ', '.join(kept)} bp)"
+    return f"{result['rule']} ({kept_label(kept)})" if kept else str(result["rule"])
 
 
 def flat_params(result: dict[str, Any]) -> dict[str, Any]:

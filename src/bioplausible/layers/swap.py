@@ -31,6 +31,12 @@ from .types import FUNCTIONAL_USERS, layer_type
 OUTPUT_ALIASES = ("last", "output")
 
 
+def kept_label(names: Iterable[str]) -> str:
+    """How a rule with modules kept on backprop is labelled in tables and figures: "last layer bp", "stem, fc bp"."""
+    shown = ["last layer" if n in OUTPUT_ALIASES else n for n in names]
+    return f"{', '.join(dict.fromkeys(shown))} bp"
+
+
 class KeptOnBackpropWarning(UserWarning):
     """Layers with weights that a rule cannot train keep their true gradient (backprop)."""
 
@@ -193,11 +199,14 @@ def swap_layers(
         refuse_reparametrized(name, old)
         entry.check(old)
         new = entry.feedback_class.from_module(old, mode(name, old))
-        if name:
-            parent, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent), child, new)
-        else:
-            model = new
+        # every name the layer is registered under (self.b = self.a): one left holding the old layer would run
+        # it with its true gradient, unseen by named_modules' deduplicated listing
+        for alias in [n for n, m in model.named_modules(remove_duplicate=False) if m is old]:
+            if alias:
+                parent, _, child = alias.rpartition(".")
+                setattr(model.get_submodule(parent), child, new)
+            else:
+                model = new
         converted.append(name)
     owners = [owner_name(n, m) for n, m in model.named_modules() if any(True for _ in m.parameters(False))]
     unchanged = [n for n in dict.fromkeys(owners) if n not in converted]

@@ -27,7 +27,7 @@ from ..config import option
 from ..errors import IncompatibleError
 from ..layers import INIT_SCHEMES, FeedbackLayer, FeedbackMode, FixedFeedback, init_bound, swap_layers
 from ..layers.modes import BatchClock, uniform_feedback
-from ..layers.swap import Trace
+from ..layers.swap import Trace, kept_label
 from ..registry import RULES
 from .base import OUTPUT_NOT_A_TENSOR, ProbeSpec, Rule
 
@@ -77,7 +77,8 @@ class FeedbackRule(Rule):
     @classmethod
     def describe(cls, options: dict) -> str:
         """The rule's name, and "(last layer bp)" when layers are kept on backprop (Xiao et al.'s switch)."""
-        return f"{cls.name} (last layer bp)" if options.get("bp_layers") else cls.name
+        kept = list(options.get("bp_layers") or ())
+        return f"{cls.name} ({kept_label(kept)})" if kept else cls.name
 
     # True where B's first draw is soon forgotten (weight mirrors pull B to a multiple of W within ~100 batches)
     initial_feedback_fades = False
@@ -106,7 +107,7 @@ class FeedbackRule(Rule):
         self.clock = BatchClock()  # per-batch work of the modes (brsf's redraw, weight mirrors) once per forward
         swap = swap_layers(model, self.mode, keep=self.config.bp_layers, example_input=example_input)
         if not swap.converted and swap.kept_layers:  # the whole model on backprop under the rule's name
-            every = ", ".join(sorted(swap.kept_layers))
+            every = ", ".join(sorted(n or "the model itself" for n in swap.kept_layers))
             raise IncompatibleError(
                 f"rule {self.name!r} would train no layer: bp_layers keeps every one ({every}) on backprop; keep "
                 "fewer, or train the model with backprop itself"
