@@ -76,6 +76,7 @@ class FeedbackMode:
     """
 
     direct = False  # True: ∂h is the projected output error, not a transposed operation
+    fixed = True  # B is drawn once and never changes (FA); False where it follows W (sign modes) or learns (KP, WM)
 
     def operand(self, layer: nn.Module) -> torch.Tensor | None:
         """The tensor the forward saves for the backward (B, or what B is computed from)."""

@@ -50,6 +50,8 @@ class SignFeedback(FeedbackMode):
     """B = sign(W) ⊙ M, with M = ``layer.feedback_magnitude``: a scalar (uniform), or W-shaped, drawn once (fixed)
     or for every training batch (batch) from U(0, bound)."""
 
+    fixed = False
+
     def __init__(self, magnitudes: str, bound: float, clock: BatchClock | None = None):
         self.magnitudes, self.bound, self.clock = magnitudes, bound, clock or BatchClock()
 
@@ -90,6 +92,8 @@ class LearnedFeedback(FeedbackMode):
     learn and the rule would silently be FA: the first training forward after W moved while B did not raises.
     """
 
+    fixed = False
+
     def __init__(self, decay: float):
         self.decay = decay
         self._versions: dict[int, tuple[int, int]] = {}  # layer id -> (W, B) versions at its last forward
@@ -119,6 +123,8 @@ class MirrorFeedback(FeedbackMode):
 
         B ← (1 − η λ) B + η · mean_n(a ξᵀ),      E[a ξᵀ] = σ² W   ⇒   B → (σ²/λ) W
     """
+
+    fixed = False
 
     def __init__(self, lr: float, decay: float, noise_std: float, samples: int, clock: BatchClock | None = None):
         self.lr, self.decay, self.noise_std, self.samples = lr, decay, noise_std, samples

@@ -2,7 +2,7 @@
 
 * ``feedback_angles``: angle between each feedback matrix B and the forward W it stands in for (B is stored with
   W's shape, so this is the angle between B and Wᵀ of the papers). Feedback alignment works when it is < 90°. The
-  probes leave out the layers fed by the data (``layers_fed_by_data``), whose B carries no error.
+  probes leave out a fixed B (FA's) in a layer fed by the data (``layers_fed_by_data``): it carries no error.
 * ``gradient_angles``: angle between the rule's weight gradient and the true backprop gradient on the same batch.
 * ``gradient_norms``: per-layer norm of the learning signal; a norm that fades with depth is a vanishing signal.
 """
@@ -59,8 +59,9 @@ def feedback_angles(model: nn.Module) -> dict[str, float]:
 def layers_fed_by_data(model: nn.Module):
     """Yields a set that, on exit, holds the feedback layers whose input never required grad in the block (the
     layers reading the data, such as the first layer or a ResNet's stem): their B would carry the error to the
-    input, which nothing uses, so it never meets the error it would align with and its angle to W says nothing of
-    the rule (FA's stays near 90° for that reason alone)."""
+    input, which nothing uses, so W never aligns with a fixed B there and their angle says nothing of the rule (FA's
+    stays near 90° for that reason alone). A B that follows W (sign symmetry) or learns it (KP, weight mirrors)
+    still shows whether the rule does that, so only fixed ones are left out."""
     seen, carried, fed = set(), set(), set()
 
     def watch(name):
@@ -143,7 +144,8 @@ def alignment_probes(model: nn.Module, rule, x: torch.Tensor, y: torch.Tensor) -
             rule.step(model, x, y)
         rule_grads = weight_grads(model)
         angles = feedback_angles(model)  # B as the step used it (after brsf's redraw, wm's mirror step)
-        angles = {name: a for name, a in angles.items() if name not in fed_by_data}
+        layers = feedback_layers(model)  # a fixed B fed by the data neither carries an error nor changes
+        angles = {n: a for n, a in angles.items() if not (n in fed_by_data and layers[n].feedback_mode.fixed)}
         bp_grads = backprop_grads(model, rule.loss_fn, x, y)
     metrics = {}
     for kind, values in (

@@ -31,11 +31,8 @@ from ..layers.swap import Trace, kept_label
 from ..registry import RULES
 from .base import OUTPUT_NOT_A_TENSOR, ProbeSpec, Rule
 
-FEEDBACK_ANGLE = ProbeSpec(  # the layers fed by the data are left out: their B carries no error
-    "feedback_angle",
-    "angle between B and Wᵀ",
-    "°",
-    title="Feedback alignment: angle between B and Wᵀ per layer (those whose B carries an error)",
+FEEDBACK_ANGLE = ProbeSpec(  # a fixed B in a layer fed by the data is left out: it carries no error
+    "feedback_angle", "angle between B and Wᵀ", "°", title="Feedback alignment: angle between B and Wᵀ per layer"
 )
 
 
