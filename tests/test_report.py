@@ -357,6 +357,27 @@ def test_a_run_folder_without_a_summary_is_named_not_dropped(tiny_config, tmp_pa
     assert any(p.startswith(f"{broken / 'metrics.jsonl'}: unreadable") for p in loaded.problems), loaded.problems
 
 
+def test_valid_json_of_the_wrong_shape_is_a_named_unreadable_run_not_a_traceback(tiny_config, tmp_path):
+    """A metrics line that is a number, probes.json as an object, options as a list, an accuracy as text: each
+    ended the report in an AttributeError or TypeError."""
+    good = fit(tiny_config(epochs=1, out=str(tmp_path / "runs" / "good")))
+    damage = {
+        "metrics": lambda p: (p / "metrics.jsonl").write_text((p / "metrics.jsonl").read_text() + "3\n"),
+        "probes": lambda p: (p / "probes.json").write_text('{"a": 1}'),
+        "options": lambda p: (p / "config.json").write_text(
+            json.dumps({**json.loads((p / "config.json").read_text()), "rule_options": [1]})),
+        "accuracy": lambda p: (p / "summary.json").write_text(
+            json.dumps({**json.loads((p / "summary.json").read_text()), "test_accuracy": "high"})),
+    }  # fmt: skip
+    for name, spoil in damage.items():
+        shutil.copytree(good, tmp_path / "runs" / name)
+        spoil(tmp_path / "runs" / name)
+    loaded = load_runs(tmp_path / "runs")
+    assert [r.path.name for r in loaded.runs] == ["good"]
+    assert len(loaded.problems) == 4 and all("unreadable" in p for p in loaded.problems), loaded.problems
+    write_report(tmp_path / "runs")
+
+
 def test_an_epoch_axis_has_whole_number_ticks_even_for_a_one_epoch_run(tmp_path):
     from bioplausible.analysis.figures import plt, save_figure
 

@@ -104,16 +104,26 @@ def load(path: str | Path) -> Run:
     reading = folder.summary  # the file being read, named in the error
     try:
         summary = _mapping(read_json(reading), reading)
+        for key in ("test_accuracy", "best_test_accuracy", "train_accuracy"):  # compared and averaged later
+            if not isinstance(summary.get(key, 0.0), (int, float, type(None))):
+                raise ValueError(f"{key} is {summary[key]!r}, not a number")
         reading = folder.config
         config = _mapping(read_json(reading), reading) if reading.exists() else {}
         reading = folder.metrics
         records = folder.read_metrics()
+        if not all(isinstance(r, dict) for r in records):
+            raise ValueError("a line that is not a JSON object")
         reading = folder.probes
         declared = read_json(reading) if reading.exists() else None
         specs = None if declared is None else tuple(ProbeSpec.from_dict(d) for d in declared)
-    except (OSError, ValueError, TypeError, KeyError) as err:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise UnreadableRun(f"{reading}: unreadable ({err}); written by {_writer(folder)}") from None
-    return make_run(folder.path, config, summary, records, specs)
+    try:  # valid JSON of the wrong shape (options as a list, an accuracy as text)
+        return make_run(folder.path, config, summary, records, specs)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise UnreadableRun(
+            f"{folder.path}: unreadable ({type(err).__name__}: {err}); written by {_writer(folder)}"
+        ) from None
 
 
 def make_run(
