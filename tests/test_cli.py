@@ -326,6 +326,10 @@ def test_a_step_milestone_the_run_never_reaches_is_said(run_cli):
     ("--rounds", "0", "must be at least 1, got 0"),
     ("--batch-size", "0", "must be at least 1, got 0"),
     ("--classes", "1", "must be at least 2, got 1"),
+    ("--precision", "", "expected a comma-separated list"),
+    ("--precision", "fp32,fp32", "fp32 given twice"),
+    ("--precision", "fp8", "fp8: choose from fp32, bf16, fp16"),
+    ("--rules", ",", "expected a comma-separated list"),
 ])  # fmt: skip
 def test_bench_refuses_a_bad_flag_in_one_line(capsys, flag, value, said):
     """Each of these ended in a traceback (a division by zero, a JSON error, an empty median) or, for a batch of 0,

@@ -43,8 +43,28 @@ def json_object(text: str) -> str:
     return text
 
 
+def names(choices: tuple[str, ...] = ()):
+    """An argparse type: a comma-separated list, not empty, without repeats (and within ``choices`` if given)."""
+
+    def parse(text: str) -> str:
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+        repeated = sorted({t for t in items if items.count(t) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given twice")
+        unknown = [t for t in items if choices and t not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{', '.join(unknown)}: choose from {', '.join(choices)}")
+        return ",".join(items)
+
+    return parse
+
+
 def add_bench_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rules", default="bp,fa,usf,frsf,brsf,dfa", help="comma-separated rules (bp is the reference)")
+    p.add_argument(
+        "--rules", type=names(), default="bp,fa,usf,frsf,brsf,dfa", help="comma-separated rules (bp is the reference)"
+    )
     p.add_argument("--arch", default="mlp")
     p.add_argument("--input-shape", type=input_shape, default="784", help="one sample's shape, e.g. 784 or 3,32,32")
     p.add_argument("--classes", type=at_least(2), default=10)
@@ -56,7 +76,10 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=at_least(1), default=128)
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
     p.add_argument(
-        "--precision", default="fp32", help="fp32, bf16 or fp16; several (fp32,bf16) compare them, each rule at each"
+        "--precision",
+        type=names(("fp32", "bf16", "fp16")),
+        default="fp32",
+        help="fp32, bf16 or fp16; several (fp32,bf16) compare them, each rule at each",
     )
     p.add_argument("--channels-last", action="store_true", help="channels-last images and conv weights")
     p.add_argument(
