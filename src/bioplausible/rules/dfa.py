@@ -16,6 +16,11 @@ sum of their projections: still one fixed random projection of e. No layer backp
 B is drawn once, at ``prepare``, in the order the layers run on the example input (a seed fixes it); an input of
 another size later is an error, never a silent redraw. e is taken from the model's own backward (a hook on its
 output), so a plain ``loss.backward()`` loop trains DFA as ``rule.step`` does.
+
+``bp_layers=("last",)`` (Xiao et al.'s switch) keeps the output layer as a plain layer: its weight gradient is the
+true one either way, but its input h_{L−1} then receives the true gradient eW_L instead of B_L e, so the layer below
+the output trains exactly as under backprop. Under FA the switch changes the same thing (W_L instead of B_L carries
+the error down), so the two rules' switched curves compare alike.
 """
 
 from __future__ import annotations
