@@ -792,9 +792,10 @@ class _BlockPlan:
 
     Each buffer (state, drive, g) is one flat tensor of N·H numbers. Without sparse links it is laid out layer by
     layer: each layer's (N, n_l) block is contiguous, and so is each class and the whole state, so a class is
-    relaxed, and max |Δs| measured, by operations on contiguous memory (at batch 20 the strided column blocks of an
-    (N, H) state cost some 30 % more per elementwise call and an ``addmm`` into them some 10 %). The sparse links
-    gather and scatter state columns, so with them the buffer is an (N, H) matrix, each class a block of columns."""
+    relaxed, and max |Δs| measured, by operations on contiguous memory (at batch 20 an elementwise call or an
+    ``addmm`` into a strided column block of an (N, H) state costs more: ``benchmarks/ep_settling.py --parts b``).
+    The sparse links gather and scatter state columns, so with them the buffer is an (N, H) matrix, each class a
+    block of columns."""
 
     def __init__(self, net: EnergyNet, drive: list[torch.Tensor], neighbours, links, s: torch.Tensor):
         self.classes, self.neighbours, self.output = net.colour_classes(), neighbours, net.num_layers
