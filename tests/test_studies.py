@@ -560,6 +560,10 @@ def test_cli_sweep_and_report(tmp_path, capsys):
     assert "data:image/png;base64," in (tmp_path / "s" / "report.html").read_text()
     assert main(["sweep", "no-such-preset", "--out", str(tmp_path / "x")]) == 2
     assert "neither a YAML file nor a preset" in capsys.readouterr().err
+    switched = {**SPEC, "base": {**BASE, "rule_options": {"bp_layers": ["last"]}}, "grid": {"rule": ["fa"]}}
+    (tmp_path / "switched.yaml").write_text(yaml.safe_dump(switched))  # the switch in the base names the method too
+    assert main(["sweep", str(tmp_path / "switched.yaml"), "--out", str(tmp_path / "w")]) == 0
+    assert "| fa (last layer bp) |" in capsys.readouterr().out
 
 
 # ----------------------------------------------------------------------------------- shared PostgreSQL study

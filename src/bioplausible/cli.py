@@ -391,8 +391,9 @@ def _run_study(spec: dict[str, Any], args) -> int:
     from .report import write_report
     from .studies import run_sweep, sensitivity_table, trial_results
 
-    study = run_sweep(_apply_overrides(spec, args), args.out, storage=args.storage, n_trials=args.n_trials, quiet=True)
-    results = trial_results(study)
+    spec = _apply_overrides(spec, args)
+    study = run_sweep(spec, args.out, storage=args.storage, n_trials=args.n_trials, quiet=True)
+    results = trial_results(study, base=spec.get("base", {}))
     retried = {n for t in study.trials for n in t.system_attrs.get("retry_history", [])}
     states: dict[str, int] = {}
     for trial in study.trials:

@@ -734,11 +734,12 @@ def more_to_start(study: optuna.Study, spec: dict[str, Any], n_points: int) -> b
 # ----------------------------------------------------------------------------------------------- results
 
 
-def trial_results(study: optuna.Study) -> list[dict[str, Any]]:
-    """One dict per COMPLETE trial: number, arch, rule, accuracy, status, params (for the sensitivity analysis)."""
+def trial_results(study: optuna.Study, base: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One dict per COMPLETE trial: number, arch, rule, accuracy, status, params (for the sensitivity analysis);
+    ``base``: the spec's base settings, under the trial's own (a base ``bp_layers`` names the method too)."""
     results = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        params = t.user_attrs.get("params", {})
+        params = {**(base or {}), **t.user_attrs.get("params", {})}
         results.append(
             {
                 "number": t.number,
