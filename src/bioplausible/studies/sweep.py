@@ -651,9 +651,9 @@ def check_owned(base: dict[str, Any], points: list[dict[str, Any]], keys: list[s
         for key in keys:
             prefix, _, option = key.partition(".")
             if prefix == group and option not in known:
+                theirs = f"theirs: {', '.join(sorted(known))}" if known else "they have no options"
                 raise ConfigError(
-                    f"{key}: no {field} of the study ({', '.join(sorted(names))}) has an option {option!r}; "
-                    f"theirs: {', '.join(sorted(known))}"
+                    f"{key}: no {field} of the study ({', '.join(sorted(names))}) has an option {option!r}; {theirs}"
                 )
 
 
