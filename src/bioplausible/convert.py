@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
+from .layers.swap import run_once
 from .rules import Rule, create_rule
 
 
@@ -84,20 +85,14 @@ def _refuse_unbatched_convolutions(model: nn.Module, example_input: torch.Tensor
         return check
 
     handles = [m.register_forward_pre_hook(watch(n)) for n, m in convolutions]
-    modes = {m: m.training for m in model.modules()}
-    devices = [example_input.device] if example_input.device.type == "cuda" else []
     try:
-        with torch.random.fork_rng(devices=devices):
-            model.eval()
-            model(example_input)
+        run_once(model, example_input)
     except Exception:  # an unbatched input often fails further on; else the rule's own pass reports the error
         if not unbatched:
             return
     finally:
         for handle in handles:
             handle.remove()
-        for module, mode in modes.items():
-            module.training = mode
     if unbatched:
         name, shape = unbatched[0]
         raise ConfigError(

@@ -80,6 +80,21 @@ def swappable_layers(model: nn.Module) -> list[str]:
 
 
 @torch.no_grad()
+def run_once(model: nn.Module, example_input: torch.Tensor):
+    """``model(example_input)`` in eval mode on forked random streams, every module's mode restored after: a look
+    at the model that changes nothing (no batch-norm statistics moved, no random number drawn)."""
+    devices = [example_input.device] if example_input.device.type == "cuda" else []
+    was_training = {m: m.training for m in model.modules()}
+    try:
+        with torch.random.fork_rng(devices=devices):
+            model.eval()
+            return model(example_input)
+    finally:
+        for module, mode in was_training.items():
+            module.training = mode
+
+
+@torch.no_grad()
 def trace(model: nn.Module, example_input: torch.Tensor, names: Iterable[str]) -> Trace:
     """Run ``model`` once on ``example_input`` and record :class:`Trace` for the layers ``names``."""
     result = Trace()
@@ -96,17 +111,11 @@ def trace(model: nn.Module, example_input: torch.Tensor, names: Iterable[str]) -
 
     modules = dict(model.named_modules())
     handles = [modules[name].register_forward_hook(hook(name)) for name in names]
-    devices = [example_input.device] if example_input.device.type == "cuda" else []
-    was_training = {m: m.training for m in model.modules()}
     try:
-        with torch.random.fork_rng(devices=devices):
-            model.eval()
-            out = model(example_input)
+        out = run_once(model, example_input)
     finally:
         for handle in handles:
             handle.remove()
-        for module, mode in was_training.items():
-            module.training = mode
     if isinstance(out, torch.Tensor):
         result.output_shape = tuple(out.shape[1:])
         result.output_layer = next((n for n, o in outputs.items() if o is out), None)
